@@ -1,0 +1,61 @@
+"""``inhabit export``: write exactly what would be sent for a shot, without a server.
+
+One ``frame_NNNNN.npz`` per frame (the FRAME_INPUTS arrays), ``reference.npz``
+(the SUBMIT buffers) and ``job.json`` (the SUBMIT header plus the scene frame
+numbers) -- for debugging, bug reports and datasets.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+
+def add_parser(subparsers):
+    from blender_addon.core.cli_args import add_shot_arguments
+    p = subparsers.add_parser("export", help="write a shot's per-frame conditioning (.npz) and job header (JSON)",
+                              description=__doc__)
+    add_shot_arguments(p)
+    return p
+
+
+def run(args) -> int:
+    from blender_addon.core import protocol
+    from blender_addon.core.cli_args import open_blend, settings_from_args
+    from blender_addon.core.settings import SetupError, validate_shot
+    try:
+        scene = open_blend(args.blend, args.scene)
+        settings = settings_from_args(args, scene)
+        validate_shot(settings)
+        from blender_addon.scene.export import ShotExporter, load_reference
+        reference, reference_kp = load_reference(settings)
+        import numpy as np
+        os.makedirs(settings.output_dir, exist_ok=True)
+        exporter = ShotExporter(scene, settings)
+    except SetupError as exc:
+        print(f"inhabit export: {exc.message}", file=sys.stderr)
+        return 2
+    params = dict(settings.params)
+    params.setdefault("seed", settings.seed)
+    spec = exporter.job_spec(params, name=settings.name or scene.name)
+    header = spec.to_header()
+    header["scene_frames"] = [settings.frame_start, settings.frame_end]
+    header["keypoint_names"] = list(protocol.KEYPOINT_NAMES)
+    header["blend"] = os.path.abspath(args.blend)
+    refs = {protocol.REFERENCE: reference}
+    if reference_kp is not None:
+        refs[protocol.REFERENCE_KEYPOINTS] = reference_kp
+    np.savez(os.path.join(settings.output_dir, "reference.npz"), **refs)
+    t0 = time.monotonic()
+    with exporter:
+        for i in range(settings.frame_count):
+            arrays = exporter.export_frame(i)
+            np.savez(os.path.join(settings.output_dir, f"frame_{i:05d}.npz"), **arrays)
+            print(f"inhabit export: frame {i + 1}/{settings.frame_count} "
+                  f"(scene frame {exporter.scene_frame(i)})", file=sys.stderr)
+    with open(os.path.join(settings.output_dir, "job.json"), "w") as fh:
+        json.dump(header, fh, indent=2)
+    print(f"inhabit export: {settings.frame_count} frames in {time.monotonic() - t0:.1f}s -> {settings.output_dir}",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,72 @@
+"""Every Blender 4.2-4.5 vs 5.0 API difference the add-on meets, in one place.
+
+The passes deliberately avoid the compositor and the File Output node (their
+APIs changed most in 5.0: ``scene.compositing_node_group`` instead of
+``scene.node_tree``, no Composite node, ``file_output_items``): each render is
+saved with ``Image.save_render`` under an image format set here, which works
+the same from 4.2 to 5.0 once ``media_type`` (5.0 only) is handled.
+"""
+from __future__ import annotations
+
+import bpy
+
+VERSION = bpy.app.version
+IS_5 = VERSION >= (5, 0, 0)
+
+
+def eevee_engine_id() -> str:
+    return "BLENDER_EEVEE" if IS_5 else "BLENDER_EEVEE_NEXT"
+
+
+def set_image_format(settings, kind: str) -> None:
+    """Point ImageFormatSettings at 'exr' (uncompressed float multilayer) or 'png' (8-bit RGB).
+
+    5.0 split the format into ``media_type`` + ``file_format``; the media type
+    must be set first or the file format enum refuses the value.
+    """
+    if kind == "exr":
+        if hasattr(settings, "media_type"):
+            settings.media_type = "MULTI_LAYER_IMAGE"
+        settings.file_format = "OPEN_EXR_MULTILAYER"
+        settings.color_depth = "32"
+        settings.exr_codec = "NONE"  # core.exr reads uncompressed files only
+    elif kind == "png":
+        if hasattr(settings, "media_type"):
+            settings.media_type = "IMAGE"
+        settings.file_format = "PNG"
+        settings.color_mode = "RGB"
+        settings.color_depth = "8"
+    else:
+        raise ValueError(kind)
+
+
+IMAGE_FORMAT_FIELDS = ("media_type", "file_format", "color_mode", "color_depth", "exr_codec", "compression")
+
+
+def image_format_state(settings) -> dict:
+    return {k: getattr(settings, k) for k in IMAGE_FORMAT_FIELDS if hasattr(settings, k)}
+
+
+def restore_image_format(settings, state: dict) -> None:
+    for k in IMAGE_FORMAT_FIELDS:  # media_type first, as above
+        if k in state:
+            try:
+                setattr(settings, k, state[k])
+            except (TypeError, AttributeError, ValueError):
+                pass
+
+
+def strips(sequence_editor):
+    """Top-level strips: ``strips`` in 5.0, ``sequences`` before."""
+    return sequence_editor.strips if hasattr(sequence_editor, "strips") else sequence_editor.sequences
+
+
+def strips_all(sequence_editor):
+    return sequence_editor.strips_all if hasattr(sequence_editor, "strips_all") else sequence_editor.sequences_all
+
+
+def sequencer_scene(context):
+    """The scene the sequencer shows: 5.0 may show another than context.scene."""
+    ws = getattr(context, "workspace", None)
+    scene = getattr(ws, "sequencer_scene", None) if ws is not None else None
+    return scene or context.scene

@@ -1,0 +1,1 @@
+"""bpy layer: scene passes, keypoints, proxy body, per-frame export."""

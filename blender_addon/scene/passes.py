@@ -1,0 +1,207 @@
+"""Render the per-frame passes headless and read them into numpy.
+
+Two Cycles renders per frame, each saved with ``Image.save_render`` (which
+works in background mode, unlike the Viewer node):
+
+1. environment: the scene with the character's body hidden -> PNG (with the
+   user's view transform, as the user would see it) + uncompressed multilayer
+   EXR for Depth and Object Index (labels of tagged objects);
+2. character: only the body objects visible, 1 sample, tiny pixel filter ->
+   EXR Depth; the full, unoccluded silhouette is ``depth < NO_SURFACE_DEPTH``.
+   Occlusion is then a depth test on the server, never baked in here.
+
+Every scene setting touched is recorded and restored by ``PassRenderer.close``.
+"""
+from __future__ import annotations
+
+import os
+
+import bpy
+import numpy as np
+
+from .. import compat
+from ..core import exr, protocol
+
+_NO_SURFACE_THRESHOLD = protocol.NO_SURFACE_DEPTH * 0.5
+
+
+def read_png_rgb(path: str) -> np.ndarray:
+    """uint8 [H, W, 3], top row first, via Blender's own image loader."""
+    img = bpy.data.images.load(path, check_existing=False)
+    try:
+        w, h = img.size
+        if w == 0 or h == 0:
+            raise ValueError(f"image {path!r} could not be decoded")
+        buf = np.empty(w * h * img.channels, np.float32)
+        img.pixels.foreach_get(buf)
+        px = buf.reshape(h, w, img.channels)[::-1]
+        if img.channels == 1:
+            px = np.repeat(px, 3, axis=2)
+        # 8-bit images come back as byte/255, so rounding recovers them exactly.
+        return np.ascontiguousarray(np.clip(np.rint(px[..., :3] * 255.0), 0, 255).astype(np.uint8))
+    finally:
+        bpy.data.images.remove(img)
+
+
+def read_image_rgba(path: str) -> np.ndarray:
+    """Any image Blender can read -> uint8 [H, W, 4] (for the reference image).
+
+    Colour-managed float images are not converted: the reference is expected
+    to be an 8-bit sRGB picture of the character.
+    """
+    img = bpy.data.images.load(path, check_existing=False)
+    try:
+        w, h = img.size
+        if w == 0 or h == 0:
+            raise ValueError(f"{path!r} could not be decoded")
+        buf = np.empty(w * h * img.channels, np.float32)
+        img.pixels.foreach_get(buf)
+        px = buf.reshape(h, w, img.channels)[::-1]
+        if img.channels == 3:
+            px = np.concatenate([px, np.ones_like(px[..., :1])], axis=2)
+        elif img.channels == 1:
+            px = np.concatenate([np.repeat(px, 3, axis=2), np.ones_like(px)], axis=2)
+        return np.ascontiguousarray(np.clip(np.rint(px * 255.0), 0, 255).astype(np.uint8))
+    finally:
+        bpy.data.images.remove(img)
+
+
+class PassRenderer:
+    """Owns the temporary scene state of one shot's pass renders."""
+
+    def __init__(self, scene, *, body_objects, labelled_objects, width, height, samples, workdir):
+        self.scene = scene
+        self.body = list(body_objects)
+        self.labelled = list(labelled_objects)
+        self.width, self.height = width, height
+        self.samples = samples
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self._saved: list = []  # (setter, value) to replay in reverse
+        self._open()
+
+    # -- settings, with undo ------------------------------------------------------
+    def _set(self, owner, attr, value):
+        old = getattr(owner, attr)
+        if old != value:
+            self._saved.append((owner, attr, old))
+            setattr(owner, attr, value)
+
+    def _open(self):
+        sc, r = self.scene, self.scene.render
+        self._set(r, "engine", "CYCLES")
+        self._set(r, "resolution_x", self.width)
+        self._set(r, "resolution_y", self.height)
+        self._set(r, "resolution_percentage", 100)
+        self._set(r, "pixel_aspect_x", 1.0)
+        self._set(r, "pixel_aspect_y", 1.0)
+        self._set(r, "use_border", False)
+        self._set(r, "film_transparent", False)
+        # With strips on the sequencer (earlier takes!) a render would return the
+        # sequencer's picture, and a user compositor would alter the passes.
+        self._set(r, "use_sequencer", False)
+        self._set(r, "use_compositing", False)
+        self._image_format = compat.image_format_state(r.image_settings)
+        self._user_samples = sc.cycles.samples
+        self._user_filter = sc.cycles.filter_width
+        self._user_denoise = sc.cycles.use_denoising
+        self._view_layer_flags = [(vl, vl.use_pass_z, vl.use_pass_object_index, vl.use) for vl in sc.view_layers]
+        # Only one view layer renders (several would multiply the cost): the
+        # active one when it belongs to this scene.
+        ctx_layer = getattr(bpy.context, "view_layer", None)
+        active = ctx_layer if ctx_layer is not None and ctx_layer.name in sc.view_layers \
+            and bpy.context.scene == sc else sc.view_layers[0]
+        for vl in sc.view_layers:
+            vl.use = vl == active
+        self.view_layer = active
+        self.view_layer.use_pass_z = True
+        self.view_layer.use_pass_object_index = True
+        # Object Index carries the tagged-object labels; everything else 0.
+        labels = {o.name: i + 1 for i, o in enumerate(self.labelled)}
+        self._pass_index = [(o, o.pass_index) for o in sc.objects]
+        for o in sc.objects:
+            o.pass_index = labels.get(o.name, 0)
+        self._hide = [(o, o.hide_render) for o in sc.objects]
+        self._frame = sc.frame_current
+
+    def close(self):
+        sc = self.scene
+        for o, v in self._hide:
+            o.hide_render = v
+        for o, v in self._pass_index:
+            o.pass_index = v
+        for vl, z, idx, use in self._view_layer_flags:
+            vl.use_pass_z, vl.use_pass_object_index, vl.use = z, idx, use
+        sc.cycles.samples = self._user_samples
+        sc.cycles.filter_width = self._user_filter
+        sc.cycles.use_denoising = self._user_denoise
+        compat.restore_image_format(sc.render.image_settings, self._image_format)
+        for owner, attr, old in reversed(self._saved):
+            setattr(owner, attr, old)
+        sc.frame_set(self._frame)
+
+    # -- rendering -------------------------------------------------------------------
+    def _render(self, outputs: dict) -> None:
+        wm = bpy.context.window_manager
+        if bpy.context.window is None and wm is not None and wm.windows:
+            # GUI timer callbacks run without a window in the context; give the operator one.
+            with bpy.context.temp_override(window=wm.windows[0], scene=self.scene):
+                bpy.ops.render.render(write_still=False, scene=self.scene.name)
+        else:
+            bpy.ops.render.render(write_still=False, scene=self.scene.name)
+        result = bpy.data.images["Render Result"]
+        settings = self.scene.render.image_settings
+        for kind, path in outputs.items():
+            compat.set_image_format(settings, kind)
+            result.save_render(filepath=path, scene=self.scene)
+
+    def render_frame(self, frame: int) -> dict:
+        """Render both passes for ``frame``; return the FRAME_INPUTS image arrays."""
+        sc = self.scene
+        sc.frame_set(frame)
+        body_names = {o.name for o in self.body}
+        layer = self.view_layer.name
+
+        # 1) environment: the user's look, the character hidden.
+        for o, hidden in self._hide:
+            o.hide_render = hidden or o.name in body_names or bool(o.get("inhabit_proxy"))
+        sc.cycles.samples = self.samples
+        sc.cycles.filter_width = self._user_filter
+        env_png = os.path.join(self.workdir, "environment.png")
+        env_exr = os.path.join(self.workdir, "environment.exr")
+        self._render({"png": env_png, "exr": env_exr})
+        environment = read_png_rgb(env_png)
+        ch = exr.read_exr(env_exr)
+        scene_depth = exr.find_channel(ch, layer, "Depth", "Z")
+        index = exr.find_channel(ch, layer, "Object Index", "X")
+
+        # 2) character: only the body, one sample at the pixel centre, so the
+        #    mask is the geometric silhouette and depth is exact.
+        for o, hidden in self._hide:
+            o.hide_render = o.name not in body_names
+        sc.cycles.samples = 1
+        sc.cycles.filter_width = 0.01
+        sc.cycles.use_denoising = False
+        char_exr = os.path.join(self.workdir, "character.exr")
+        self._render({"exr": char_exr})
+        sc.cycles.use_denoising = self._user_denoise
+        char_depth = exr.find_channel(exr.read_exr(char_exr), layer, "Depth", "Z")
+
+        return finish_arrays(environment, scene_depth, char_depth, index, len(self.labelled))
+
+
+def finish_arrays(environment, scene_depth, char_depth, index, n_labels) -> dict:
+    """Raw pass planes -> protocol arrays (dtype, range and 'no surface' fixed)."""
+    def clean_depth(d):
+        d = np.where(np.isfinite(d) & (d > 0) & (d < _NO_SURFACE_THRESHOLD), d, protocol.NO_SURFACE_DEPTH)
+        return np.ascontiguousarray(d, dtype=np.float32)
+    char_depth = clean_depth(char_depth)
+    labels = np.rint(index).astype(np.int64)
+    labels[(labels < 0) | (labels > n_labels)] = 0
+    return {
+        "environment": environment,
+        "character_mask": np.where(char_depth < _NO_SURFACE_THRESHOLD, 255, 0).astype(np.uint8),
+        "character_depth": char_depth,
+        "scene_depth": clean_depth(scene_depth),
+        "object_labels": labels.astype(np.uint8),
+    }

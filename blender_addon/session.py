@@ -1,0 +1,86 @@
+"""Set a shot up for the job machine: checks, exporter, result sink, job.
+
+Both drivers use this: the GUI's timer (ui/runner.py) and the blocking loop
+of ``headless.run_shot``. Everything that can be checked before long work is
+checked here, in order, each failure a SetupError with one sentence.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from .core import jobs, takes
+from .core.settings import SetupError, ShotSettings, validate_against_server, validate_shot
+from .results import ResultSink
+from .scene.export import ShotExporter, check_scene, load_reference
+
+
+def fetch_server_info(address: str, timeout: float = 3.0) -> dict:
+    """INFO from the server, or a SetupError saying how to reach it."""
+    from .core import client as client_mod
+    try:
+        cl = client_mod.Client(address, timeout=timeout)
+    except Exception as exc:
+        raise SetupError("server", jobs.describe_error(exc, address)) from None
+    try:
+        info = cl.info()
+    except Exception as exc:
+        raise SetupError("server", jobs.describe_error(exc, address)) from None
+    finally:
+        try:
+            cl.close()
+        except Exception:
+            pass
+    return info
+
+
+@dataclass
+class Session:
+    """Everything one running shot owns; ``close()`` releases it all."""
+    scene: object
+    settings: ShotSettings
+    exporter: ShotExporter
+    sink: ResultSink
+    job: jobs.ShotJob
+    started: float = field(default_factory=time.monotonic)
+
+    def close(self) -> None:
+        self.exporter.close()
+        self.job.join()
+        self.sink.discard_if_empty()
+
+
+def open_session(scene, settings: ShotSettings, *, info: dict | None = None,
+                 client_options: dict | None = None) -> Session:
+    """Validate everything up front, then build (but do not start) the job."""
+    validate_shot(settings)
+    check_scene(scene, settings)
+    reference, reference_kp = load_reference(settings)
+    if info is None:
+        info = fetch_server_info(settings.server, **({"timeout": client_options["timeout"]}
+                                                      if client_options and "timeout" in client_options else {}))
+    params = validate_against_server(settings, info)
+    shot_name = settings.name or scene.name
+    exporter = ShotExporter(scene, settings)
+    try:
+        exporter.__enter__()
+        take_dir = takes.next_take_dir(settings.output_dir, shot_name)
+        sink = ResultSink(scene, take_dir=take_dir, shot_name=shot_name, frame_start=settings.frame_start,
+                          channel=settings.channel)
+        spec = exporter.job_spec(params, name=shot_name, request=os.path.basename(take_dir))
+        job = jobs.ShotJob(spec=spec, address=settings.server, reference=reference,
+                           reference_keypoints=reference_kp, export_frame=exporter.export_frame, on_result=sink,
+                           client_options=client_options)
+    except BaseException:
+        exporter.close()
+        raise
+    return Session(scene=scene, settings=settings, exporter=exporter, sink=sink, job=job)
+
+
+def default_output_dir(blend_path: str) -> str:
+    """Next to the .blend ('//inhabit'), or the temp folder for unsaved files."""
+    if blend_path:
+        return os.path.join(os.path.dirname(blend_path), "inhabit")
+    import tempfile
+    return os.path.join(tempfile.gettempdir(), "inhabit")

@@ -1,0 +1,1 @@
+"""bpy layer of the GUI: preferences, properties, operators, panels, job runner."""

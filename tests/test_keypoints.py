@@ -1,0 +1,95 @@
+"""2D keypoints projected from a real armature, with depth-tested visibility."""
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
+
+from blender_addon.core import protocol  # noqa: E402
+from blender_addon.core.settings import SetupError, ShotSettings  # noqa: E402
+from blender_addon.scene import keypoints as kp_mod  # noqa: E402
+from blender_addon.scene.export import ShotExporter, check_scene  # noqa: E402
+from tests.blender_scene import build_scene  # noqa: E402
+
+SIZE = 64
+NAMES = protocol.KEYPOINT_NAMES
+BONE_OF = {"neck": "Neck", "right_shoulder": "RightArm", "right_elbow": "RightForeArm", "right_wrist": "RightHand",
+           "left_shoulder": "LeftArm", "left_elbow": "LeftForeArm", "left_wrist": "LeftHand",
+           "right_hip": "RightUpLeg", "right_knee": "RightLeg", "right_ankle": "RightFoot",
+           "left_hip": "LeftUpLeg", "left_knee": "LeftLeg", "left_ankle": "LeftFoot"}
+
+
+def _settings(**kw):
+    base = dict(armature="Rig", reference_path="", frame_start=1, frame_end=3, width=SIZE, height=SIZE,
+                output_dir="/tmp", samples=1)
+    base.update(kw)
+    return ShotSettings(**base)
+
+
+@pytest.fixture(scope="module")
+def exported():
+    scene = build_scene(size=SIZE, frames=3)
+    with ShotExporter(scene, _settings()) as ex:
+        frames = [ex.export_frame(i) for i in range(3)]
+    return scene, frames
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_keypoints_equal_world_to_camera_view(exported, index):
+    scene, frames = exported
+    scene.frame_set(1 + index)
+    arm = bpy.data.objects["Rig"]
+    kps = frames[index]["keypoints"]
+    for name, bone in BONE_OF.items():
+        c = world_to_camera_view(scene, scene.camera, arm.matrix_world @ arm.pose.bones["mixamorig:" + bone].head)
+        # world_to_camera_view uses the scene's aspect; resolution here is square like the job's.
+        x, y = c.x * SIZE, (1 - c.y) * SIZE
+        k = NAMES.index(name)
+        assert abs(kps[k, 0] - x) < 0.5 and abs(kps[k, 1] - y) < 0.5, name
+        assert abs(kps[k, 2] - c.z) < 1e-4
+
+
+def test_occluded_joints_are_flagged(exported):
+    _, frames = exported
+    for arrays in frames:
+        kps = arrays["keypoints"]
+        vis = dict(zip(NAMES, kps[:, 3]))
+        for name in ("right_knee", "left_knee", "right_ankle", "left_ankle"):  # behind the table
+            assert vis[name] == protocol.VIS_OCCLUDED, name
+        for name in ("neck", "right_shoulder", "left_shoulder", "nose", "left_eye"):
+            assert vis[name] == protocol.VIS_VISIBLE, name
+
+
+def test_face_points_are_derived_on_the_head(exported):
+    _, frames = exported
+    kps = dict(zip(NAMES, frames[0]["keypoints"]))
+    assert kps["nose"][1] < kps["neck"][1]                       # above the neck (image y grows down)
+    assert kps["left_eye"][0] > kps["right_eye"][0]             # character faces the camera
+    assert kps["nose"][2] < kps["neck"][2]                       # nose nearer the camera than the neck
+
+
+def test_offscreen_joints_are_absent():
+    scene = build_scene(size=SIZE, frames=1)
+    arm = bpy.data.objects["Rig"]
+    arm.animation_data_clear()
+    arm.location = (30, 0, 0)
+    scene.frame_set(1)
+    mapping = kp_mod.resolve_for(arm)
+    kps = kp_mod.project_keypoints(scene, scene.camera, arm, mapping, SIZE, SIZE, None)
+    assert (kps[:, 3] == protocol.VIS_ABSENT).all()
+
+
+def test_rigify_names_and_unmapped_rig():
+    scene = build_scene(size=SIZE, frames=1, prefix="")
+    arm = bpy.data.objects["Rig"]
+    rename = {"LeftArm": "DEF-upper_arm.L", "LeftForeArm": "DEF-forearm.L", "LeftHand": "DEF-hand.L",
+              "RightArm": "DEF-upper_arm.R", "Neck": "DEF-spine.004", "Head": "DEF-spine.006"}
+    for old, new in rename.items():
+        arm.data.bones[old].name = new
+    mapping = kp_mod.resolve_for(arm)
+    assert mapping["left_elbow"] == ("DEF-forearm.L", "head")
+    assert mapping["neck"] == ("DEF-spine.004", "head")
+    for b in arm.data.bones:
+        b.name = f"Bone{b.name[:3]}_{id(b) % 1000}"
+    with pytest.raises(SetupError, match="no bones Inhabit recognises"):
+        check_scene(scene, _settings())
