@@ -1,0 +1,6 @@
+"""Engines: the generators the server runs, behind one small interface."""
+from .base import Engine, EngineInputError, JobCancelled, JobContext, JobData
+from .registry import EngineNotFound, get, load_spec, names, register
+
+__all__ = ["Engine", "EngineInputError", "JobCancelled", "JobContext", "JobData",
+           "EngineNotFound", "get", "load_spec", "names", "register"]

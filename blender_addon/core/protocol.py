@@ -385,11 +385,20 @@ def _decode_buffers(hdr: dict, payload: Sequence, job: str | None) -> dict:
                                 f"{where}: {len(buf)} bytes sent, but {dtype_name}{shape} needs {expected}",
                                 field=where, job=job)
         arr = np.frombuffer(buf, dtype=dtype).reshape(shape) if expected else np.zeros(shape, dtype)
-        if dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        if dtype.kind == "f" and arr.size and not _all_finite(arr):
             raise ProtocolError(E_NOT_FINITE, f"{where} holds NaN or Inf; expected finite values",
                                 field=where, job=job)
         arrays[name] = arr
     return arrays
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """NaN/Inf check without a full-size temporary: any NaN or Inf makes the
+    sum non-finite; only then (or on overflow of huge finite values) look closer."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(arr.sum()):
+            return True
+    return bool(np.isfinite(arr).all())
 
 
 def check_frame_inputs(arrays: Mapping[str, np.ndarray], *, height: int, width: int,

@@ -1,0 +1,36 @@
+"""``inhabit info``: ask a running server for its INFO and print it as JSON."""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_parser(subparsers):
+    from blender_addon.core import protocol
+    p = subparsers.add_parser("info", help="print a running server's info as JSON", description=__doc__)
+    p.add_argument("--server", default=protocol.DEFAULT_ADDRESS, help="server address (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer (default %(default)s)")
+    p.add_argument("--curve-server-key", metavar="FILE", help="the server's public key file (CurveZMQ)")
+    p.add_argument("--curve-client-key", metavar="FILE", help="this client's secret key file (CurveZMQ)")
+    return p
+
+
+def run(args) -> int:
+    from blender_addon.core import client as client_mod
+    kw = {}
+    try:
+        if args.curve_server_key or args.curve_client_key:
+            import zmq.auth
+            kw["curve_server_public_key"] = zmq.auth.load_certificate(args.curve_server_key)[0]
+            kw["curve_client_keys"] = zmq.auth.load_certificate(args.curve_client_key)
+        cl = client_mod.Client(args.server, timeout=args.timeout, **kw)
+        try:
+            info = cl.info()
+        finally:
+            cl.close()
+    except (client_mod.ServerUnreachable, client_mod.ProtocolMismatch, client_mod.ServerTimeout, OSError,
+            ValueError) as exc:
+        print(f"inhabit info: {exc}".replace("\n", " "), file=sys.stderr)
+        return 1
+    print(json.dumps(info, indent=2, sort_keys=True))
+    return 0

@@ -1,0 +1,1 @@
+"""The Inhabit job server (``inhabit serve``): ROUTER socket, job queue, workers."""

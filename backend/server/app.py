@@ -1,0 +1,497 @@
+"""The server's main loop: one thread owns the ROUTER socket.
+
+Messages from clients are decoded and checked here; jobs run on worker
+threads, which send their messages (RESULT, PROGRESS, CREDIT, DONE, ...)
+through their own inproc PUSH sockets to a PULL socket this loop polls, so no
+zmq socket is ever shared between threads.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import secrets
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from backend.engines.base import EngineInputError, JobCancelled, JobData
+from blender_addon.core import protocol
+
+from . import log
+from .job import ServerJob, WorkerContext
+
+SERVER_VERSION = "0.1.0"
+OUTBOX = "inproc://inhabit-outbox"
+HEARTBEAT_CHECK_S = 0.25
+
+
+@dataclass
+class ServerConfig:
+    bind: str = protocol.DEFAULT_ADDRESS
+    device: str = "cpu"
+    weights: str | None = None
+    jobs: int = 1
+    eager_load: bool = False
+    limits: dict = field(default_factory=lambda: dict(protocol.DEFAULT_LIMITS))
+    max_queue: int = 64
+
+
+class EngineSlot:
+    """One engine class and its lazily created, lazily loaded instance."""
+
+    def __init__(self, cls, config: ServerConfig):
+        self.cls = cls
+        self.config = config
+        # Constructing is cheap by contract (heavy work lives in load()), so the
+        # instance exists from the start and can validate jobs before loading.
+        self.instance = cls(device=config.device, weights=config.weights)
+        self.loaded = False
+        self.lock = threading.Lock()
+
+    def get(self):
+        """Load on first use (worker thread); later calls reuse it."""
+        with self.lock:
+            if not self.loaded:
+                t0 = time.monotonic()
+                self.instance.load()
+                log.event("engine_loaded", engine=self.cls.name, seconds=round(time.monotonic() - t0, 2))
+                self.loaded = True
+            return self.instance
+
+
+class Server:
+    def __init__(self, engine_classes, config: ServerConfig, *, security=None):
+        self.config = config
+        self.limits = config.limits
+        self.engines = {cls.name: EngineSlot(cls, config) for cls in engine_classes}
+        self.ctx = zmq.Context.instance()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.linger = 500
+        # Hard cap per message part; the decode check below enforces the total
+        # with a proper ERROR reply.
+        self.router.setsockopt(zmq.MAXMSGSIZE, int(self.limits["max_message_bytes"]))
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.router.sndhwm = 1000
+        self.auth = security(self.ctx, self.router) if security else None
+        self.router.bind(config.bind)
+        self.address = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.outbox = self.ctx.socket(zmq.PULL)
+        self.outbox.bind(OUTBOX + f"-{id(self)}")
+        self.outbox_address = OUTBOX + f"-{id(self)}"
+        self.jobs: dict[str, ServerJob] = {}
+        self.by_client: dict[bytes, set[str]] = collections.defaultdict(set)
+        self.last_seen: dict[bytes, float] = {}
+        self.finished_ids: collections.OrderedDict = collections.OrderedDict()  # recent, for late cancels
+        self.run_queue: queue.Queue = queue.Queue()
+        self.queued: list[str] = []           # ids waiting for a worker, in order
+        self.queued_lock = threading.Lock()
+        self.running: set[str] = set()
+        self.stop = threading.Event()
+        self.workers: list[threading.Thread] = []
+
+    # -- life cycle ------------------------------------------------------------------
+    def serve_forever(self) -> int:
+        for n in range(max(1, self.config.jobs)):
+            t = threading.Thread(target=self._worker, name=f"inhabit-worker-{n}", daemon=True)
+            t.start()
+            self.workers.append(t)
+        if self.config.eager_load:
+            for slot in self.engines.values():
+                slot.get()
+        log.event("listening", address=self.address, engines=",".join(self.engines), device=self.config.device,
+                  jobs=self.config.jobs)
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.outbox, zmq.POLLIN)
+        next_hb = time.monotonic() + HEARTBEAT_CHECK_S
+        while not self.stop.is_set():
+            events = dict(poller.poll(100))
+            if self.outbox in events:
+                self._drain_outbox()
+            if self.router in events:
+                for _ in range(100):  # bounded so worker output is never starved
+                    try:
+                        frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._on_client_message(frames)
+            if time.monotonic() >= next_hb:
+                self._check_heartbeats()
+                next_hb = time.monotonic() + HEARTBEAT_CHECK_S
+        self._shutdown()
+        return 0
+
+    def request_stop(self, *_):
+        self.stop.set()
+
+    def install_signal_handlers(self):
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
+
+    def _shutdown(self):
+        open_jobs = list(self.jobs.values())
+        log.event("shutdown", open_jobs=len(open_jobs))
+        for job in open_jobs:
+            job.cancel("shutdown")
+            self._finish(job, protocol.error_header(protocol.E_SHUTDOWN, "the server is shutting down",
+                                                    job=job.id), outcome="cancelled", reason="shutdown")
+        for _ in self.workers:
+            self.run_queue.put(None)
+        deadline = time.monotonic() + 3.0
+        for t in self.workers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self.outbox.close(0)
+        self.router.close(500)
+        if self.auth:
+            self.auth.stop()
+
+    # -- sending ---------------------------------------------------------------------
+    def _send(self, identity: bytes, hdr: dict, arrays=None):
+        try:
+            self.router.send_multipart([identity, *protocol.encode(hdr, arrays)], copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            log.event("dropped_message", type=hdr.get("type"), reason="client not reading")
+
+    def _reply_error(self, identity: bytes, err: protocol.ProtocolError, **extra):
+        hdr = err.to_header()
+        hdr.update(extra)
+        self._send(identity, hdr)
+
+    def _drain_outbox(self):
+        while True:
+            try:
+                frames = self.outbox.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            # frames: [job id, type, header, buffers...] from a worker.
+            job_id = frames[0].bytes.decode()
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue  # finished or cancelled meanwhile: the client was already told
+            hdr_type = frames[1].bytes.decode()
+            if hdr_type in protocol.TERMINAL_TYPES:
+                outcome = {"done": "done", "cancelled": "cancelled", "error": "failed"}[hdr_type]
+                self.router.send_multipart([job.identity, *frames[2:]], copy=False)
+                self._finish(job, None, outcome=outcome)
+            else:
+                try:
+                    self.router.send_multipart([job.identity, *frames[2:]], copy=False, flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    log.event("dropped_message", job=job_id, type=hdr_type, reason="client not reading")
+
+    # -- incoming --------------------------------------------------------------------
+    def _on_client_message(self, frames):
+        identity = frames[0].bytes
+        body = frames[1:]
+        self.last_seen[identity] = time.monotonic()
+        try:
+            hdr, arrays = protocol.decode(body, max_bytes=self.limits["max_message_bytes"],
+                                          allowed_types=protocol.CLIENT_TYPES)
+        except protocol.ProtocolError as err:
+            self._fail_owned(identity, err)
+            return
+        try:
+            handler = {
+                protocol.HELLO: self._on_hello, protocol.PING: self._on_ping, protocol.SUBMIT: self._on_submit,
+                protocol.FRAME: self._on_frame, protocol.END_INPUT: self._on_end_input,
+                protocol.CANCEL: self._on_cancel,
+            }[hdr["type"]]
+            handler(identity, hdr, arrays)
+        except protocol.ProtocolError as err:
+            self._fail_owned(identity, err)
+        except Exception as exc:  # a server bug must not stop service for everyone
+            log.event("internal_error", error=repr(exc))
+            self._send(identity, protocol.error_header(protocol.E_BAD_HEADER, f"server could not handle message: {exc}",
+                                                       job=hdr.get("job") if isinstance(hdr.get("job"), str) else None))
+
+    def _fail_owned(self, identity: bytes, err: protocol.ProtocolError, **extra):
+        """Reply ERROR; an error about one of this client's own open jobs ends that job."""
+        job = self.jobs.get(err.job) if err.job else None
+        if job is not None and job.identity == identity:
+            job.cancel("failed")
+            self._finish(job, err.to_header() | extra, outcome="failed", reason=err.code)
+        else:
+            self._reply_error(identity, err, **extra)
+
+    def _on_hello(self, identity, hdr, arrays):
+        self._send(identity, protocol.header(protocol.INFO, **self.info()))
+
+    def _on_ping(self, identity, hdr, arrays):
+        self._send(identity, protocol.header(protocol.PONG, t=hdr.get("t")))
+
+    def info(self) -> dict:
+        with self.queued_lock:
+            queued = len(self.queued)
+        return {
+            "server_version": SERVER_VERSION,
+            "protocol_version": protocol.PROTOCOL_VERSION,
+            "engines": [slot.cls.describe() | {"loaded": slot.loaded} for slot in self.engines.values()],
+            "device": self.config.device,
+            "limits": dict(self.limits),
+            "concurrent_jobs": self.config.jobs,
+            "queue": {"running": len(self.running), "queued": queued, "open_jobs": len(self.jobs)},
+            "clients": len(self.by_client),
+            # Heavy ML is imported only when an engine loads; this shows whether it has been.
+            "torch_imported": "torch" in sys.modules,
+            "frames_held": sum(len(j.frames) for j in self.jobs.values()),
+            "bytes_held": sum(j.held_bytes() for j in self.jobs.values()),
+        }
+
+    def _on_submit(self, identity, hdr, arrays):
+        request = hdr.get("request") if isinstance(hdr.get("request"), str) else ""
+        try:
+            spec = protocol.JobSpec.from_header(hdr, self.limits)
+            slot = self.engines.get(spec.engine)
+            if slot is None:
+                raise protocol.ProtocolError(protocol.E_UNKNOWN_ENGINE,
+                                             f"unknown engine {spec.engine!r}; this server runs {sorted(self.engines)}",
+                                             field="submit.engine")
+            cls = slot.cls
+            params = protocol.validate_params((*protocol.COMMON_PARAMS, *cls.params), spec.params)
+            extra = sorted(set(arrays) - {protocol.REFERENCE, protocol.REFERENCE_KEYPOINTS})
+            if extra:
+                raise protocol.ProtocolError(protocol.E_BAD_BUFFERS, f"submit carries unknown buffer {extra[0]!r}; "
+                                             f"expected {protocol.REFERENCE!r} and optionally {protocol.REFERENCE_KEYPOINTS!r}",
+                                             field=f"buffers.{extra[0]}")
+            reference = arrays.get(protocol.REFERENCE)
+            if reference is not None:
+                protocol.check_reference(reference, max_pixels=self.limits["max_reference_pixels"])
+            elif cls.needs_reference:
+                raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs a reference image buffer "
+                                             f"named {protocol.REFERENCE!r}", field=f"submit.{protocol.REFERENCE}")
+            ref_kp = arrays.get(protocol.REFERENCE_KEYPOINTS)
+            if ref_kp is not None and (ref_kp.dtype != protocol.DTYPES["float32"]
+                                       or ref_kp.shape != (protocol.NUM_KEYPOINTS, 4)):
+                raise protocol.ProtocolError(protocol.E_BAD_SHAPE, f"submit.{protocol.REFERENCE_KEYPOINTS} must be float32 "
+                                             f"[{protocol.NUM_KEYPOINTS}, 4], got {ref_kp.dtype}{list(ref_kp.shape)}",
+                                             field=f"submit.{protocol.REFERENCE_KEYPOINTS}")
+            if len(self.jobs) >= self.config.max_queue:
+                raise protocol.ProtocolError(protocol.E_BUSY, f"the server holds {len(self.jobs)} jobs; try again later")
+            job_id = secrets.token_hex(8)
+            data = JobData(job_id=job_id, engine=cls.name, width=spec.width, height=spec.height, frames=spec.frames,
+                           params=params, objects=list(spec.objects),
+                           reference=None if reference is None else reference.copy(),
+                           reference_keypoints=None if ref_kp is None else ref_kp.copy(), name=spec.name)
+            try:
+                slot.instance.validate(data)
+            except EngineInputError as exc:
+                raise protocol.ProtocolError(protocol.E_BAD_PARAM, str(exc), field=exc.field) from None
+        except protocol.ProtocolError as err:
+            self._reply_error(identity, err, request=request)
+            log.event("rejected", request=request, code=err.code, field=err.field)
+            return
+        # Streaming engines keep a sliding window; the others need every frame before they start.
+        window = max(1, int(cls.input_window)) if cls.streaming else spec.frames
+        job = ServerJob(data, identity, cls, window)
+        self.jobs[job_id] = job
+        self.by_client[identity].add(job_id)
+        log.event("submitted", job=job_id, engine=cls.name, frames=spec.frames, size=f"{spec.width}x{spec.height}",
+                  name=spec.name)
+        position = self._enqueue(job) if cls.streaming else None
+        self._send(identity, protocol.header(protocol.ACCEPTED, job=job_id, request=request, credit=job.credit,
+                                             window=window, queue_position=position if position is not None else 0,
+                                             streaming=bool(cls.streaming)))
+        log.event("accepted", job=job_id, credit=job.credit, queue_position=position)
+
+    def _enqueue(self, job: ServerJob) -> int:
+        with self.queued_lock:
+            position = len(self.queued)
+            self.queued.append(job.id)
+        job.state = "queued"
+        self.run_queue.put(job.id)
+        return position
+
+    def _own_job(self, identity, hdr) -> ServerJob:
+        job_id = hdr.get("job")
+        if not isinstance(job_id, str):
+            raise protocol.ProtocolError(protocol.E_BAD_HEADER, f"{hdr['type']}.job must be a job id string",
+                                         field=f"{hdr['type']}.job")
+        job = self.jobs.get(job_id)
+        if job is None or job.identity != identity:  # other clients' jobs do not exist for you
+            raise protocol.ProtocolError(protocol.E_UNKNOWN_JOB, f"no open job {job_id!r} for this client",
+                                         field=f"{hdr['type']}.job")
+        return job
+
+    def _on_frame(self, identity, hdr, arrays):
+        job = self._own_job(identity, hdr)
+        d = job.data
+        index = hdr.get("index")
+        err = lambda code, msg, fld="frame.index": protocol.ProtocolError(code, msg, field=fld, job=job.id)  # noqa: E731
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise err(protocol.E_BAD_INDEX, f"frame.index must be an integer, got {index!r}")
+        if not 0 <= index < d.frames:
+            raise err(protocol.E_BAD_INDEX, f"frame index {index} is outside 0..{d.frames - 1} (the job declared {d.frames} frames)")
+        if job.input_ended:
+            raise err(protocol.E_BAD_INDEX, f"frame {index} arrived after end_input")
+        if index in job.received:
+            raise err(protocol.E_DUPLICATE_FRAME, f"frame {index} was already sent")
+        if index >= job.credit:
+            raise err(protocol.E_WINDOW_EXCEEDED, f"frame {index} is beyond the granted credit (< {job.credit}); "
+                      f"wait for a CREDIT message")
+        protocol.check_frame_inputs(arrays, height=d.height, width=d.width, n_objects=len(d.objects), job=job.id)
+        missing = [n for n in job.engine_cls.required_inputs if n not in arrays]
+        if missing:
+            raise err(protocol.E_MISSING_INPUT, f"frame {index} lacks required input {missing[0]!r} for engine "
+                      f"{d.engine!r} (required: {list(job.engine_cls.required_inputs)})", f"frame.{missing[0]}")
+        wanted = set(job.engine_cls.required_inputs) | set(job.engine_cls.optional_inputs)
+        job.add_frame(index, {k: v for k, v in arrays.items() if k in wanted})
+
+    def _on_end_input(self, identity, hdr, arrays):
+        job = self._own_job(identity, hdr)
+        missing = [i for i in range(job.data.frames) if i not in job.received]
+        if missing:
+            raise protocol.ProtocolError(protocol.E_MISSING_INPUT,
+                                         f"end_input before frames {_ranges(missing)} arrived "
+                                         f"(the job declared {job.data.frames} frames)", field="frames", job=job.id)
+        job.end_input()
+        if job.state == "accepted":
+            self._enqueue(job)
+
+    def _on_cancel(self, identity, hdr, arrays):
+        job_id = hdr.get("job")
+        if isinstance(job_id, str) and job_id in self.finished_ids and self.finished_ids[job_id] == identity:
+            return  # already over; its terminal message is on the way or delivered
+        job = self._own_job(identity, hdr)
+        job.cancel("cancelled")
+        if job.state != "running":  # nothing will run it: answer now
+            self._finish(job, protocol.header(protocol.CANCELLED, job=job.id, reason="cancelled"), outcome="cancelled")
+        # A running job answers CANCELLED from its worker at the engine's next step.
+
+    def _check_heartbeats(self):
+        timeout = self.limits["heartbeat_timeout_s"]
+        now = time.monotonic()
+        for identity, ids in list(self.by_client.items()):
+            if now - self.last_seen.get(identity, now) > timeout:
+                if ids:
+                    log.event("client_lost", client=identity.hex()[:12], jobs=len(ids),
+                              silent_s=round(now - self.last_seen[identity], 1))
+                for job_id in list(ids):
+                    job = self.jobs.get(job_id)
+                    if job:
+                        job.cancel("client_lost")
+                        self._finish(job, None, outcome="cancelled", reason="client_lost")
+                self.by_client.pop(identity, None)
+                self.last_seen.pop(identity, None)
+        # Forget clients without jobs that went quiet, so the table stays small.
+        for identity in [i for i, t in self.last_seen.items() if now - t > timeout and i not in self.by_client]:
+            self.last_seen.pop(identity, None)
+
+    def _finish(self, job: ServerJob, hdr: dict | None, *, outcome: str, reason: str | None = None):
+        """Forget a job (frames freed) and send its terminal message if given."""
+        if job.id not in self.jobs:
+            return
+        if hdr is not None:
+            self._send(job.identity, hdr)
+        del self.jobs[job.id]
+        ids = self.by_client.get(job.identity)
+        if ids is not None:
+            ids.discard(job.id)
+            if not ids:
+                self.by_client.pop(job.identity, None)
+        with self.queued_lock:
+            if job.id in self.queued:
+                self.queued.remove(job.id)
+        with job.cond:
+            job.frames.clear()
+            job.state = "finished"
+        self.finished_ids[job.id] = job.identity
+        while len(self.finished_ids) > 1000:
+            self.finished_ids.popitem(last=False)
+        started = job.started_at or time.monotonic()
+        log.event(outcome, job=job.id, engine=job.data.engine, frames=job.emitted, of=job.data.frames,
+                  seconds=round(time.monotonic() - started, 2),
+                  wall_seconds=round(time.monotonic() - job.submitted_at, 2), reason=reason)
+
+    # -- worker threads --------------------------------------------------------------
+    def _worker(self):
+        push = self.ctx.socket(zmq.PUSH)
+        push.linger = 1000
+        push.connect(self.outbox_address)
+        try:
+            while True:
+                job_id = self.run_queue.get()
+                if job_id is None:
+                    return
+                with self.queued_lock:
+                    if job_id not in self.queued:
+                        continue  # cancelled while queued
+                    self.queued.remove(job_id)
+                job = self.jobs.get(job_id)  # dict read of a reference: safe across threads
+                if job is None or job.cancelled:
+                    continue
+                self._run_job(job, push)
+        finally:
+            push.close()
+
+    def _run_job(self, job: ServerJob, push):
+        def send(hdr, arrays):
+            # [job id, message type, header, buffers...]: the main loop routes without parsing JSON.
+            push.send_multipart([job.id.encode(), hdr["type"].encode(), *protocol.encode(hdr, arrays)], copy=False)
+
+        job.state = "running"
+        job.started_at = time.monotonic()
+        self.running.add(job.id)
+        log.event("started", job=job.id, engine=job.data.engine)
+        ctx = WorkerContext(job, send)
+        try:
+            slot = self.engines[job.data.engine]
+            if not slot.loaded:
+                ctx.progress("loading", 0.0)
+            engine = slot.get()
+            ctx.check_cancelled()
+            engine.run(ctx)
+            ctx.check_cancelled()
+            missing = [i for i in range(job.data.frames) if i not in ctx.emitted]
+            if missing:
+                raise RuntimeError(f"engine {job.data.engine!r} finished without emitting frames {_ranges(missing)}")
+            send(protocol.header(protocol.DONE, job=job.id, frames=len(ctx.emitted),
+                                 seconds=round(time.monotonic() - job.started_at, 3)), None)
+        except JobCancelled:
+            send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)
+        except EngineInputError as exc:
+            send(protocol.error_header(protocol.E_MISSING_INPUT if exc.field else protocol.E_BAD_PARAM,
+                                       str(exc), field=exc.field, job=job.id), None)
+        except Exception as exc:
+            if job.cancelled:
+                send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)
+            else:
+                log.event("engine_exception", job=job.id, error=f"{type(exc).__name__}: {exc}")
+                send(protocol.error_header(protocol.E_ENGINE_FAILED, f"engine {job.data.engine!r} failed: "
+                                           f"{type(exc).__name__}: {exc}", job=job.id), None)
+        finally:
+            self.running.discard(job.id)
+
+
+def _ranges(indices) -> str:
+    """[0,1,2,5] -> '0-2, 5' (short messages for long shots)."""
+    out, start, prev = [], None, None
+    for i in indices:
+        if start is None:
+            start = prev = i
+        elif i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}-{prev}" if prev > start else str(start))
+            start = prev = i
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev > start else str(start))
+    text = ", ".join(out[:8])
+    return text + (", ..." if len(out) > 8 else "")
+
+
+def main_loop(server: Server) -> int:
+    server.install_signal_handlers()
+    # The main loop and the workers hand frames to each other many times a
+    # second; a shorter GIL switch interval cuts that hand-over latency.
+    sys.setswitchinterval(0.0005)
+    try:
+        return server.serve_forever()
+    except KeyboardInterrupt:
+        server._shutdown()
+        return 0
+    finally:
+        sys.stderr.flush()

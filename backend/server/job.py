@@ -1,0 +1,163 @@
+"""One job's server-side state and the JobContext an engine sees.
+
+The main loop thread owns the ROUTER socket and adds frames; a worker thread
+runs the engine. They share a ``ServerJob`` guarded by one Condition. The
+worker never touches the ROUTER socket: it sends its messages through its own
+inproc PUSH socket (``outbox``) that the main loop polls and forwards.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from backend.engines.base import JobCancelled, JobContext, JobData
+from blender_addon.core import protocol
+
+# Progress messages are rate-limited so a fast engine cannot flood a client.
+PROGRESS_MIN_INTERVAL_S = 0.1
+
+
+class ServerJob:
+    """Shared state of one job (main thread writes frames, worker reads them)."""
+
+    def __init__(self, data: JobData, identity: bytes, engine_cls, window: int):
+        self.data = data
+        self.identity = identity
+        self.engine_cls = engine_cls
+        self.window = window
+        self.cond = threading.Condition()
+        self.frames: dict[int, dict] = {}
+        self.received: set[int] = set()     # every index ever received (duplicates are errors)
+        self.released = 0                   # frames below this are freed
+        self.credit = min(data.frames, window)
+        self.input_ended = False
+        self.cancelled = False
+        self.cancel_reason = "cancelled"
+        self.state = "accepted"             # accepted -> queued -> running -> finished
+        self.submitted_at = time.monotonic()
+        self.started_at: float | None = None
+        self.emitted = 0
+
+    @property
+    def id(self) -> str:
+        return self.data.job_id
+
+    def add_frame(self, index: int, arrays: dict) -> None:
+        with self.cond:
+            self.received.add(index)
+            self.frames[index] = arrays
+            self.cond.notify_all()
+
+    def end_input(self) -> None:
+        with self.cond:
+            self.input_ended = True
+            self.cond.notify_all()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        with self.cond:
+            if not self.cancelled:
+                self.cancelled = True
+                self.cancel_reason = reason
+            self.frames.clear()  # free memory now; the engine stops at its next ctx call
+            self.cond.notify_all()
+
+    def held_bytes(self) -> int:
+        with self.cond:
+            return sum(a.nbytes for f in self.frames.values() for a in f.values())
+
+
+class WorkerContext(JobContext):
+    """What ``Engine.run`` talks to. Every method runs on the worker thread."""
+
+    def __init__(self, job: ServerJob, send):
+        self.job = job.data
+        self._sj = job
+        self._send = send                      # send(header, arrays) -> to this job's client
+        self._emitted: set[int] = set()
+        self._last_progress = 0.0
+        self._last_stage = None
+        self._t0 = time.monotonic()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._sj.cancelled
+
+    def check_cancelled(self) -> None:
+        if self._sj.cancelled:
+            raise JobCancelled(self._sj.cancel_reason)
+
+    def frame(self, index: int):
+        sj = self._sj
+        if not 0 <= index < sj.data.frames:
+            raise IndexError(f"frame {index} is outside 0..{sj.data.frames - 1}")
+        with sj.cond:
+            while True:
+                if sj.cancelled:
+                    raise JobCancelled(sj.cancel_reason)
+                if index in sj.frames:
+                    return sj.frames[index]
+                if index < sj.released:
+                    raise IndexError(f"frame {index} was already released by the engine")
+                if sj.input_ended and index not in sj.received:
+                    # END_INPUT checks completeness, so this only happens on a race with cancel.
+                    raise JobCancelled("input ended without this frame")
+                sj.cond.wait(0.5)
+
+    def release(self, upto: int) -> None:
+        self.check_cancelled()
+        sj = self._sj
+        with sj.cond:
+            upto = min(int(upto), sj.data.frames)
+            if upto <= sj.released:
+                return
+            for i in range(sj.released, upto):
+                sj.frames.pop(i, None)
+            sj.released = upto
+            new_credit = min(sj.data.frames, upto + sj.window)
+            # Grant credit in batches of half a window: half the CREDIT
+            # messages, and the client still never runs dry.
+            grew = new_credit >= sj.credit + max(1, sj.window // 4) or (
+                new_credit == sj.data.frames and new_credit > sj.credit)
+            if grew:
+                sj.credit = new_credit
+            credit = sj.credit
+        if grew:
+            self._send(protocol.header(protocol.CREDIT, job=sj.id, upto=credit), None)
+
+    def emit(self, index: int, rgba: np.ndarray, matte: np.ndarray) -> None:
+        self.check_cancelled()
+        d = self.job
+        if not 0 <= index < d.frames or index in self._emitted:
+            raise ValueError(f"engine emitted frame {index} twice or out of range 0..{d.frames - 1}")
+        rgba = np.asarray(rgba)
+        matte = np.asarray(matte)
+        if rgba.dtype != np.uint8 or rgba.shape != (d.height, d.width, 4):
+            raise ValueError(f"engine emitted rgba {rgba.dtype}{list(rgba.shape)}; expected uint8[{d.height}, {d.width}, 4]")
+        if matte.dtype != np.uint8 or matte.shape != (d.height, d.width):
+            raise ValueError(f"engine emitted matte {matte.dtype}{list(matte.shape)}; expected uint8[{d.height}, {d.width}]")
+        self._emitted.add(index)
+        self._sj.emitted = len(self._emitted)
+        self._send(protocol.header(protocol.RESULT, job=d.job_id, index=index),
+                   {protocol.RESULT_RGBA: rgba, protocol.RESULT_MATTE: matte})
+
+    def progress(self, stage: str, fraction: float, *, frame=None, step=None, steps=None) -> None:
+        self.check_cancelled()
+        now = time.monotonic()
+        fraction = float(min(1.0, max(0.0, fraction)))
+        if stage == self._last_stage and fraction < 1.0 and now - self._last_progress < PROGRESS_MIN_INTERVAL_S:
+            return
+        if stage != self._last_stage:
+            self._t0 = now  # the ETA is per stage: loading and generating run at different speeds
+        self._last_stage, self._last_progress = stage, now
+        elapsed = now - self._t0
+        eta = elapsed * (1.0 - fraction) / fraction if fraction > 0 else None
+        self._send(protocol.header(protocol.PROGRESS, job=self.job.job_id, stage=stage, fraction=fraction,
+                                   frame=frame, step=step, steps=steps,
+                                   eta_s=None if eta is None else round(eta, 2),
+                                   frames_done=len(self._emitted), frames=self.job.frames), None)
+
+    @property
+    def emitted(self) -> set[int]:
+        return self._emitted

@@ -1,0 +1,82 @@
+"""Where the server may listen, and CurveZMQ when it leaves loopback.
+
+Binding anything but loopback exposes a GPU box to the network, so it needs
+CurveZMQ: the server's secret key and the public keys of the clients allowed
+in (pyzmq's own authenticator checks them on every connection).
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+
+class SecurityError(Exception):
+    """The server must not start with this configuration (one-line reason)."""
+
+
+def is_local(address: str) -> bool:
+    """True for loopback TCP, ipc:// and inproc:// endpoints."""
+    if address.startswith(("ipc://", "inproc://")):
+        return True
+    m = re.match(r"^tcp://(.+):(\d+|\*)$", address)
+    if not m:
+        raise SecurityError(f"cannot read bind address {address!r}; expected tcp://HOST:PORT")
+    host = m.group(1).strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def load_server_keys(secret_file: str) -> tuple[bytes, bytes]:
+    if not os.path.isfile(secret_file):
+        raise SecurityError(f"--curve-secret-key {secret_file}: no such file")
+    public, secret = zmq.auth.load_certificate(secret_file)
+    if not secret:
+        raise SecurityError(f"--curve-secret-key {secret_file} holds no secret key (give the .key_secret file)")
+    return public, secret
+
+
+def load_client_keys(files) -> set[bytes]:
+    keys = set()
+    for f in files:
+        if not os.path.isfile(f):
+            raise SecurityError(f"--allow-client-key {f}: no such file")
+        public, _ = zmq.auth.load_certificate(f)
+        keys.add(public)
+    return keys
+
+
+class _AllowList:
+    """Credentials provider for the authenticator: only the listed client keys."""
+
+    def __init__(self, keys: set[bytes]):
+        self.keys = keys
+
+    def callback(self, domain, key) -> bool:
+        return key in self.keys
+
+
+def secure(ctx: zmq.Context, sock: zmq.Socket, bind: str, secret_file: str | None,
+           client_key_files) -> ThreadAuthenticator | None:
+    """Configure ``sock`` for ``bind``; returns the running authenticator (or None on loopback
+    without keys). Raises SecurityError when a non-local bind lacks keys."""
+    client_key_files = list(client_key_files or ())
+    if not secret_file and not client_key_files:
+        if not is_local(bind):
+            raise SecurityError(f"refusing to bind {bind}: only loopback is allowed without CurveZMQ keys "
+                                f"(give --curve-secret-key FILE --allow-client-key FILE...; "
+                                f"`inhabit keys generate DIR` makes them)")
+        return None
+    if not secret_file or not client_key_files:
+        raise SecurityError("CurveZMQ needs both --curve-secret-key and at least one --allow-client-key")
+    public, secret = load_server_keys(secret_file)
+    allowed = load_client_keys(client_key_files)
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve_callback(domain="*", credentials_provider=_AllowList(allowed))
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.curve_server = True
+    return auth

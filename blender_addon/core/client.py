@@ -1,0 +1,333 @@
+"""Client of the Inhabit server: bpy-free, non-blocking, single-threaded.
+
+Ships inside the Blender add-on, so it imports only the standard library,
+numpy, zmq and the protocol module. ``Client.poll`` never blocks longer than
+its timeout, so a Blender timer (or any loop) can drive whole jobs; ``run_job``
+is the blocking wrapper for scripts and tests.
+
+A Client and its RemoteJobs must be used from one thread only (ZeroMQ
+sockets are not thread-safe).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import zmq
+
+from . import protocol
+
+
+class ServerUnreachable(Exception):
+    """No server answered at the address."""
+
+
+class ProtocolMismatch(Exception):
+    """The server speaks another protocol version."""
+
+
+class ServerTimeout(Exception):
+    """The server stopped answering in time."""
+
+
+class JobFailed(Exception):
+    """A job ended with an ERROR message."""
+
+    def __init__(self, code: str, message: str, field: str | None = None):
+        super().__init__(f"{code}: {message}" + (f" (field {field})" if field else ""))
+        self.code = code
+        self.field = field
+        self.message = message
+
+    @classmethod
+    def from_header(cls, hdr: dict) -> "JobFailed":
+        return cls(str(hdr.get("code")), str(hdr.get("message")), hdr.get("field"))
+
+
+SERVER_LOST = "server_lost"
+
+
+@dataclass
+class Event:
+    type: str                       # a protocol message type, or "server_lost"
+    job: "RemoteJob | None"
+    header: dict
+    arrays: dict = field(default_factory=dict)
+
+
+def _unreachable(address: str, timeout: float) -> ServerUnreachable:
+    return ServerUnreachable(f"no Inhabit server answered at {address} within {timeout:g} s; "
+                             f"start one with `inhabit serve --bind {address}`")
+
+
+class Client:
+    def __init__(self, address: str = protocol.DEFAULT_ADDRESS, *, timeout: float = 5.0,
+                 heartbeat_interval: float = 1.0, heartbeat_timeout: float = 10.0,
+                 curve_server_public_key: bytes | None = None,
+                 curve_client_keys: tuple[bytes, bytes] | None = None):
+        self.address = address
+        self.timeout = timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self._ctx = zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.linger = 0
+        if curve_server_public_key or curve_client_keys:
+            if not (curve_server_public_key and curve_client_keys):
+                raise ValueError("CurveZMQ needs both the server's public key and this client's key pair")
+            self._sock.curve_serverkey = curve_server_public_key
+            self._sock.curve_publickey, self._sock.curve_secretkey = curve_client_keys
+        self._sock.connect(address)
+        self._jobs: dict[str, RemoteJob] = {}        # by server job id
+        self._pending: dict[str, RemoteJob] = {}     # by request token, until ACCEPTED
+        self._last_rx = time.monotonic()
+        self._last_ping = 0.0
+        self._backlog: list = []                     # job messages that arrived during info()
+        self._closed = False
+
+    # -- blocking query --------------------------------------------------------------
+    def info(self, timeout: float | None = None) -> dict:
+        """Ask for INFO; raises ServerUnreachable / ProtocolMismatch."""
+        timeout = self.timeout if timeout is None else timeout
+        self._send(protocol.header(protocol.HELLO))
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _unreachable(self.address, timeout)
+            if not self._sock.poll(int(remaining * 1000) + 1):
+                continue
+            frames = self._sock.recv_multipart(copy=False)
+            hdr = _peek_header(frames[0].bytes)
+            if hdr is not None and hdr.get("v") != protocol.PROTOCOL_VERSION:
+                raise ProtocolMismatch(f"the server at {self.address} speaks protocol v{hdr.get('v')}; "
+                                       f"this client speaks v{protocol.PROTOCOL_VERSION}")
+            if hdr is not None and hdr.get("type") == protocol.INFO:
+                self._last_rx = time.monotonic()
+                return {k: v for k, v in hdr.items() if k not in ("v", "type")}
+            if hdr is not None and hdr.get("type") == protocol.ERROR and hdr.get("code") == protocol.E_BAD_VERSION:
+                raise ProtocolMismatch(f"the server at {self.address} rejected protocol v{protocol.PROTOCOL_VERSION}: "
+                                       f"{hdr.get('message')}")
+            # Anything else belongs to a job: keep it for the next poll().
+            self._backlog_frames(frames)
+
+    # -- jobs ------------------------------------------------------------------------
+    def submit(self, spec: protocol.JobSpec, reference: np.ndarray,
+               reference_keypoints: np.ndarray | None = None) -> "RemoteJob":
+        """Send SUBMIT; returns at once. ACCEPTED (or ERROR) arrives through poll()."""
+        request = spec.request or uuid.uuid4().hex[:12]
+        hdr = spec.to_header()
+        hdr["request"] = request
+        arrays = {}
+        if reference is not None:
+            arrays[protocol.REFERENCE] = np.ascontiguousarray(reference, np.uint8)
+        if reference_keypoints is not None:
+            arrays[protocol.REFERENCE_KEYPOINTS] = np.ascontiguousarray(reference_keypoints, np.float32)
+        job = RemoteJob(self, request, spec)
+        self._pending[request] = job
+        self._send(hdr, arrays)
+        if not any(not j.finished for j in (*self._jobs.values(), *self._pending.values()) if j is not job):
+            self._last_rx = time.monotonic()  # the silence clock starts at the first open job
+        return job
+
+    def poll(self, timeout: float = 0.0) -> list[Event]:
+        """Events that arrived; waits at most ``timeout`` seconds for the first one."""
+        now = time.monotonic()
+        if now - self._last_ping >= self.heartbeat_interval:
+            self._send(protocol.header(protocol.PING, t=now))
+            self._last_ping = now
+        events: list[Event] = []
+        if self._backlog:
+            for frames in self._backlog:
+                events.extend(self._handle(frames))
+            self._backlog = []
+        deadline = now + max(0.0, timeout)
+        while True:
+            # Keep waiting while only PONGs arrive: the caller asked for events.
+            wait_ms = 0 if events else max(0, int((deadline - time.monotonic()) * 1000))
+            if self._sock.poll(wait_ms):
+                while True:
+                    try:
+                        frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    events.extend(self._handle(frames))
+            if events or time.monotonic() >= deadline:
+                break
+        open_jobs = [j for j in (*self._jobs.values(), *self._pending.values()) if not j.finished]
+        if open_jobs and time.monotonic() - self._last_rx > self.heartbeat_timeout:
+            for job in open_jobs:
+                job.state = "failed"
+                job.error = JobFailed(SERVER_LOST, f"no answer from {self.address} for {self.heartbeat_timeout:g} s")
+                events.append(Event(SERVER_LOST, job, {"type": SERVER_LOST, "job": job.job_id,
+                                                       "message": str(job.error)}))
+        return events
+
+    def _backlog_frames(self, frames):
+        self._backlog.append(frames)
+
+    def _handle(self, frames) -> list[Event]:
+        self._last_rx = time.monotonic()
+        try:
+            hdr, arrays = protocol.decode(frames, allowed_types=protocol.SERVER_TYPES)
+        except protocol.ProtocolError as err:
+            # A server that breaks the protocol: surface it as an error event, not a crash.
+            return [Event(protocol.ERROR, None, err.to_header())]
+        mtype = hdr["type"]
+        if mtype == protocol.PONG:
+            return []
+        job = None
+        job_id = hdr.get("job")
+        if mtype == protocol.ACCEPTED:
+            job = self._pending.pop(hdr.get("request", ""), None)
+            if job is not None:
+                job.job_id = job_id
+                job.state = "accepted"
+                job.credit = int(hdr.get("credit", 0))
+                self._jobs[job_id] = job
+                if job._cancel_when_accepted:
+                    job.cancel()
+        elif isinstance(job_id, str) and job_id in self._jobs:
+            job = self._jobs[job_id]
+        elif mtype == protocol.ERROR and hdr.get("request") in self._pending:
+            job = self._pending.pop(hdr["request"])
+        if job is not None:
+            if mtype == protocol.CREDIT:
+                job.credit = max(job.credit, int(hdr.get("upto", 0)))
+            elif mtype == protocol.DONE:
+                job.state = "done"
+            elif mtype == protocol.CANCELLED:
+                job.state = "cancelled"
+            elif mtype == protocol.ERROR:
+                job.state = "failed"
+                job.error = JobFailed.from_header(hdr)
+            if job.finished and job.job_id:
+                self._jobs.pop(job.job_id, None)
+        return [Event(mtype, job, hdr, arrays)]
+
+    def _send(self, hdr: dict, arrays: dict | None = None) -> None:
+        if self._closed:
+            raise RuntimeError("client is closed")
+        self._sock.send_multipart(protocol.encode(hdr, arrays), copy=False)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._sock.close(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RemoteJob:
+    """A job as this client sees it. States: submitted -> accepted -> done | cancelled | failed."""
+
+    def __init__(self, client: Client, request: str, spec: protocol.JobSpec):
+        self.client = client
+        self.request = request
+        self.spec = spec
+        self.job_id: str | None = None
+        self.state = "submitted"
+        self.credit = 0
+        self.next_index = 0
+        self.error: JobFailed | None = None
+        self._input_ended = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "cancelled", "failed")
+
+    @property
+    def input_ended(self) -> bool:
+        """True once end_input() was sent."""
+        return self._input_ended
+
+    def can_send(self) -> bool:
+        return self.state == "accepted" and not self._input_ended and self.next_index < min(self.credit, self.spec.frames)
+
+    def send_frame(self, index: int, arrays: dict) -> None:
+        """Send one frame's conditioning; raises if the server has not granted credit for it."""
+        if self.state != "accepted":
+            raise RuntimeError(f"job is {self.state}; frames can be sent only once it is accepted")
+        if index >= self.credit:
+            raise RuntimeError(f"frame {index} is beyond the server's credit (< {self.credit}); poll() for CREDIT")
+        self.client._send(protocol.header(protocol.FRAME, job=self.job_id, index=int(index)), arrays)
+        self.next_index = max(self.next_index, int(index) + 1)
+
+    def end_input(self) -> None:
+        if self.job_id is None:
+            raise RuntimeError("job not accepted yet")
+        self.client._send(protocol.header(protocol.END_INPUT, job=self.job_id))
+        self._input_ended = True
+
+    def cancel(self) -> None:
+        """Ask the server to stop; CANCELLED arrives through poll(). Before ACCEPTED it is deferred."""
+        if self.finished:
+            return
+        if self.job_id is None:
+            self._cancel_when_accepted = True
+            return
+        self.client._send(protocol.header(protocol.CANCEL, job=self.job_id))
+
+    _cancel_when_accepted = False
+
+
+def _peek_header(raw: bytes) -> dict | None:
+    try:
+        hdr = json.loads(raw)
+    except ValueError:
+        return None
+    return hdr if isinstance(hdr, dict) else None
+
+
+def run_job(client: Client, spec: protocol.JobSpec, reference: np.ndarray,
+            frames: Iterable[tuple[int, dict]], *, reference_keypoints: np.ndarray | None = None,
+            on_event: Callable[[Event], None] | None = None, should_cancel: Callable[[], bool] | None = None,
+            timeout: float = 60.0) -> list[Event]:
+    """Submit, stream ``frames`` as credit allows, collect events until the job ends.
+
+    Returns every event of the job (RESULTs included) when it is done or
+    cancelled. Raises JobFailed on ERROR, ServerTimeout when nothing arrives
+    for ``timeout`` seconds or the server is lost.
+    """
+    job = client.submit(spec, reference, reference_keypoints)
+    source: Iterator = iter(frames)
+    nxt = next(source, None)
+    events: list[Event] = []
+    last_event = time.monotonic()
+    cancel_sent = False
+    while True:
+        if should_cancel is not None and not cancel_sent and should_cancel():
+            job.cancel()
+            cancel_sent = True
+        while nxt is not None and not cancel_sent and job.can_send():
+            job.send_frame(nxt[0], nxt[1])
+            nxt = next(source, None)
+        if nxt is None and not cancel_sent and job.state == "accepted" and not job._input_ended:
+            job.end_input()
+        for ev in client.poll(0.05):
+            if ev.job is not job and ev.type != protocol.ERROR:
+                continue
+            if ev.job is None and ev.type == protocol.ERROR and ev.header.get("request") not in (None, job.request):
+                continue
+            last_event = time.monotonic()
+            events.append(ev)
+            if on_event is not None:
+                on_event(ev)
+            if ev.type == SERVER_LOST:
+                raise ServerTimeout(str(job.error))
+            if ev.type == protocol.ERROR and (ev.job is job or ev.job is None):
+                raise job.error or JobFailed.from_header(ev.header)
+            if ev.type in (protocol.DONE, protocol.CANCELLED):
+                return events
+        if time.monotonic() - last_event > timeout:
+            job.cancel()
+            raise ServerTimeout(f"no message from {client.address} about job {job.job_id or job.request} "
+                                f"for {timeout:g} s")

@@ -1,0 +1,83 @@
+"""Small engines the tests register with ``inhabit serve --engine tests.engines_for_tests:EchoEngine``.
+
+They exercise the whole server path (flow control, progress, cancel,
+failures) without any model: EchoEngine returns the environment tinted where
+the character mask is, so a test can check that what comes back is what it
+sent.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from backend.engines.base import Engine, EngineInputError
+from blender_addon.core.protocol import ParamSpec
+
+TINT = np.array([255, 0, 255], np.float32)  # magenta: unmistakable in a test image
+
+
+class EchoEngine(Engine):
+    name = "echo"
+    description = "test engine: environment tinted where the character mask is; matte = mask"
+    required_inputs = ("environment", "character_mask")
+    optional_inputs = ("character_depth", "scene_depth", "keypoints", "object_labels")
+    needs_reference = True
+    params = (
+        ParamSpec("delay", "float", 0.0, 0.0, 30.0, doc="seconds to sleep per frame (in 10 ms steps)"),
+        ParamSpec("fail_at", "int", -1, -1, 100000, doc="raise RuntimeError at this frame (-1: never)"),
+    )
+    input_window = 4
+    streaming = True
+
+    def validate(self, job) -> None:
+        if job.reference is None:
+            raise EngineInputError("echo needs a reference image", field="submit.reference")
+
+    def run(self, ctx) -> None:
+        job = ctx.job
+        delay = float(job.params["delay"])
+        for i in range(job.frames):
+            ctx.check_cancelled()
+            inputs = ctx.frame(i)
+            if i == job.params["fail_at"]:
+                raise RuntimeError(f"echo was asked to fail at frame {i}")
+            # Sleep in small slices so cancel lands within one "step".
+            end = time.monotonic() + delay
+            while time.monotonic() < end:
+                ctx.check_cancelled()
+                time.sleep(min(0.01, max(0.0, end - time.monotonic())))
+            env = inputs["environment"].astype(np.float32)
+            mask = inputs["character_mask"]
+            alpha = (mask.astype(np.float32) / 255.0)[..., None]
+            rgb = env * (1 - 0.5 * alpha) + TINT * 0.5 * alpha
+            rgba = np.empty((job.height, job.width, 4), np.uint8)
+            rgba[..., :3] = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+            rgba[..., 3] = 255
+            ctx.emit(i, rgba, np.array(mask, np.uint8))
+            ctx.release(i + 1)
+            ctx.progress("generating", (i + 1) / job.frames, frame=i, step=1, steps=1)
+
+
+class BatchEchoEngine(EchoEngine):
+    """Non-streaming variant: starts only after END_INPUT (tests the other scheduling path)."""
+    name = "batch_echo"
+    streaming = False
+
+
+class RawEchoEngine(Engine):
+    """Returns the environment untouched (for the transport benchmark: no compute in the way)."""
+    name = "raw_echo"
+    description = "benchmark engine: rgba = environment + opaque alpha, matte = mask"
+    required_inputs = ("environment", "character_mask")
+    optional_inputs = ("character_depth", "scene_depth", "keypoints", "object_labels")
+    needs_reference = False
+    input_window = 8
+
+    def run(self, ctx) -> None:
+        job = ctx.job
+        alpha = np.full((job.height, job.width, 1), 255, np.uint8)
+        for i in range(job.frames):
+            inputs = ctx.frame(i)
+            ctx.emit(i, np.concatenate([inputs["environment"], alpha], axis=2), inputs["character_mask"])
+            ctx.release(i + 1)
