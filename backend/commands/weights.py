@@ -1,0 +1,49 @@
+"""``inhabit weights``: build and check aa2 pipeline folders (local paths only).
+
+  inhabit weights convert --moore DIR --sd15 DIR --vae DIR --image-encoder DIR
+                          [--motion-module FILE] --out DIR
+  inhabit weights check DIR
+"""
+from __future__ import annotations
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("weights", help="convert Moore-AnimateAnyone weights / check a pipeline folder",
+                              description=__doc__)
+    sub = p.add_subparsers(dest="weights_command", metavar="ACTION")
+    c = sub.add_parser("convert", help="assemble a pipeline folder from Moore-AnimateAnyone + SD-1.5 parts")
+    c.add_argument("--moore", required=True, metavar="DIR",
+                   help="folder with denoising_unet.pth, reference_unet.pth, pose_guider.pth[, motion_module.pth]")
+    c.add_argument("--sd15", required=True, metavar="DIR", help="SD-1.5 folder (its unet/config.json is used)")
+    c.add_argument("--vae", required=True, metavar="DIR", help="sd-vae-ft-mse folder")
+    c.add_argument("--image-encoder", required=True, metavar="DIR", help="sd-image-variations image_encoder folder")
+    c.add_argument("--motion-module", metavar="FILE", help="motion_module.pth (default: the one in --moore)")
+    c.add_argument("--fusion", default="all", choices=("all", "mid_up"),
+                   help="reference fusion blocks (Moore was trained with all; default %(default)s)")
+    c.add_argument("--out", required=True, metavar="DIR", help="output pipeline folder")
+    k = sub.add_parser("check", help="validate a pipeline folder")
+    k.add_argument("dir", metavar="DIR")
+    return p
+
+
+def run(args) -> int:
+    if args.weights_command == "check":
+        from models.weights_check import check_folder
+        ok, lines = check_folder(args.dir)
+        print("\n".join(lines))
+        return 0 if ok else 1
+    if args.weights_command == "convert":
+        from models.moore_convert import build_from_moore
+        try:
+            pipe, report = build_from_moore(moore_dir=args.moore, sd15_dir=args.sd15, vae_dir=args.vae,
+                                            image_encoder_dir=args.image_encoder,
+                                            motion_module=args.motion_module, fusion_mode=args.fusion)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"inhabit weights convert: {exc}")
+            return 1
+        print(report.text())
+        pipe.save_pretrained(args.out, safe_serialization=True)
+        print(f"written: {args.out}")
+        return 0 if report.ok else 1
+    print("inhabit weights: give an action: convert or check")
+    return 2

@@ -1,0 +1,101 @@
+"""The ``aa2`` engine: Animate Anyone 2 diffusion on the server's device.
+
+Frames are pulled from the job as each context window needs them, results are
+emitted as soon as a window is finished, consumed inputs are released, and
+every denoising step reports progress and checks for cancellation -- so a
+long shot streams back with flat memory and stops within one step.
+
+torch/diffusers are imported in ``load``/``run`` only (``inhabit serve`` starts
+fast; INFO is cheap).
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from blender_addon.core.protocol import ParamSpec
+
+from .base import Engine, EngineInputError, JobContext, JobData
+
+MAX_CONTEXT = 32   # the motion modules' positional table (AnimateDiff: 32 frames)
+
+
+class AA2Engine(Engine):
+    name = "aa2"
+    description = ("Animate Anyone 2: reference character generated into the scene by a video "
+                   "diffusion model (needs --weights DIR; GPU recommended)")
+    required_inputs = ("environment", "character_mask", "keypoints")
+    optional_inputs = ("character_depth", "scene_depth", "object_labels")
+    needs_reference = True
+    params = (
+        ParamSpec("steps", "int", 25, 1, 200, doc="denoising steps (DDIM)"),
+        ParamSpec("guidance", "float", 3.5, 0.0, 20.0, doc="classifier-free guidance scale (<= 1 turns it off)"),
+        ParamSpec("context_frames", "int", 16, 1, MAX_CONTEXT, doc="frames generated together in one window"),
+        ParamSpec("overlap", "int", 4, 0, MAX_CONTEXT - 1,
+                  doc="frames shared by consecutive windows (carried over and cross-faded)"),
+        ParamSpec("mask_block", "int", 10, 1, 256, doc="block size of the shape-agnostic mask, px"),
+    )
+    # A window needs all its frames at once; the largest window is MAX_CONTEXT.
+    input_window = MAX_CONTEXT
+    streaming = True
+
+    def __init__(self, *, device: str = "cpu", weights: str | None = None):
+        super().__init__(device=device, weights=weights)
+        self.pipeline = None
+
+    def load(self) -> None:
+        if not self.weights:
+            # A server set-up problem, not a job-input one: fails the job as engine_failed.
+            raise RuntimeError("the aa2 engine needs a weights folder: inhabit serve --engine aa2 "
+                               "--weights DIR (a tiny test one: inhabit doctor --save-tiny DIR)")
+        from models.pipeline_aa2 import load_pipeline
+        self.pipeline = load_pipeline(self.weights, device=self.device,
+                                      dtype=os.environ.get("INHABIT_DTYPE") or None)
+
+    def validate(self, job: JobData) -> None:
+        if job.reference is None:
+            raise EngineInputError("the aa2 engine needs a reference image of the character", field="reference")
+        p = job.params
+        if p["overlap"] >= p["context_frames"]:
+            raise EngineInputError(f"params.overlap ({p['overlap']}) must be smaller than "
+                                   f"params.context_frames ({p['context_frames']})", field="params.overlap")
+
+    def run(self, ctx: JobContext) -> None:
+        from models.pipeline_aa2 import plan_windows
+
+        job = ctx.job
+        p = job.params
+        steps = p["steps"]
+        windows = len(plan_windows(job.frames, p["context_frames"], p["overlap"]))
+        total = steps * windows
+
+        def get_frame(i):
+            inputs = ctx.frame(i)
+            for name in self.required_inputs:
+                if name not in inputs:
+                    raise EngineInputError(f"frame {i} has no {name!r}", field=f"frame.{name}")
+            frame = {k: inputs[k] for k in ("environment", "character_mask", "keypoints",
+                                             "character_depth", "scene_depth") if k in inputs}
+            if "object_labels" in inputs:
+                frame["object_mask"] = inputs["object_labels"]
+            return frame
+
+        def on_step(info):
+            ctx.check_cancelled()
+            done = info["window"] * steps + info["step"]
+            ctx.progress("generating", done / total, frame=info["start"], step=info["step"], steps=steps)
+
+        try:
+            for index, rgba, matte in self.pipeline.stream(
+                    job.reference, get_frame, job.frames, height=job.height, width=job.width,
+                    steps=steps, guidance=p["guidance"], seed=p["seed"], context_frames=p["context_frames"],
+                    overlap=p["overlap"], mask_block=p["mask_block"], on_step=on_step, on_release=ctx.release):
+                ctx.emit(index, rgba, matte)
+        except EngineInputError:
+            raise
+        except ValueError as exc:
+            # The pipeline's input checks say "frame i: <input> must be ...".
+            m = re.match(r"frame \d+: (\w+)", str(exc))
+            if m:
+                raise EngineInputError(str(exc), field=f"frame.{m.group(1)}") from None
+            raise
