@@ -169,3 +169,13 @@ def test_served_over_zeromq_end_to_end(tiny_dir):
     far[:, :4] = True
     assert np.array_equal(rgba[..., :3][far], frames[1]["environment"][far])
     assert any(e.type == protocol.PROGRESS and e.header.get("steps") == 1 for e in events)
+
+
+def test_serve_refuses_aa2_without_weights_before_listening():
+    # Asked for by name without weights: one sentence and exit 1, instead of a
+    # server that accepts jobs which can only fail.
+    proc = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--engine", "aa2",
+                           "--bind", "tcp://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "needs weights" in proc.stderr and "--weights DIR" in proc.stderr
+    assert "listening" not in proc.stderr

@@ -64,6 +64,17 @@ def run(args) -> int:
                 print(f"inhabit serve: {exc}", file=sys.stderr)
                 return 1
             log.event("engine_skipped", engine=spec, reason=str(exc))
+    if args.weights and not os.path.isdir(args.weights):
+        print(f"inhabit serve: --weights {args.weights!r} is not a folder", file=sys.stderr)
+        return 1
+    for cls in [c for c in engines if c.needs_weights and not args.weights]:
+        if args.engine:
+            print(f"inhabit serve: engine {cls.name!r} needs weights: give --weights DIR "
+                  "(`inhabit weights convert ...`, or `inhabit doctor --save-tiny DIR` for a tiny test model)",
+                  file=sys.stderr)
+            return 1
+        log.event("engine_skipped", engine=cls.name, reason="no --weights given")
+        engines.remove(cls)
     if not engines:
         print("inhabit serve: no engine could be loaded; give --engine NAME", file=sys.stderr)
         return 1

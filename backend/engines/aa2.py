@@ -22,6 +22,7 @@ MAX_CONTEXT = 32   # the motion modules' positional table (AnimateDiff: 32 frame
 
 class AA2Engine(Engine):
     name = "aa2"
+    needs_weights = True
     description = ("Animate Anyone 2: reference character generated into the scene by a video "
                    "diffusion model (needs --weights DIR; GPU recommended)")
     required_inputs = ("environment", "character_mask", "keypoints")

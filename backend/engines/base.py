@@ -108,6 +108,10 @@ class Engine(abc.ABC):
     # is at least this large. Streaming engines start before end_input.
     input_window: int = 8
     streaming: bool = True
+    # Engines that cannot run without a weights folder; `inhabit serve`
+    # refuses (or, for default engines, skips) them when --weights is absent,
+    # so a client never queues a job that can only fail.
+    needs_weights: bool = False
 
     def __init__(self, *, device: str = "cpu", weights: str | None = None):
         self.device = device
