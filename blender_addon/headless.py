@@ -36,13 +36,16 @@ class ShotFailed(RuntimeError):
 
 def run_shot(scene, settings: ShotSettings, *, progress: Callable[[jobs.Progress], None] | None = None,
              should_cancel: Callable[[], bool] | None = None, info: dict | None = None,
-             client_options: dict | None = None) -> ShotResult:
+             client_options: dict | None = None,
+             observe_frame: Callable[[int, dict], None] | None = None) -> ShotResult:
     """Run one shot to the end. Raises SetupError for bad input (before any
     long work), ShotFailed when the job fails; returns the result when done
     or cancelled (``result.state`` tells which). ``client_options`` go to
-    ``core.client.Client`` (e.g. ``heartbeat_timeout``)."""
+    ``core.client.Client`` (e.g. ``heartbeat_timeout``); ``observe_frame`` see
+    ``session.open_session``."""
     t0 = time.monotonic()
-    session = open_session(scene, settings, info=info, client_options=client_options)
+    session = open_session(scene, settings, info=info, client_options=client_options,
+                           observe_frame=observe_frame)
     job = session.job
     last_report = 0.0
     try:

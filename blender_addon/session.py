@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .core import jobs, takes
 from .core.settings import SetupError, ShotSettings, validate_against_server, validate_shot
@@ -52,8 +53,13 @@ class Session:
 
 
 def open_session(scene, settings: ShotSettings, *, info: dict | None = None,
-                 client_options: dict | None = None) -> Session:
-    """Validate everything up front, then build (but do not start) the job."""
+                 client_options: dict | None = None,
+                 observe_frame: Callable[[int, dict], None] | None = None) -> Session:
+    """Validate everything up front, then build (but do not start) the job.
+
+    ``observe_frame(index, arrays)`` sees each exported frame's conditioning
+    (main thread, before it is sent); the demo uses it for its contact sheet.
+    """
     validate_shot(settings)
     check_scene(scene, settings)
     reference, reference_kp = load_reference(settings)
@@ -70,12 +76,24 @@ def open_session(scene, settings: ShotSettings, *, info: dict | None = None,
                           channel=settings.channel)
         spec = exporter.job_spec(params, name=shot_name, request=os.path.basename(take_dir))
         job = jobs.ShotJob(spec=spec, address=settings.server, reference=reference,
-                           reference_keypoints=reference_kp, export_frame=exporter.export_frame, on_result=sink,
+                           reference_keypoints=reference_kp, export_frame=_observed(exporter.export_frame, observe_frame),
+                           on_result=sink,
                            client_options=client_options)
     except BaseException:
         exporter.close()
         raise
     return Session(scene=scene, settings=settings, exporter=exporter, sink=sink, job=job)
+
+
+def _observed(export_frame, observe_frame):
+    if observe_frame is None:
+        return export_frame
+
+    def export_and_observe(index: int) -> dict:
+        arrays = export_frame(index)
+        observe_frame(index, arrays)
+        return arrays
+    return export_and_observe
 
 
 def default_output_dir(blend_path: str) -> str:

@@ -1,0 +1,295 @@
+"""The demo's procedural Blender scene (bpy): a room, a rigged character, a walk.
+
+Everything is built from primitives in code so the demo needs no asset files.
+The armature uses Mixamo bone names so the add-on's keypoint mapping finds it
+exactly as it would find a character downloaded from Mixamo.
+"""
+from __future__ import annotations
+
+import math
+
+import bpy  # first: bmesh and mathutils come with it
+import bmesh
+from mathutils import Matrix, Quaternion, Vector
+
+ARMATURE = "DemoRig"
+BODY_COLLECTION = "Character"
+INTERACTIVE_COLLECTION = "Interactive"
+PREFIX = "mixamorig:"
+
+# Rest pose (A-pose), character at the origin facing -Y (towards the camera);
+# its left side is +X.  bone: (head, tail, parent)
+_CENTRE_BONES = {
+    "Hips": ((0, 0, 0.95), (0, 0, 1.05), None),
+    "Spine": ((0, 0, 1.05), (0, 0, 1.18), "Hips"),
+    "Spine1": ((0, 0, 1.18), (0, 0, 1.30), "Spine"),
+    "Spine2": ((0, 0, 1.30), (0, 0, 1.45), "Spine1"),
+    "Neck": ((0, 0, 1.45), (0, 0, 1.55), "Spine2"),
+    "Head": ((0, 0, 1.55), (0, 0, 1.75), "Neck"),
+    "HeadTop_End": ((0, 0, 1.75), (0, 0, 1.85), "Head"),
+}
+_LEFT_BONES = {  # mirrored to Right* by negating x
+    "Shoulder": ((0.03, 0, 1.42), (0.17, 0, 1.42), "Spine2"),
+    "Arm": ((0.17, 0, 1.42), (0.29, 0, 1.16), "Shoulder"),
+    "ForeArm": ((0.29, 0, 1.16), (0.39, 0, 0.92), "Arm"),
+    "Hand": ((0.39, 0, 0.92), (0.42, 0, 0.83), "ForeArm"),
+    "UpLeg": ((0.10, 0, 0.95), (0.10, 0, 0.52), "Hips"),
+    "Leg": ((0.10, 0, 0.52), (0.10, 0, 0.10), "UpLeg"),
+    "Foot": ((0.10, 0, 0.10), (0.10, -0.12, 0.03), "Leg"),
+    "ToeBase": ((0.10, -0.12, 0.03), (0.10, -0.20, 0.03), "Foot"),
+}
+
+COLOURS = {
+    "skin": (0.80, 0.55, 0.42), "shirt": (0.10, 0.35, 0.75), "trousers": (0.12, 0.12, 0.16),
+    "shoes": (0.35, 0.18, 0.08), "hair": (0.12, 0.07, 0.04),
+    "floor": (0.45, 0.42, 0.38), "wall": (0.70, 0.68, 0.62), "wood": (0.45, 0.28, 0.14),
+    "box": (0.85, 0.25, 0.15), "pillar": (0.60, 0.60, 0.58),
+}
+
+
+def bone_table() -> dict:
+    """Full bone name -> (head, tail, parent full name) in rest pose."""
+    table = {}
+    for name, (h, t, parent) in _CENTRE_BONES.items():
+        table[PREFIX + name] = (h, t, PREFIX + parent if parent else None)
+    for side, sx in (("Left", 1.0), ("Right", -1.0)):
+        for name, (h, t, parent) in _LEFT_BONES.items():
+            par = PREFIX + (side + parent if parent in _LEFT_BONES else parent)
+            table[PREFIX + side + name] = ((h[0] * sx, h[1], h[2]), (t[0] * sx, t[1], t[2]), par)
+    return table
+
+
+def _material(name: str, colour) -> bpy.types.Material:
+    mat = bpy.data.materials.get(name) or bpy.data.materials.new(name)
+    mat.diffuse_color = (*colour, 1.0)
+    if mat.node_tree is None:
+        mat.use_nodes = True  # older Blender; 5.0 creates the node tree itself
+    bsdf = next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
+    if bsdf is not None:
+        bsdf.inputs["Base Color"].default_value = (*colour, 1.0)
+        bsdf.inputs["Roughness"].default_value = 0.7
+    return mat
+
+
+def _link(obj, collection):
+    collection.objects.link(obj)
+    return obj
+
+
+def _mesh_object(name, bm, material, collection):
+    me = bpy.data.meshes.new(name)
+    bm.to_mesh(me)
+    bm.free()
+    for poly in me.polygons:
+        poly.use_smooth = True
+    me.materials.append(material)
+    return _link(bpy.data.objects.new(name, me), collection)
+
+
+def _box(name, centre, size, material, collection):
+    bm = bmesh.new()
+    bmesh.ops.create_cube(bm, size=1.0)
+    bmesh.ops.transform(bm, matrix=Matrix.Translation(centre) @ Matrix.Diagonal((*size, 1.0)), verts=bm.verts)
+    obj = _mesh_object(name, bm, material, collection)
+    for poly in obj.data.polygons:
+        poly.use_smooth = False
+    return obj
+
+
+def _ellipsoid(p0, p1, radius, depth_scale=1.0, overlap=0.35):
+    """bmesh of an ellipsoid spanning p0..p1 (extended by ``overlap`` radii so
+    neighbouring limbs overlap at joints instead of showing gaps)."""
+    p0, p1 = Vector(p0), Vector(p1)
+    axis = p1 - p0
+    half = axis.length / 2 + overlap * radius
+    bm = bmesh.new()
+    bmesh.ops.create_uvsphere(bm, u_segments=14, v_segments=8, radius=1.0)
+    rot = axis.normalized().to_track_quat("Z", "Y").to_matrix().to_4x4()
+    scale = Matrix.Diagonal((radius, radius * depth_scale, half, 1.0))
+    bmesh.ops.transform(bm, matrix=Matrix.Translation((p0 + p1) / 2) @ rot @ scale, verts=bm.verts)
+    return bm
+
+
+def build_room(scene) -> dict:
+    """Floor, back wall, table with a box (tagged interactive), a pillar."""
+    room = bpy.data.collections.new("Room")
+    scene.collection.children.link(room)
+    inter = bpy.data.collections.new(INTERACTIVE_COLLECTION)
+    scene.collection.children.link(inter)
+    objs = {
+        "floor": _box("Floor", (0, 1.5, -0.05), (12, 12, 0.1), _material("Floor", COLOURS["floor"]), room),
+        "wall": _box("Wall", (0, 4.5, 2.5), (12, 0.1, 5.0), _material("Wall", COLOURS["wall"]), room),
+        "pillar": _box("Pillar", (-0.75, -0.4, 1.3), (0.38, 0.38, 2.6), _material("Pillar", COLOURS["pillar"]), room),
+    }
+    wood = _material("Wood", COLOURS["wood"])
+    tx, ty = 1.35, 0.55
+    objs["table"] = _box("TableTop", (tx, ty, 0.74), (1.0, 0.7, 0.05), wood, room)
+    for i, (dx, dy) in enumerate(((-0.45, -0.3), (0.45, -0.3), (-0.45, 0.3), (0.45, 0.3))):
+        _box(f"TableLeg{i}", (tx + dx, ty + dy, 0.36), (0.05, 0.05, 0.72), wood, room)
+    objs["box"] = _box("Box", (tx - 0.25, ty - 0.1, 0.89), (0.25, 0.25, 0.25), _material("BoxRed", COLOURS["box"]), inter)
+    return objs
+
+
+def build_character(scene) -> bpy.types.Object:
+    """Armature with Mixamo names and clothed-looking meshes skinned to it."""
+    coll = bpy.data.collections.new(BODY_COLLECTION)
+    scene.collection.children.link(coll)
+    arm_data = bpy.data.armatures.new(ARMATURE)
+    arm = _link(bpy.data.objects.new(ARMATURE, arm_data), coll)
+    table = bone_table()
+    # Edit bones need an active object in edit mode; bpy as a module has a
+    # view layer, so this works headless.
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    for name, (h, t, _) in table.items():
+        eb = arm_data.edit_bones.new(name)
+        eb.head, eb.tail, eb.roll = h, t, 0.0
+    for name, (_, _, parent) in table.items():
+        if parent:
+            eb = arm_data.edit_bones[name]
+            eb.parent = arm_data.edit_bones[parent]
+            eb.use_connect = (Vector(eb.head) - Vector(eb.parent.tail)).length < 1e-6
+    bpy.ops.object.mode_set(mode="OBJECT")
+
+    m = {k: _material(k.capitalize(), v) for k, v in COLOURS.items() if k in ("skin", "shirt", "trousers", "shoes", "hair")}
+
+    def part(label, bone, p0, p1, radius, mat, depth_scale=1.0, overlap=0.35):
+        obj = _mesh_object(label, _ellipsoid(p0, p1, radius, depth_scale, overlap), mat, coll)
+        group = obj.vertex_groups.new(name=PREFIX + bone)
+        group.add(list(range(len(obj.data.vertices))), 1.0, "REPLACE")
+        obj.parent = arm
+        mod = obj.modifiers.new("Armature", "ARMATURE")
+        mod.object = arm
+        return obj
+
+    def b(name, end=0):
+        return table[PREFIX + name][end]
+
+    part("Head", "Head", (0, 0, 1.55), (0, 0, 1.80), 0.105, m["skin"], overlap=0.1)
+    part("Hair", "Head", (0, 0.015, 1.70), (0, 0.02, 1.83), 0.11, m["hair"], overlap=0.1)
+    part("Neck", "Neck", (0, 0, 1.42), (0, 0, 1.57), 0.05, m["skin"])
+    part("Chest", "Spine2", (0, 0, 1.18), (0, 0, 1.47), 0.18, m["shirt"], depth_scale=0.65, overlap=0.2)
+    part("Belly", "Spine", (0, 0, 0.98), (0, 0, 1.22), 0.155, m["shirt"], depth_scale=0.7, overlap=0.2)
+    part("Pelvis", "Hips", (0, 0, 0.86), (0, 0, 1.02), 0.16, m["trousers"], depth_scale=0.7, overlap=0.2)
+    for side in ("Left", "Right"):
+        part(side + "UpperArm", side + "Arm", b(side + "Arm"), b(side + "Arm", 1), 0.055, m["shirt"])
+        part(side + "Forearm", side + "ForeArm", b(side + "ForeArm"), b(side + "ForeArm", 1), 0.045, m["skin"])
+        part(side + "HandMesh", side + "Hand", b(side + "Hand"), b(side + "Hand", 1), 0.045, m["skin"], overlap=0.5)
+        part(side + "Thigh", side + "UpLeg", b(side + "UpLeg"), b(side + "UpLeg", 1), 0.085, m["trousers"])
+        part(side + "Shin", side + "Leg", b(side + "Leg"), b(side + "Leg", 1), 0.065, m["trousers"])
+        foot0 = Vector(b(side + "Foot")) + Vector((0, 0.03, -0.04))
+        part(side + "Shoe", side + "Foot", foot0, Vector(b(side + "ToeBase", 1)) + Vector((0, 0, 0.01)), 0.055,
+             m["shoes"], overlap=0.3)
+    return arm
+
+
+def _swing(arm, bone: str, axis, angle: float) -> Quaternion:
+    """Pose rotation (bone-local quaternion) that rotates ``bone`` by ``angle``
+    about ``axis`` given in the armature's rest space, relative to its parent."""
+    rest = arm.data.bones[PREFIX + bone].matrix_local.to_3x3()
+    r = Matrix.Rotation(angle, 3, Vector(axis))
+    return (rest.inverted() @ r @ rest).to_quaternion()
+
+
+def path_point(t: float):
+    """Walk path on the floor: from back-left, behind the pillar, to the table."""
+    start, end = Vector((-2.3, 2.4, 0)), Vector((0.55, 0.35, 0))
+    return start.lerp(end, min(t, 1.0))
+
+
+def animate(scene, arm, frames: int, walk_fraction: float = 0.75):
+    """Walk in (legs and arms swing), pass behind the pillar, reach for the box."""
+    scene.frame_start, scene.frame_end = 1, frames
+    for pb in arm.pose.bones:
+        pb.rotation_mode = "QUATERNION"
+    start, end = path_point(0.0), path_point(1.0)
+    # Yaw that turns the character's front (-Y) along the path: -Y rotated by
+    # yaw is (sin yaw, -cos yaw).
+    heading = math.atan2((end - start).x, -(end - start).y)
+    walk_frames = max(1, round((frames - 1) * walk_fraction))
+    x_axis = (1, 0, 0)
+    for f in range(1, frames + 1):
+        i = f - 1
+        if i <= walk_frames:
+            t = i / walk_frames
+            pos = path_point(t)
+            phase = 2 * math.pi * i / max(8.0, walk_frames / 2.0)  # two strides over the walk
+            s = math.sin(phase)
+            # Turned only a third of the way along the path: the body stays mostly
+            # frontal, as the front-view reference shows it.
+            yaw = heading * 0.35
+            reach = 0.0
+        else:
+            t = 1.0
+            pos = path_point(1.0)
+            s = 0.0
+            yaw = math.radians(25)  # turn towards the table, which is on the character's left
+            reach = min(1.0, (i - walk_frames) / max(1, frames - 1 - walk_frames) * 1.5)
+        arm.location = (pos.x, pos.y, 0.02 * abs(math.cos(phase)) if i <= walk_frames else 0.0)
+        arm.rotation_euler = (0.0, 0.0, yaw)
+        arm.keyframe_insert("location", frame=f)
+        arm.keyframe_insert("rotation_euler", frame=f)
+        pose = {
+            "LeftUpLeg": -0.45 * s, "RightUpLeg": 0.45 * s,
+            "LeftLeg": 0.6 * max(0.0, s), "RightLeg": 0.6 * max(0.0, -s),
+            "LeftArm": 0.35 * s, "RightArm": -0.35 * s,
+            "LeftForeArm": -0.2 - 0.1 * abs(s), "RightForeArm": -0.2 - 0.1 * abs(s),
+        }
+        if reach:
+            pose["LeftArm"] = -1.25 * reach
+            pose["LeftForeArm"] = -0.25 * reach
+            pose["Spine1"] = -0.15 * reach
+        for bone in ("LeftUpLeg", "RightUpLeg", "LeftLeg", "RightLeg", "LeftArm", "RightArm",
+                     "LeftForeArm", "RightForeArm", "Spine1"):
+            pb = arm.pose.bones[PREFIX + bone]
+            pb.rotation_quaternion = _swing(arm, bone, x_axis, pose.get(bone, 0.0))
+            pb.keyframe_insert("rotation_quaternion", frame=f)
+    scene.frame_set(1)
+
+
+def build_camera_and_light(scene):
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(cam)
+    cam.location = (-0.2, -4.6, 1.3)
+    cam.rotation_euler = (math.radians(87), 0, 0)
+    cam.data.lens = 32
+    scene.camera = cam
+    sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+    scene.collection.objects.link(sun)
+    sun.rotation_euler = (math.radians(40), math.radians(15), math.radians(-30))
+    sun.data.energy = 3.0
+    sun.data.angle = math.radians(8)  # soft shadows that do not need many samples
+    world = scene.world or bpy.data.worlds.new("World")
+    scene.world = world
+    world.color = (0.35, 0.35, 0.38)
+    if world.node_tree is not None:
+        bg = next((n for n in world.node_tree.nodes if n.type == "BACKGROUND"), None)
+        if bg is not None:
+            bg.inputs["Color"].default_value = (0.35, 0.35, 0.38, 1.0)
+    return cam
+
+
+def configure_render(scene, size: int, samples: int):
+    r = scene.render
+    r.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = samples
+    scene.cycles.use_denoising = False  # deterministic and cheap; the denoiser costs more than it saves here
+    scene.cycles.max_bounces = 2
+    r.resolution_x = r.resolution_y = size
+    r.resolution_percentage = 100
+    scene.view_settings.view_transform = "Standard"  # bit-exact strips, no AgX shift
+    r.fps = 24
+
+
+def build_scene(frames: int, size: int, samples: int = 4):
+    """Fresh file with the whole demo scene; returns (scene, armature)."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.name = "InhabitDemo"
+    configure_render(scene, size, samples)
+    build_camera_and_light(scene)
+    build_room(scene)
+    arm = build_character(scene)
+    animate(scene, arm, frames)
+    return scene, arm

@@ -1,0 +1,162 @@
+"""``inhabit demo`` end to end (a short shot, real Blender, real server
+process) and its bad-input checks."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from backend.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAMES, SIZE = 6, 128
+
+
+def _run(args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    proc = _run(["demo", "--out", str(out), "--frames", str(FRAMES), "--size", str(SIZE)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_demo_writes_video_blend_sheet_and_metrics(demo):
+    out, proc = demo
+    video = out / "demo.mp4"
+    cap = cv2.VideoCapture(str(video))
+    decoded = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        assert frame.shape[:2] == (SIZE, SIZE)
+        decoded += 1
+    cap.release()
+    assert decoded == FRAMES
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape[1] > 5 * 100 and sheet.std() > 10  # five columns, real content
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["engine"]["name"] == "preview" and metrics["frames"] == FRAMES and metrics["seconds"] > 0
+    for key in ("ssim", "psnr"):
+        assert np.isfinite(metrics["engine"][key]) and np.isfinite(metrics["baseline"][key])
+    # The engine (warp + occlusion + brightness match) must beat pasting the reference.
+    assert metrics["engine"]["ssim"] > metrics["baseline"]["ssim"]
+    assert "SSIM" in proc.stdout and "demo.mp4" in proc.stdout
+
+
+def test_demo_blend_holds_the_result_strip(demo):
+    out, _ = demo
+    probe = ("import bpy, json, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
+             "print(json.dumps([[s.name, s.type, s.frame_final_duration, bpy.path.abspath(s.directory)] "
+             "for sc in bpy.data.scenes if sc.sequence_editor for s in sc.sequence_editor.strips_all]))")
+    proc = subprocess.run([sys.executable, "-c", probe, str(out / "demo.blend")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    strips = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(strips) == 1
+    name, kind, duration, directory = strips[0]
+    assert kind == "IMAGE" and duration == FRAMES
+    assert len([p for p in os.listdir(directory) if p.endswith(".png")]) == FRAMES
+
+
+def test_demo_reference_has_transparent_background_and_keypoints(demo):
+    out, _ = demo
+    ref = cv2.imread(str(out / "reference.png"), cv2.IMREAD_UNCHANGED)
+    assert ref.shape == (SIZE, SIZE, 4)
+    alpha = ref[..., 3]
+    assert alpha[0, 0] == 0 and 0.05 < (alpha > 0).mean() < 0.6
+    kps = np.asarray(json.loads((out / "reference_keypoints.json").read_text()), np.float32)
+    assert kps.shape == (18, 4) and (kps[:, 3] == 1).all()
+    # Every keypoint lands on (or right next to) the rendered character.
+    dilated = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((7, 7), np.uint8))
+    for x, y in kps[:, :2]:
+        assert dilated[int(y), int(x)], (x, y)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--frames", "0"], ["--frames", "at least 1"]),
+    (["--engine", "nosuch"], ["Unknown engine", "nosuch", "preview"]),
+    (["--engine", "aa2"], ["aa2", "--weights"]),
+    (["--size", "100"], ["--size", "multiple of 8"]),
+])
+def test_bad_input_is_one_sentence_and_exit_2(tmp_path, capsys, args, words):
+    t0 = time.monotonic()
+    assert main(["demo", "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("inhabit demo: ")
+    for w in words:
+        assert w in err
+    assert not (tmp_path / "o").exists()  # nothing started
+    assert time.monotonic() - t0 < 5
+
+
+def test_unwritable_out_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main(["demo", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--out" in err and "not writable" in err and err.count("\n") == 0
+
+
+def test_ctrl_c_stops_the_demo_with_exit_130(tmp_path):
+    import signal
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "demo", "--out", str(out), "--frames", "40",
+                             "--size", "64"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        gt = out / "work" / "ground_truth"
+        deadline = time.monotonic() + 60
+        while not (gt.is_dir() and any(gt.iterdir())):
+            assert proc.poll() is None and time.monotonic() < deadline, "demo never reached the ground-truth renders"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "cancelled" in err
+    assert not (out / "demo.mp4").exists()
+    assert len(list(gt.iterdir())) < 40
+
+
+def test_naive_baseline_pastes_reference_at_mask_box_only():
+    from backend.demo.metrics import naive_baseline, sample_frames
+    env = np.full((40, 50, 3), 90, np.uint8)
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:30, 20:30] = 255
+    ref = np.zeros((16, 16, 4), np.uint8)
+    ref[4:12, 6:10] = (200, 10, 10, 255)   # opaque red body on a transparent background
+    out = naive_baseline(env, mask, ref)
+    assert (out[10:30, 20:30] == (200, 10, 10)).all()   # body stretched onto the whole mask box
+    outside = np.ones((40, 50), bool)
+    outside[10:30, 20:30] = False
+    assert (out[outside] == 90).all()
+    assert (naive_baseline(env, np.zeros_like(mask), ref) == env).all()  # no character: environment unchanged
+    assert sample_frames(48, 4) == [0, 16, 31, 47] and sample_frames(1, 4) == [0]
+
+
+def test_demo_runs_the_aa2_engine_with_local_weights(tmp_path):
+    # Tiny random weights: this checks the wiring (server started with
+    # --weights, the same job, the same outputs), not the picture quality.
+    weights = tmp_path / "weights"
+    made = _run(["doctor", "--save-tiny", str(weights)], timeout=180)
+    assert made.returncode == 0, made.stderr[-2000:]
+    out = tmp_path / "out"
+    proc = _run(["demo", "--engine", "aa2", "--weights", str(weights), "--out", str(out), "--frames", "2",
+                 "--size", "64"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["engine"]["name"] == "aa2" and metrics["frames"] == 2
+    assert (out / "demo.mp4").stat().st_size > 0 and (out / "demo.blend").is_file()
