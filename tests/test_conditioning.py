@@ -151,11 +151,17 @@ def test_composite_feathers_inward_without_halo_and_matches_brightness():
     rgba, matte = C.composite_character(env, char, alpha, feather_px=2.0, match_brightness=False)
     assert (matte[alpha == 0] == 0).all(), "feathering must not spread outward"
     assert 0 < matte[16, 32] < 255 and matte[32, 32] == 255
-    dark = (env // 4).astype(np.uint8)
+    # A character standing in the shadowed half of a bright room is toned down;
+    # the same character in a uniformly lit room keeps its own colours.
+    shadowed = np.full_like(env, 200)
+    shadowed[:, :56] = 50  # the character (columns 16-47) and its surroundings are in shadow
     bright_char = np.full_like(char, 230)
-    rgba_dark, _ = C.composite_character(dark, bright_char, alpha, feather_px=0)
-    assert rgba_dark[32, 32, 0] < 230, "a bright character in a dark room is toned down"
-    assert rgba_dark[32, 32, 0] >= int(230 * 0.7) - 1
+    rgba_shadow, _ = C.composite_character(shadowed, bright_char, alpha, feather_px=0)
+    assert rgba_shadow[32, 32, 0] < 230, "a character in a shadow is darkened"
+    assert rgba_shadow[32, 32, 0] >= int(230 * 0.7) - 1
+    uniform = np.full_like(env, 60)
+    rgba_uniform, _ = C.composite_character(uniform, bright_char, alpha, feather_px=0)
+    assert rgba_uniform[32, 32, 0] == 230, "uniform light: albedo is not mistaken for exposure"
 
 
 def test_composite_names_bad_shapes():
