@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-bpy = pytest.importorskip("bpy")
+import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
 
 from blender_addon.core import png, protocol  # noqa: E402
 from tests.blender_scene import build_scene  # noqa: E402

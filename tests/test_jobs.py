@@ -3,15 +3,14 @@ subprocess (echo test engine), driven headless by ``run_shot``; cancel,
 server death, and every bad input checked before long work."""
 import os
 import signal
-import socket
 import time
 
 import cv2
 import numpy as np
 import pytest
 
-bpy = pytest.importorskip("bpy")
-serverproc = pytest.importorskip("tests.serverproc", reason="tests/serverproc.py (helper 'server') is missing")
+import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
+from tests import serverproc  # noqa: E402
 
 from blender_addon import compat  # noqa: E402
 from blender_addon.core import png  # noqa: E402
@@ -119,12 +118,6 @@ def test_engine_error_fails_the_job_with_the_servers_words(server, tmp_path, ref
     assert not os.path.exists(err.value.result.take_dir)  # no empty take left behind
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _garbage_png(tmp_path):
     path = tmp_path / "broken.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
@@ -169,7 +162,7 @@ def test_bad_input_is_refused_before_long_work(server, tmp_path, reference, case
         (tmp_path / "file").write_text("x")
         kw["output_dir"] = str(tmp_path / "file" / "out")
     elif case == "unreachable":
-        kw["server"] = f"tcp://127.0.0.1:{_free_port()}"
+        kw["server"] = f"tcp://127.0.0.1:{serverproc.free_port()}"
     elif case == "unknown_engine":
         kw["engine"] = "nope"
     elif case == "bad_param":

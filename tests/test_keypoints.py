@@ -1,7 +1,7 @@
 """2D keypoints projected from a real armature, with depth-tested visibility."""
 import pytest
 
-bpy = pytest.importorskip("bpy")
+import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
 
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-bpy = pytest.importorskip("bpy")
+import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
 
 from blender_addon.core import protocol  # noqa: E402
 from blender_addon.core.settings import ShotSettings  # noqa: E402

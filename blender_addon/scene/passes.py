@@ -27,20 +27,7 @@ _NO_SURFACE_THRESHOLD = protocol.NO_SURFACE_DEPTH * 0.5
 
 def read_png_rgb(path: str) -> np.ndarray:
     """uint8 [H, W, 3], top row first, via Blender's own image loader."""
-    img = bpy.data.images.load(path, check_existing=False)
-    try:
-        w, h = img.size
-        if w == 0 or h == 0:
-            raise ValueError(f"image {path!r} could not be decoded")
-        buf = np.empty(w * h * img.channels, np.float32)
-        img.pixels.foreach_get(buf)
-        px = buf.reshape(h, w, img.channels)[::-1]
-        if img.channels == 1:
-            px = np.repeat(px, 3, axis=2)
-        # 8-bit images come back as byte/255, so rounding recovers them exactly.
-        return np.ascontiguousarray(np.clip(np.rint(px[..., :3] * 255.0), 0, 255).astype(np.uint8))
-    finally:
-        bpy.data.images.remove(img)
+    return np.ascontiguousarray(read_image_rgba(path)[..., :3])
 
 
 def read_image_rgba(path: str) -> np.ndarray:
