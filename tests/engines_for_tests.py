@@ -63,21 +63,3 @@ class BatchEchoEngine(EchoEngine):
     """Non-streaming variant: starts only after END_INPUT (tests the other scheduling path)."""
     name = "batch_echo"
     streaming = False
-
-
-class RawEchoEngine(Engine):
-    """Returns the environment untouched (for the transport benchmark: no compute in the way)."""
-    name = "raw_echo"
-    description = "benchmark engine: rgba = environment + opaque alpha, matte = mask"
-    required_inputs = ("environment", "character_mask")
-    optional_inputs = ("character_depth", "scene_depth", "keypoints", "object_labels")
-    needs_reference = False
-    input_window = 8
-
-    def run(self, ctx) -> None:
-        job = ctx.job
-        alpha = np.full((job.height, job.width, 1), 255, np.uint8)
-        for i in range(job.frames):
-            inputs = ctx.frame(i)
-            ctx.emit(i, np.concatenate([inputs["environment"], alpha], axis=2), inputs["character_mask"])
-            ctx.release(i + 1)
