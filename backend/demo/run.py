@@ -75,7 +75,7 @@ def run_demo(o: DemoOptions, *, bar=None, should_cancel=None) -> dict:
     from . import metrics as M
     from .reference import render_ground_truth, render_reference
     from .scene import ARMATURE, BODY_COLLECTION, INTERACTIVE_COLLECTION, build_scene
-    from .server import LocalServer
+    from backend.local_server import LocalServer
 
     def say(stage, done, total, detail="", eta=None):
         if should_cancel is not None and not stage.startswith("job") and should_cancel():
@@ -88,7 +88,7 @@ def run_demo(o: DemoOptions, *, bar=None, should_cancel=None) -> dict:
     work = os.path.join(out, "work")
     os.makedirs(work, exist_ok=True)
     timings = {}
-    server = LocalServer(o.engine, o.weights, log_path=os.path.join(out, "server.log")).start()
+    server = LocalServer([o.engine], weights=o.weights, log_path=os.path.join(out, "server.log")).start()
     try:
         # The server starts while Blender builds: both take a few seconds.
         t = time.monotonic()
