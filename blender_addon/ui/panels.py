@@ -85,26 +85,24 @@ def draw_inhabit(layout, context):
             err.label(text=line, icon="ERROR")
 
 
-class VIEW3D_PT_inhabit(bpy.types.Panel):
+class _InhabitPanel:
+    """The same panel in two editors: Blender needs one Panel class per space."""
+    bl_label = "Inhabit"
+    bl_region_type = "UI"
+    bl_category = "Inhabit"
+
+    def draw(self, context):
+        draw_inhabit(self.layout, context)
+
+
+class VIEW3D_PT_inhabit(_InhabitPanel, bpy.types.Panel):
     bl_idname = "VIEW3D_PT_inhabit"
-    bl_label = "Inhabit"
     bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Inhabit"
-
-    def draw(self, context):
-        draw_inhabit(self.layout, context)
 
 
-class SEQUENCER_PT_inhabit(bpy.types.Panel):
+class SEQUENCER_PT_inhabit(_InhabitPanel, bpy.types.Panel):
     bl_idname = "SEQUENCER_PT_inhabit"
-    bl_label = "Inhabit"
     bl_space_type = "SEQUENCE_EDITOR"
-    bl_region_type = "UI"
-    bl_category = "Inhabit"
-
-    def draw(self, context):
-        draw_inhabit(self.layout, context)
 
 
 CLASSES = (VIEW3D_PT_inhabit, SEQUENCER_PT_inhabit)
