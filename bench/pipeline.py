@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
 
 
 def one_run(frames: int, size: int, steps: int, context: int, overlap: int, per_step: bool) -> dict:
@@ -77,18 +75,6 @@ def in_subprocess(**kw) -> dict:
         raise RuntimeError(out.stderr[-2000:])
     line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
     return json.loads(line[7:])
-
-
-def write_section(text: str) -> None:
-    begin, end = "<!-- pipeline:begin -->", "<!-- pipeline:end -->"
-    body = f"{begin}\n{text.rstrip()}\n{end}\n"
-    old = open(RESULTS).read() if os.path.exists(RESULTS) else "# Benchmark results\n\n"
-    if begin in old:
-        new = re.sub(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", body, old, flags=re.S)
-    else:
-        new = old.rstrip() + "\n\n" + body
-    with open(RESULTS, "w") as fh:
-        fh.write(new)
 
 
 def main(argv=None) -> int:
@@ -155,7 +141,8 @@ def main(argv=None) -> int:
     ]
     text = "\n".join(lines)
     if not args.no_write:
-        write_section(text)
+        from results_file import write_section  # bench/ is on sys.path when run as a script
+        write_section("pipeline", text)
     print(text)
     return 0
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ if str(REPO) not in sys.path:
 
 from backend.engines.base import Engine  # noqa: E402
 from blender_addon.core import protocol as P  # noqa: E402
+from results_file import write_section  # noqa: E402
 
 
 class BenchEchoEngine(Engine):
@@ -129,18 +129,6 @@ def run_raw(address: str, frames: int, size: int, window: int = 8) -> float:
     return frames / elapsed
 
 
-def update_results(text: str) -> None:
-    path = HERE / "RESULTS.md"
-    body = path.read_text() if path.exists() else "# Benchmark results\n"
-    begin, end = "<!-- transport:begin -->", "<!-- transport:end -->"
-    section = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in body:
-        body = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: section, body, flags=re.S)
-    else:
-        body = body.rstrip() + "\n\n" + section + "\n"
-    path.write_text(body)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=120)
@@ -194,7 +182,7 @@ def main(argv=None) -> int:
               f"protocol {[round(x, 1) for x in proto]}.\n")
     print(report)
     if not args.no_write:
-        update_results(report)
+        write_section("transport", report)
     return 0
 
 
