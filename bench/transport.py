@@ -47,12 +47,12 @@ class BenchEchoEngine(Engine):
         rgba = None
         for i in range(job.frames):
             inputs = ctx.frame(i)
+            ctx.release(i + 1)  # as a real engine does: free each input once it is used
             if rgba is None:
                 rgba = np.empty((job.height, job.width, 4), np.uint8)
                 rgba[..., :3] = inputs["environment"]
                 rgba[..., 3] = 255
             ctx.emit(i, rgba, inputs["character_mask"])
-            ctx.release(i + 1)
 
 
 def conditioning(size: int) -> dict:

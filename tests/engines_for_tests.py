@@ -63,3 +63,23 @@ class BatchEchoEngine(EchoEngine):
     """Non-streaming variant: starts only after END_INPUT (tests the other scheduling path)."""
     name = "batch_echo"
     streaming = False
+
+
+class HoardEngine(EchoEngine):
+    """Reads and releases every input before emitting anything, as an engine
+    that needs a whole context window does. With a window of 8 and 10 frames the
+    last credit grows by less than half a window, so the client hears of it only
+    because the server flushes credit when the engine waits for a frame."""
+    name = "hoard"
+    input_window = 8
+
+    def run(self, ctx) -> None:
+        job = ctx.job
+        masks = []
+        for i in range(job.frames):
+            masks.append(np.array(ctx.frame(i)["character_mask"]))
+            ctx.release(i + 1)
+        for i, mask in enumerate(masks):
+            rgba = np.zeros((job.height, job.width, 4), np.uint8)
+            rgba[..., 3] = 255
+            ctx.emit(i, rgba, mask)

@@ -16,7 +16,8 @@ from blender_addon.core.client import Client, JobFailed, ServerUnreachable, run_
 from tests import serverproc
 from tests.serverproc import REPO_ROOT, start_server
 
-ENGINES = ("tests.engines_for_tests:EchoEngine", "tests.engines_for_tests:BatchEchoEngine")
+ENGINES = ("tests.engines_for_tests:EchoEngine", "tests.engines_for_tests:BatchEchoEngine",
+           "tests.engines_for_tests:HoardEngine")
 MAX_BYTES = 200_000
 H = W = 16
 
@@ -102,7 +103,10 @@ def test_job_streams_results_progress_credit_and_done(server):
     assert types[0] == P.ACCEPTED and types[-1] == P.DONE
     accepted = events[0].header
     assert accepted["credit"] == 4 and accepted["queue_position"] == 0
-    assert P.CREDIT in types  # the window slid: 8 frames through a window of 4
+    # The window slid: credit grew to all 8 frames through a window of 4, in CREDIT
+    # messages or riding on results.
+    grants = [e.header.get("upto") if e.type == P.CREDIT else e.header.get("credit") for e in events]
+    assert max(g for g in grants if g is not None) == n
     results = {e.header["index"]: e.arrays for e in events if e.type == P.RESULT}
     assert sorted(results) == list(range(n))
     for i, arrays in results.items():
@@ -120,6 +124,19 @@ def test_job_streams_results_progress_credit_and_done(server):
     log = server.wait_for_log("done job=" + events[0].header["job"])
     for word in ("submitted", "accepted", "started"):
         assert f"{word} job={events[0].header['job']}" in log
+
+
+def test_credit_reaches_a_client_while_the_engine_waits_for_input(server):
+    """Credit normally rides on results; an engine that reads ahead without
+    emitting still gets its frames, because waiting for input sends the credit."""
+    with Client(server.address) as cl:
+        n = 10
+        events = run_job(cl, spec(n, engine="hoard"), REF, ((i, frame_arrays(i)) for i in range(n)), timeout=10)
+    assert events[0].header["credit"] == 8
+    assert events[-1].type == P.DONE
+    assert sorted(e.header["index"] for e in events if e.type == P.RESULT) == list(range(n))
+    credits = [e.header["upto"] for e in events if e.type == P.CREDIT]
+    assert credits and credits[-1] == n  # no result carried the last of it
 
 
 def test_non_streaming_engine_waits_for_end_input(server):
@@ -283,6 +300,28 @@ def test_repeated_frame_and_early_end_input(server):
     _serves_a_job(server.address)
 
 
+def test_streaming_job_may_finish_before_end_input(server):
+    """A streaming engine can emit its last result before the client's END_INPUT
+    (or a late CANCEL) arrives: those are ignored, not answered unknown_job."""
+    raw = Raw(server.address)
+    try:
+        job = raw.submit(frames=2)["job"]
+        for i in range(2):
+            raw.send_msg(P.header(P.FRAME, job=job, index=i), frame_arrays(i))
+        seen = []
+        while not seen or seen[-1]["type"] != P.DONE:
+            hdr, _ = raw.recv()
+            assert hdr["type"] in (P.RESULT, P.DONE), hdr
+            seen.append(hdr)
+        assert [h["index"] for h in seen if h["type"] == P.RESULT] == [0, 1]
+        raw.send_msg(P.header(P.END_INPUT, job=job))
+        raw.send_msg(P.header(P.CANCEL, job=job))
+        raw.send_msg(P.header(P.HELLO))
+        assert raw.recv()[0]["type"] == P.INFO  # nothing else was sent back first
+    finally:
+        raw.close()
+
+
 # -- client death, shutdown -----------------------------------------------------------------
 DYING_CLIENT = """
 import os, sys, time, numpy as np
@@ -384,7 +423,7 @@ def test_info_cli_prints_json_and_fails_cleanly(server):
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["protocol_version"] == P.PROTOCOL_VERSION
-    assert [e["name"] for e in info["engines"]] == ["echo", "batch_echo"]
+    assert [e["name"] for e in info["engines"]] == ["echo", "batch_echo", "hoard"]
     assert info["limits"]["max_message_bytes"] == MAX_BYTES
     assert info["torch_imported"] is False
     dead = f"tcp://127.0.0.1:{serverproc.free_port()}"

@@ -73,7 +73,8 @@ class JobContext(abc.ABC):
     @abc.abstractmethod
     def emit(self, index: int, rgba: np.ndarray, matte: np.ndarray) -> None:
         """Send result frame ``index``: uint8 [H, W, 4] composite and uint8
-        [H, W] character matte. Each index exactly once, in any order."""
+        [H, W] character matte. Each index exactly once, in any order.
+        The arrays are sent without a copy: do not write into them afterwards."""
 
     @abc.abstractmethod
     def progress(self, stage: str, fraction: float, *, frame: int | None = None,

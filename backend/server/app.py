@@ -1,9 +1,9 @@
 """The server's main loop: one thread owns the ROUTER socket.
 
 Messages from clients are decoded and checked here; jobs run on worker
-threads, which send their messages (RESULT, PROGRESS, CREDIT, DONE, ...)
-through their own inproc PUSH sockets to a PULL socket this loop polls, so no
-zmq socket is ever shared between threads.
+threads, which hand their encoded messages (RESULT, PROGRESS, CREDIT, DONE,
+...) to this loop through the ``Outbox`` and ring its bell, so no zmq socket
+is ever shared between threads.
 """
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ import zmq
 
 from backend.engines.base import EngineInputError, JobCancelled, JobData
 from blender_addon.core import protocol
+from blender_addon.core.wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_parts
 
 from . import log
 from .job import ServerJob, WorkerContext
+from .outbox import Outbox, Outgoing
 
 SERVER_VERSION = "0.1.0"
 OUTBOX = "inproc://inhabit-outbox"
@@ -79,9 +81,7 @@ class Server:
         self.auth = security(self.ctx, self.router) if security else None
         self.router.bind(config.bind)
         self.address = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.outbox = self.ctx.socket(zmq.PULL)
-        self.outbox.bind(OUTBOX + f"-{id(self)}")
-        self.outbox_address = OUTBOX + f"-{id(self)}"
+        self.outbox = Outbox(self.ctx, OUTBOX + f"-{id(self)}")
         self.jobs: dict[str, ServerJob] = {}
         self.by_client: dict[bytes, set[str]] = collections.defaultdict(set)
         self.last_seen: dict[bytes, float] = {}
@@ -92,6 +92,7 @@ class Server:
         self.running: set[str] = set()
         self.stop = threading.Event()
         self.workers: list[threading.Thread] = []
+        self.fed: set[ServerJob] = set()      # jobs given frames since their worker was last woken
 
     # -- life cycle ------------------------------------------------------------------
     def serve_forever(self) -> int:
@@ -106,19 +107,19 @@ class Server:
                   jobs=self.config.jobs)
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
-        poller.register(self.outbox, zmq.POLLIN)
+        poller.register(self.outbox.bell, zmq.POLLIN)
         next_hb = time.monotonic() + HEARTBEAT_CHECK_S
         while not self.stop.is_set():
             events = dict(poller.poll(100))
-            if self.outbox in events:
+            if self.outbox.bell in events:
                 self._drain_outbox()
             if self.router in events:
                 for _ in range(100):  # bounded so worker output is never starved
-                    try:
-                        frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
+                    if not self.router.get(EVENTS) & POLLIN:
                         break
-                    self._on_client_message(frames)
+                    self._on_client_message(recv_parts(self.router, NOBLOCK))
+                while self.fed:
+                    self.fed.pop().wake()
             if time.monotonic() >= next_hb:
                 self._check_heartbeats()
                 next_hb = time.monotonic() + HEARTBEAT_CHECK_S
@@ -144,7 +145,7 @@ class Server:
         deadline = time.monotonic() + 3.0
         for t in self.workers:
             t.join(max(0.0, deadline - time.monotonic()))
-        self.outbox.close(0)
+        self.outbox.close()
         self.router.close(500)
         if self.auth:
             self.auth.stop()
@@ -152,7 +153,7 @@ class Server:
     # -- sending ---------------------------------------------------------------------
     def _send(self, identity: bytes, hdr: dict, arrays=None):
         try:
-            self.router.send_multipart([identity, *protocol.encode(hdr, arrays)], copy=False, flags=zmq.NOBLOCK)
+            send_parts(self.router, [identity, *protocol.encode(hdr, arrays)], NOBLOCK)
         except zmq.Again:
             log.event("dropped_message", type=hdr.get("type"), reason="client not reading")
 
@@ -162,26 +163,19 @@ class Server:
         self._send(identity, hdr)
 
     def _drain_outbox(self):
-        while True:
-            try:
-                frames = self.outbox.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            # frames: [job id, type, header, buffers...] from a worker.
-            job_id = frames[0].bytes.decode()
-            job = self.jobs.get(job_id)
+        for out in self.outbox.take_all():
+            job = self.jobs.get(out.job_id)
             if job is None:
                 continue  # finished or cancelled meanwhile: the client was already told
-            hdr_type = frames[1].bytes.decode()
-            if hdr_type in protocol.TERMINAL_TYPES:
-                outcome = {"done": "done", "cancelled": "cancelled", "error": "failed"}[hdr_type]
-                self.router.send_multipart([job.identity, *frames[2:]], copy=False)
+            if out.type in protocol.TERMINAL_TYPES:
+                outcome = {"done": "done", "cancelled": "cancelled", "error": "failed"}[out.type]
+                send_parts(self.router, [job.identity, *out.frames])
                 self._finish(job, None, outcome=outcome)
             else:
                 try:
-                    self.router.send_multipart([job.identity, *frames[2:]], copy=False, flags=zmq.NOBLOCK)
+                    send_parts(self.router, [job.identity, *out.frames], NOBLOCK)
                 except zmq.Again:
-                    log.event("dropped_message", job=job_id, type=hdr_type, reason="client not reading")
+                    log.event("dropped_message", job=out.job_id, type=out.type, reason="client not reading")
 
     # -- incoming --------------------------------------------------------------------
     def _on_client_message(self, frames):
@@ -317,6 +311,8 @@ class Server:
         return job
 
     def _on_frame(self, identity, hdr, arrays):
+        if self._finished_here(identity, hdr):
+            return
         job = self._own_job(identity, hdr)
         d = job.data
         index = hdr.get("index")
@@ -339,8 +335,11 @@ class Server:
                       f"{d.engine!r} (required: {list(job.engine_cls.required_inputs)})", f"frame.{missing[0]}")
         wanted = set(job.engine_cls.required_inputs) | set(job.engine_cls.optional_inputs)
         job.add_frame(index, {k: v for k, v in arrays.items() if k in wanted})
+        self.fed.add(job)
 
     def _on_end_input(self, identity, hdr, arrays):
+        if self._finished_here(identity, hdr):
+            return
         job = self._own_job(identity, hdr)
         missing = [i for i in range(job.data.frames) if i not in job.received]
         if missing:
@@ -351,10 +350,16 @@ class Server:
         if job.state == "accepted":
             self._enqueue(job)
 
-    def _on_cancel(self, identity, hdr, arrays):
+    def _finished_here(self, identity, hdr) -> bool:
+        """True for a job of this client that has already ended. A streaming
+        engine may finish before the client's last FRAME, END_INPUT or CANCEL
+        reaches us; its terminal message is on the way, so those are ignored."""
         job_id = hdr.get("job")
-        if isinstance(job_id, str) and job_id in self.finished_ids and self.finished_ids[job_id] == identity:
-            return  # already over; its terminal message is on the way or delivered
+        return isinstance(job_id, str) and self.finished_ids.get(job_id) == identity
+
+    def _on_cancel(self, identity, hdr, arrays):
+        if self._finished_here(identity, hdr):
+            return
         job = self._own_job(identity, hdr)
         job.cancel("cancelled")
         if job.state != "running":  # nothing will run it: answer now
@@ -408,9 +413,7 @@ class Server:
 
     # -- worker threads --------------------------------------------------------------
     def _worker(self):
-        push = self.ctx.socket(zmq.PUSH)
-        push.linger = 1000
-        push.connect(self.outbox_address)
+        ringer = self.outbox.new_ringer()
         try:
             while True:
                 job_id = self.run_queue.get()
@@ -423,14 +426,14 @@ class Server:
                 job = self.jobs.get(job_id)  # dict read of a reference: safe across threads
                 if job is None or job.cancelled:
                     continue
-                self._run_job(job, push)
+                self._run_job(job, ringer)
         finally:
-            push.close()
+            ringer.close()
 
-    def _run_job(self, job: ServerJob, push):
+    def _run_job(self, job: ServerJob, ringer):
         def send(hdr, arrays):
-            # [job id, message type, header, buffers...]: the main loop routes without parsing JSON.
-            push.send_multipart([job.id.encode(), hdr["type"].encode(), *protocol.encode(hdr, arrays)], copy=False)
+            # Encoded here, on the worker: the main loop only adds the client's identity.
+            self.outbox.put(ringer, Outgoing(job.id, hdr["type"], protocol.encode(hdr, arrays)))
 
         job.state = "running"
         job.started_at = time.monotonic()

@@ -2,8 +2,8 @@
 
 The main loop thread owns the ROUTER socket and adds frames; a worker thread
 runs the engine. They share a ``ServerJob`` guarded by one Condition. The
-worker never touches the ROUTER socket: it sends its messages through its own
-inproc PUSH socket (``outbox``) that the main loop polls and forwards.
+worker never touches the ROUTER socket: it hands its messages to the main loop
+through the server's ``Outbox``.
 """
 from __future__ import annotations
 
@@ -45,9 +45,15 @@ class ServerJob:
         return self.data.job_id
 
     def add_frame(self, index: int, arrays: dict) -> None:
+        """Store a frame without waking the worker: the main loop calls
+        ``wake`` once after a burst of messages, so the worker takes the GIL
+        when the loop goes back to waiting instead of forcing a switch per frame."""
         with self.cond:
             self.received.add(index)
             self.frames[index] = arrays
+
+    def wake(self) -> None:
+        with self.cond:
             self.cond.notify_all()
 
     def end_input(self) -> None:
@@ -79,6 +85,7 @@ class WorkerContext(JobContext):
         self._last_progress = 0.0
         self._last_stage = None
         self._t0 = time.monotonic()
+        self._credit_sent = job.credit         # the bound the client last heard (ACCEPTED carried the first)
 
     @property
     def cancelled(self) -> bool:
@@ -103,6 +110,9 @@ class WorkerContext(JobContext):
                 if sj.input_ended and index not in sj.received:
                     # END_INPUT checks completeness, so this only happens on a race with cancel.
                     raise JobCancelled("input ended without this frame")
+                # About to wait for the client: it must hear of any new credit now,
+                # not with the next result.
+                self._flush_credit()
                 sj.cond.wait(0.5)
 
     def release(self, upto: int) -> None:
@@ -115,16 +125,26 @@ class WorkerContext(JobContext):
             for i in range(sj.released, upto):
                 sj.frames.pop(i, None)
             sj.released = upto
-            new_credit = min(sj.data.frames, upto + sj.window)
-            # Grant credit in batches of half a window: half the CREDIT
-            # messages, and the client still never runs dry.
-            grew = new_credit >= sj.credit + max(1, sj.window // 4) or (
-                new_credit == sj.data.frames and new_credit > sj.credit)
-            if grew:
-                sj.credit = new_credit
-            credit = sj.credit
-        if grew:
-            self._send(protocol.header(protocol.CREDIT, job=sj.id, upto=credit), None)
+            sj.credit = min(sj.data.frames, upto + sj.window)
+        # The new credit rides on this job's next RESULT or PROGRESS; a CREDIT
+        # message of its own goes out only if the engine waits for a frame first
+        # (see frame()) or the credit has grown by half a window meanwhile.
+        if sj.credit - self._credit_sent >= max(1, sj.window // 2):
+            self._flush_credit()
+
+    def _flush_credit(self) -> None:
+        credit = self._sj.credit
+        if credit > self._credit_sent:
+            self._credit_sent = credit
+            self._send(protocol.header(protocol.CREDIT, job=self._sj.id, upto=credit), None)
+
+    def _with_credit(self, hdr: dict) -> dict:
+        """Attach any credit the client has not heard of to an outgoing header."""
+        credit = self._sj.credit
+        if credit > self._credit_sent:
+            self._credit_sent = credit
+            hdr["credit"] = credit
+        return hdr
 
     def emit(self, index: int, rgba: np.ndarray, matte: np.ndarray) -> None:
         self.check_cancelled()
@@ -139,7 +159,7 @@ class WorkerContext(JobContext):
             raise ValueError(f"engine emitted matte {matte.dtype}{list(matte.shape)}; expected uint8[{d.height}, {d.width}]")
         self._emitted.add(index)
         self._sj.emitted = len(self._emitted)
-        self._send(protocol.header(protocol.RESULT, job=d.job_id, index=index),
+        self._send(self._with_credit(protocol.header(protocol.RESULT, job=d.job_id, index=index)),
                    {protocol.RESULT_RGBA: rgba, protocol.RESULT_MATTE: matte})
 
     def progress(self, stage: str, fraction: float, *, frame=None, step=None, steps=None) -> None:
@@ -153,10 +173,10 @@ class WorkerContext(JobContext):
         self._last_stage, self._last_progress = stage, now
         elapsed = now - self._t0
         eta = elapsed * (1.0 - fraction) / fraction if fraction > 0 else None
-        self._send(protocol.header(protocol.PROGRESS, job=self.job.job_id, stage=stage, fraction=fraction,
-                                   frame=frame, step=step, steps=steps,
-                                   eta_s=None if eta is None else round(eta, 2),
-                                   frames_done=len(self._emitted), frames=self.job.frames), None)
+        self._send(self._with_credit(protocol.header(
+            protocol.PROGRESS, job=self.job.job_id, stage=stage, fraction=fraction, frame=frame, step=step,
+            steps=steps, eta_s=None if eta is None else round(eta, 2), frames_done=len(self._emitted),
+            frames=self.job.frames)), None)
 
     @property
     def emitted(self) -> set[int]:

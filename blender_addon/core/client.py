@@ -20,6 +20,7 @@ import numpy as np
 import zmq
 
 from . import protocol
+from .wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_parts
 
 
 class ServerUnreachable(Exception):
@@ -101,7 +102,7 @@ class Client:
                 raise _unreachable(self.address, timeout)
             if not self._sock.poll(int(remaining * 1000) + 1):
                 continue
-            frames = self._sock.recv_multipart(copy=False)
+            frames = recv_parts(self._sock)
             hdr = _peek_header(frames[0].bytes)
             if hdr is not None and hdr.get("v") != protocol.PROTOCOL_VERSION:
                 raise ProtocolMismatch(f"the server at {self.address} speaks protocol v{hdr.get('v')}; "
@@ -147,17 +148,14 @@ class Client:
             self._backlog = []
         deadline = now + max(0.0, timeout)
         while True:
-            # Keep waiting while only PONGs arrive: the caller asked for events.
-            wait_ms = 0 if events else max(0, int((deadline - time.monotonic()) * 1000))
-            if self._sock.poll(wait_ms):
-                while True:
-                    try:
-                        frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    events.extend(self._handle(frames))
-            if events or time.monotonic() >= deadline:
+            # Take what is queued first (reading EVENTS is far cheaper than a
+            # poll), and keep waiting while only PONGs arrive: the caller asked for events.
+            while self._sock.get(EVENTS) & POLLIN:
+                events.extend(self._handle(recv_parts(self._sock, NOBLOCK)))
+            remaining = deadline - time.monotonic()
+            if events or remaining <= 0:
                 break
+            self._sock.poll(max(1, int(remaining * 1000)))
         open_jobs = [j for j in (*self._jobs.values(), *self._pending.values()) if not j.finished]
         if open_jobs and time.monotonic() - self._last_rx > self.heartbeat_timeout:
             for job in open_jobs:
@@ -187,7 +185,6 @@ class Client:
             if job is not None:
                 job.job_id = job_id
                 job.state = "accepted"
-                job.credit = int(hdr.get("credit", 0))
                 self._jobs[job_id] = job
                 if job._cancel_when_accepted:
                     job.cancel()
@@ -197,8 +194,10 @@ class Client:
             job = self._pending.pop(hdr["request"])
         if job is not None:
             if mtype == protocol.CREDIT:
-                job.credit = max(job.credit, int(hdr.get("upto", 0)))
-            elif mtype == protocol.DONE:
+                job.credit = max(job.credit, _int_field(hdr, "upto"))
+            elif "credit" in hdr:  # on ACCEPTED, and riding on a RESULT or PROGRESS
+                job.credit = max(job.credit, _int_field(hdr, "credit"))
+            if mtype == protocol.DONE:
                 job.state = "done"
             elif mtype == protocol.CANCELLED:
                 job.state = "cancelled"
@@ -212,7 +211,7 @@ class Client:
     def _send(self, hdr: dict, arrays: dict | None = None) -> None:
         if self._closed:
             raise RuntimeError("client is closed")
-        self._sock.send_multipart(protocol.encode(hdr, arrays), copy=False)
+        send_parts(self._sock, protocol.encode(hdr, arrays))
 
     def close(self) -> None:
         if not self._closed:
@@ -277,6 +276,11 @@ class RemoteJob:
         self.client._send(protocol.header(protocol.CANCEL, job=self.job_id))
 
     _cancel_when_accepted = False
+
+
+def _int_field(hdr: dict, key: str) -> int:
+    value = hdr.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _peek_header(raw: bytes) -> dict | None:

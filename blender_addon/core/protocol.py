@@ -282,7 +282,7 @@ def header(type_: str, **fields) -> dict:
 
 
 def encode(hdr: Mapping, arrays: Mapping[str, np.ndarray] | None = None) -> list:
-    """Header (+ named arrays) -> list of frames for ``send_multipart``.
+    """Header (+ named arrays) -> list of frames for ``wire.send_parts``.
 
     Arrays are sent without copying when they are already C-contiguous and
     little-endian; their descriptors are written into the header.
@@ -305,11 +305,14 @@ def encode(hdr: Mapping, arrays: Mapping[str, np.ndarray] | None = None) -> list
     return frames
 
 
+_DTYPE_NAMES = {d: name for name, d in DTYPES.items()}
+
+
 def _dtype_name(dt: np.dtype) -> str | None:
-    for name, d in DTYPES.items():
-        if np.dtype(dt).newbyteorder("<") == d and np.dtype(dt).kind == d.kind and np.dtype(dt).itemsize == d.itemsize:
-            return name
-    return None
+    """Wire name of a dtype in either byte order (the encoder converts to little-endian)."""
+    dt = np.dtype(dt)
+    name = _DTYPE_NAMES.get(dt)
+    return name if name is not None else _DTYPE_NAMES.get(dt.newbyteorder("<"))
 
 
 def decode(frames: Sequence, *, max_bytes: int | None = None,
@@ -321,10 +324,12 @@ def decode(frames: Sequence, *, max_bytes: int | None = None,
     """
     if not frames:
         raise ProtocolError(E_BAD_HEADER, "empty message: expected a JSON header frame")
-    total = sum(len(_as_bytes_like(f)) for f in frames)
+    # One flat byte view per frame, made once: zmq.Frame builds its buffer on demand.
+    views = [memoryview(_as_bytes_like(f)).cast("B") for f in frames]
+    total = sum(v.nbytes for v in views)
     if max_bytes is not None and total > max_bytes:
         raise ProtocolError(E_TOO_LARGE, f"message is {total} bytes; the limit is {max_bytes}")
-    raw = bytes(_as_bytes_like(frames[0]))
+    raw = views[0].tobytes()
     try:
         hdr = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -342,7 +347,7 @@ def decode(frames: Sequence, *, max_bytes: int | None = None,
     if allowed_types is not None and mtype not in allowed_types:
         raise ProtocolError(E_UNKNOWN_TYPE, f"unknown message type {mtype!r}; expected one of {sorted(allowed_types)}",
                             field="type", job=job)
-    arrays = _decode_buffers(hdr, frames[1:], job)
+    arrays = _decode_buffers(hdr, views[1:], job)
     return hdr, arrays
 
 
@@ -378,8 +383,8 @@ def _decode_buffers(hdr: dict, payload: Sequence, job: str | None) -> dict:
             raise ProtocolError(E_BAD_SHAPE, f"{where}: shape must be a list of at most 4 non-negative integers, got {shape!r}",
                                 field=where, job=job)
         dtype = DTYPES[dtype_name]
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        buf = memoryview(_as_bytes_like(frame)).cast("B")
+        expected = math.prod(shape) * dtype.itemsize
+        buf = frame
         if len(buf) != expected:
             raise ProtocolError(E_BAD_BUFFERS,
                                 f"{where}: {len(buf)} bytes sent, but {dtype_name}{shape} needs {expected}",
@@ -393,11 +398,8 @@ def _decode_buffers(hdr: dict, payload: Sequence, job: str | None) -> dict:
 
 
 def _all_finite(arr: np.ndarray) -> bool:
-    """NaN/Inf check without a full-size temporary: any NaN or Inf makes the
-    sum non-finite; only then (or on overflow of huge finite values) look closer."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(arr.sum()):
-            return True
+    """NaN/Inf check. ``isfinite`` into a bool temporary then ``all`` is about
+    twice as fast as a float sum on these sizes and cannot overflow."""
     return bool(np.isfinite(arr).all())
 
 
