@@ -83,3 +83,23 @@ class HoardEngine(EchoEngine):
             rgba = np.zeros((job.height, job.width, 4), np.uint8)
             rgba[..., 3] = 255
             ctx.emit(i, rgba, mask)
+
+
+class ExclusiveEngine(EchoEngine):
+    """Fails a job that runs on an instance another job is already using: with
+    --jobs 2 the server must give each worker its own instances (engines keep
+    per-run state, such as a diffusion scheduler's timesteps)."""
+    name = "exclusive"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.busy = False
+
+    def run(self, ctx) -> None:
+        if self.busy:
+            raise RuntimeError("two jobs ran on one engine instance at once")
+        self.busy = True
+        try:
+            super().run(ctx)
+        finally:
+            self.busy = False

@@ -17,7 +17,7 @@ from tests import serverproc
 from tests.serverproc import REPO_ROOT, start_server
 
 ENGINES = ("tests.engines_for_tests:EchoEngine", "tests.engines_for_tests:BatchEchoEngine",
-           "tests.engines_for_tests:HoardEngine")
+           "tests.engines_for_tests:HoardEngine", "tests.engines_for_tests:ExclusiveEngine")
 MAX_BYTES = 200_000
 H = W = 16
 
@@ -211,6 +211,41 @@ def test_two_clients_see_only_their_own_jobs(server):
     finally:
         a.close()
         b.close()
+
+
+def test_workers_are_spread_over_the_gpus():
+    from backend.server.app import ServerConfig
+    assert [ServerConfig(device="cuda", gpus=2, jobs=3).worker_device(n) for n in range(3)] == \
+        ["cuda:0", "cuda:1", "cuda:0"]
+    assert ServerConfig(device="cpu", jobs=2).worker_device(1) == "cpu"
+
+
+def test_concurrent_jobs_each_get_their_own_engine_instance(server):
+    """--jobs 2: two jobs run at the same time, each on its worker's own
+    instance (the engine fails a job that shares an instance with another)."""
+    clients = [Client(server.address), Client(server.address)]
+    try:
+        jobs = [cl.submit(spec(4, engine="exclusive", delay=0.15), REF) for cl in clients]
+        sent = [0, 0]
+        deadline = time.monotonic() + 20
+        while not all(j.finished for j in jobs) and time.monotonic() < deadline:
+            for k, (cl, job) in enumerate(zip(clients, jobs)):
+                while job.can_send():
+                    job.send_frame(sent[k], frame_arrays(sent[k]))
+                    sent[k] += 1
+                if sent[k] == 4 and job.state == "accepted" and not job.input_ended:
+                    job.end_input()
+                cl.poll(0.02)
+        assert [j.state for j in jobs] == ["done", "done"], [j.error for j in jobs]
+        log = server.wait_for_log("done job=" + jobs[1].job_id)
+        loads = [line for line in log.splitlines() if "engine_loaded" in line and "engine=exclusive" in line]
+        assert len(loads) == 2, loads  # one instance per worker
+        # They overlapped: both had started before either finished.
+        assert min(log.index(f"done job={j.job_id}") for j in jobs) > \
+            max(log.index(f"started job={j.job_id}") for j in jobs)
+    finally:
+        for cl in clients:
+            cl.close()
 
 
 # -- bad input: each gets an ERROR naming the field, and the server keeps serving ------------------
@@ -423,7 +458,7 @@ def test_info_cli_prints_json_and_fails_cleanly(server):
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["protocol_version"] == P.PROTOCOL_VERSION
-    assert [e["name"] for e in info["engines"]] == ["echo", "batch_echo", "hoard"]
+    assert [e["name"] for e in info["engines"]] == ["echo", "batch_echo", "hoard", "exclusive"]
     assert info["limits"]["max_message_bytes"] == MAX_BYTES
     assert info["torch_imported"] is False
     dead = f"tcp://127.0.0.1:{serverproc.free_port()}"

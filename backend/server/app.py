@@ -37,39 +37,55 @@ class ServerConfig:
     device: str = "cpu"
     weights: str | None = None
     jobs: int = 1
+    gpus: int = 0                      # CUDA devices seen; workers are spread over them
     eager_load: bool = False
     limits: dict = field(default_factory=lambda: dict(protocol.DEFAULT_LIMITS))
     max_queue: int = 64
 
+    def worker_device(self, n: int) -> str:
+        """Worker n's device: its own GPU while there are enough (cuda:0, cuda:1, ...),
+        then round robin; every worker on "cpu" otherwise."""
+        if self.device == "cuda" and self.gpus > 0:
+            return f"cuda:{n % self.gpus}"
+        return self.device
+
 
 class EngineSlot:
-    """One engine class and its lazily created, lazily loaded instance."""
+    """One engine class and one worker's lazily loaded instance of it.
 
-    def __init__(self, cls, config: ServerConfig):
+    Each worker owns its instances: engines keep per-run state (a diffusion
+    scheduler's timesteps, ReferenceNet features held by hooks), so two jobs
+    must never run on one instance at once. Only the owning worker thread calls
+    ``get``."""
+
+    def __init__(self, cls, config: ServerConfig, device: str, loaded_names: set):
         self.cls = cls
         self.config = config
-        # Constructing is cheap by contract (heavy work lives in load()), so the
-        # instance exists from the start and can validate jobs before loading.
-        self.instance = cls(device=config.device, weights=config.weights)
-        self.loaded = False
-        self.lock = threading.Lock()
+        self.device = device
+        self.instance = None
+        self._loaded_names = loaded_names      # shared, for INFO's "loaded" flag
 
     def get(self):
-        """Load on first use (worker thread); later calls reuse it."""
-        with self.lock:
-            if not self.loaded:
-                t0 = time.monotonic()
-                self.instance.load()
-                log.event("engine_loaded", engine=self.cls.name, seconds=round(time.monotonic() - t0, 2))
-                self.loaded = True
-            return self.instance
+        if self.instance is None:
+            t0 = time.monotonic()
+            instance = self.cls(device=self.device, weights=self.config.weights)
+            instance.load()
+            self.instance = instance
+            self._loaded_names.add(self.cls.name)
+            log.event("engine_loaded", engine=self.cls.name, device=self.device,
+                      seconds=round(time.monotonic() - t0, 2))
+        return self.instance
 
 
 class Server:
     def __init__(self, engine_classes, config: ServerConfig, *, security=None):
         self.config = config
         self.limits = config.limits
-        self.engines = {cls.name: EngineSlot(cls, config) for cls in engine_classes}
+        self.engine_classes = {cls.name: cls for cls in engine_classes}
+        # Construction is cheap by contract (heavy work lives in load()), so one
+        # unloaded instance per engine checks jobs at submit, on this thread.
+        self.validators = {cls.name: cls(device=config.device, weights=config.weights) for cls in engine_classes}
+        self.loaded_engines: set[str] = set()  # names some worker has loaded (INFO)
         self.ctx = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 500
@@ -97,14 +113,11 @@ class Server:
     # -- life cycle ------------------------------------------------------------------
     def serve_forever(self) -> int:
         for n in range(max(1, self.config.jobs)):
-            t = threading.Thread(target=self._worker, name=f"inhabit-worker-{n}", daemon=True)
+            t = threading.Thread(target=self._worker, args=(n,), name=f"inhabit-worker-{n}", daemon=True)
             t.start()
             self.workers.append(t)
-        if self.config.eager_load:
-            for slot in self.engines.values():
-                slot.get()
-        log.event("listening", address=self.address, engines=",".join(self.engines), device=self.config.device,
-                  jobs=self.config.jobs)
+        log.event("listening", address=self.address, engines=",".join(self.engine_classes),
+                  device=self.config.device, jobs=self.config.jobs)
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.outbox.bell, zmq.POLLIN)
@@ -223,8 +236,10 @@ class Server:
         return {
             "server_version": SERVER_VERSION,
             "protocol_version": protocol.PROTOCOL_VERSION,
-            "engines": [slot.cls.describe() | {"loaded": slot.loaded} for slot in self.engines.values()],
+            "engines": [cls.describe() | {"loaded": name in self.loaded_engines}
+                        for name, cls in self.engine_classes.items()],
             "device": self.config.device,
+            "worker_devices": [self.config.worker_device(n) for n in range(max(1, self.config.jobs))],
             "limits": dict(self.limits),
             "concurrent_jobs": self.config.jobs,
             "queue": {"running": len(self.running), "queued": queued, "open_jobs": len(self.jobs)},
@@ -239,12 +254,11 @@ class Server:
         request = hdr.get("request") if isinstance(hdr.get("request"), str) else ""
         try:
             spec = protocol.JobSpec.from_header(hdr, self.limits)
-            slot = self.engines.get(spec.engine)
-            if slot is None:
+            cls = self.engine_classes.get(spec.engine)
+            if cls is None:
                 raise protocol.ProtocolError(protocol.E_UNKNOWN_ENGINE,
-                                             f"unknown engine {spec.engine!r}; this server runs {sorted(self.engines)}",
-                                             field="submit.engine")
-            cls = slot.cls
+                                             f"unknown engine {spec.engine!r}; this server runs "
+                                             f"{sorted(self.engine_classes)}", field="submit.engine")
             params = protocol.validate_params((*protocol.COMMON_PARAMS, *cls.params), spec.params)
             extra = sorted(set(arrays) - {protocol.REFERENCE, protocol.REFERENCE_KEYPOINTS})
             if extra:
@@ -271,7 +285,7 @@ class Server:
                            reference=None if reference is None else reference.copy(),
                            reference_keypoints=None if ref_kp is None else ref_kp.copy(), name=spec.name)
             try:
-                slot.instance.validate(data)
+                self.validators[cls.name].validate(data)
             except EngineInputError as exc:
                 raise protocol.ProtocolError(protocol.E_BAD_PARAM, str(exc), field=exc.field) from None
         except protocol.ProtocolError as err:
@@ -412,9 +426,19 @@ class Server:
                   wall_seconds=round(time.monotonic() - job.submitted_at, 2), reason=reason)
 
     # -- worker threads --------------------------------------------------------------
-    def _worker(self):
+    def _worker(self, n: int):
         ringer = self.outbox.new_ringer()
+        device = self.config.worker_device(n)
+        slots = {name: EngineSlot(cls, self.config, device, self.loaded_engines)
+                 for name, cls in self.engine_classes.items()}
         try:
+            if self.config.eager_load:
+                for slot in slots.values():
+                    try:
+                        slot.get()
+                    except Exception as exc:  # the first job will try again and report it
+                        log.event("engine_load_failed", engine=slot.cls.name, device=device,
+                                  error=f"{type(exc).__name__}: {exc}")
             while True:
                 job_id = self.run_queue.get()
                 if job_id is None:
@@ -426,11 +450,11 @@ class Server:
                 job = self.jobs.get(job_id)  # dict read of a reference: safe across threads
                 if job is None or job.cancelled:
                     continue
-                self._run_job(job, ringer)
+                self._run_job(job, slots[job.data.engine], ringer)
         finally:
             ringer.close()
 
-    def _run_job(self, job: ServerJob, ringer):
+    def _run_job(self, job: ServerJob, slot: EngineSlot, ringer):
         def send(hdr, arrays):
             # Encoded here, on the worker: the main loop only adds the client's identity.
             self.outbox.put(ringer, Outgoing(job.id, hdr["type"], protocol.encode(hdr, arrays)))
@@ -441,8 +465,7 @@ class Server:
         log.event("started", job=job.id, engine=job.data.engine)
         ctx = WorkerContext(job, send)
         try:
-            slot = self.engines[job.data.engine]
-            if not slot.loaded:
+            if slot.instance is None:
                 ctx.progress("loading", 0.0)
             engine = slot.get()
             ctx.check_cancelled()
