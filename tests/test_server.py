@@ -389,13 +389,39 @@ def test_silent_client_has_its_jobs_cancelled_and_memory_freed():
         assert info["queue"]["open_jobs"] == 0 and info["frames_held"] == 0
 
 
+def test_a_job_short_of_its_first_frames_does_not_hold_the_only_worker():
+    """--jobs 1: a streaming job whose first window is still being rendered
+    stays queued, and a later job whose input is all there runs meanwhile."""
+    with start_server(ENGINES[:2], extra_args=("--jobs", 1)) as srv:
+        with Client(srv.address) as slow, Client(srv.address) as quick:
+            early = slow.submit(spec(6), REF)  # echo: starts with 4 frames in
+            while early.job_id is None:
+                slow.poll(0.05)
+            early.send_frame(0, frame_arrays(0))
+            events = run_job(quick, spec(2, engine="batch_echo"), REF, ((i, frame_arrays(i)) for i in range(2)),
+                             timeout=10)
+            assert events[-1].type == P.DONE
+            assert f"started job={early.job_id}" not in srv.log()
+            sent = 1
+            deadline = time.monotonic() + 10
+            while not early.finished and time.monotonic() < deadline:
+                while early.can_send():
+                    early.send_frame(sent, frame_arrays(sent))
+                    sent += 1
+                if sent == 6 and not early.input_ended:
+                    early.end_input()
+                slow.poll(0.05)
+            assert early.state == "done"
+
+
 def test_sigterm_tells_clients_and_exits_cleanly():
     with start_server(ENGINES[:1]) as srv:
         with Client(srv.address) as cl:
             job = cl.submit(spec(10, delay=0.5), REF)
             while job.job_id is None:
                 cl.poll(0.05)
-            job.send_frame(0, frame_arrays(0))
+            for i in range(4):  # the echo engine starts once its first window (4) is in
+                job.send_frame(i, frame_arrays(i))
             srv.wait_for_log(f"started job={job.job_id}")
             srv.proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 5

@@ -61,6 +61,9 @@ class AA2Engine(Engine):
             raise EngineInputError(f"params.overlap ({p['overlap']}) must be smaller than "
                                    f"params.context_frames ({p['context_frames']})", field="params.overlap")
 
+    def frames_to_start(self, job: JobData) -> int:
+        return job.params["context_frames"]  # the first window: generation can begin
+
     def run(self, ctx: JobContext) -> None:
         from models.pipeline_aa2 import plan_windows
 

@@ -124,6 +124,12 @@ class Engine(abc.ABC):
     def validate(self, job: JobData) -> None:
         """Check job-level data before it is queued; raise EngineInputError."""
 
+    def frames_to_start(self, job: JobData) -> int:
+        """Frames a streaming job should have received before a worker takes
+        it, so a worker is not held idle while the first ones are still being
+        rendered; the server caps it at the input window and the shot length."""
+        return self.input_window
+
     @abc.abstractmethod
     def run(self, ctx: JobContext) -> None:
         """Generate every frame of ``ctx.job`` and ``ctx.emit`` each one."""

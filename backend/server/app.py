@@ -8,7 +8,6 @@ is ever shared between threads.
 from __future__ import annotations
 
 import collections
-import queue
 import secrets
 import signal
 import sys
@@ -102,9 +101,12 @@ class Server:
         self.by_client: dict[bytes, set[str]] = collections.defaultdict(set)
         self.last_seen: dict[bytes, float] = {}
         self.finished_ids: collections.OrderedDict = collections.OrderedDict()  # recent, for late cancels
-        self.run_queue: queue.Queue = queue.Queue()
-        self.queued: list[str] = []           # ids waiting for a worker, in order
-        self.queued_lock = threading.Lock()
+        # Jobs waiting for a worker, oldest first. A worker takes the oldest job
+        # that can start (see ServerJob.ready): a streaming job whose first
+        # frames are still on their way does not hold a worker meanwhile.
+        self.queued: list[str] = []
+        self.queue_cond = threading.Condition()
+        self.stopping = False
         self.running: set[str] = set()
         self.stop = threading.Event()
         self.workers: list[threading.Thread] = []
@@ -131,8 +133,14 @@ class Server:
                     if not self.router.get(EVENTS) & POLLIN:
                         break
                     self._on_client_message(recv_parts(self.router, NOBLOCK))
+                waiting_to_start = False
                 while self.fed:
-                    self.fed.pop().wake()
+                    job = self.fed.pop()
+                    job.wake()
+                    waiting_to_start |= job.state == "queued"
+                if waiting_to_start:  # its first frames may have arrived: let the workers look
+                    with self.queue_cond:
+                        self.queue_cond.notify_all()
             if time.monotonic() >= next_hb:
                 self._check_heartbeats()
                 next_hb = time.monotonic() + HEARTBEAT_CHECK_S
@@ -153,8 +161,9 @@ class Server:
             job.cancel("shutdown")
             self._finish(job, protocol.error_header(protocol.E_SHUTDOWN, "the server is shutting down",
                                                     job=job.id), outcome="cancelled", reason="shutdown")
-        for _ in self.workers:
-            self.run_queue.put(None)
+        with self.queue_cond:
+            self.stopping = True
+            self.queue_cond.notify_all()
         deadline = time.monotonic() + 3.0
         for t in self.workers:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -231,7 +240,7 @@ class Server:
         self._send(identity, protocol.header(protocol.PONG, t=hdr.get("t")))
 
     def info(self) -> dict:
-        with self.queued_lock:
+        with self.queue_cond:
             queued = len(self.queued)
         return {
             "server_version": SERVER_VERSION,
@@ -294,7 +303,9 @@ class Server:
             return
         # Streaming engines keep a sliding window; the others need every frame before they start.
         window = max(1, int(cls.input_window)) if cls.streaming else spec.frames
-        job = ServerJob(data, identity, cls, window)
+        # Never more than the credit, or the job would wait for frames the client may not send.
+        start_after = min(window, spec.frames, max(1, int(self.validators[cls.name].frames_to_start(data))))
+        job = ServerJob(data, identity, cls, window, start_after)
         self.jobs[job_id] = job
         self.by_client[identity].add(job_id)
         log.event("submitted", job=job_id, engine=cls.name, frames=spec.frames, size=f"{spec.width}x{spec.height}",
@@ -306,12 +317,28 @@ class Server:
         log.event("accepted", job=job_id, credit=job.credit, queue_position=position)
 
     def _enqueue(self, job: ServerJob) -> int:
-        with self.queued_lock:
+        with self.queue_cond:
             position = len(self.queued)
             self.queued.append(job.id)
-        job.state = "queued"
-        self.run_queue.put(job.id)
+            job.state = "queued"
+            self.queue_cond.notify_all()
         return position
+
+    def _take_ready_job(self) -> ServerJob | None:
+        """Worker side: block until the oldest job that can start is there
+        (None when the server stops)."""
+        with self.queue_cond:
+            while not self.stopping:
+                for job_id in self.queued:
+                    job = self.jobs.get(job_id)  # dict read of a reference: safe across threads
+                    if job is not None and (job.cancelled or job.ready()):
+                        self.queued.remove(job_id)
+                        if not job.cancelled:
+                            return job
+                        break  # a cancelled one is dropped; look again
+                else:
+                    self.queue_cond.wait(0.5)
+            return None
 
     def _own_job(self, identity, hdr) -> ServerJob:
         job_id = hdr.get("job")
@@ -363,6 +390,9 @@ class Server:
         job.end_input()
         if job.state == "accepted":
             self._enqueue(job)
+        elif job.state == "queued":  # a streaming job short of its first frames can start now
+            with self.queue_cond:
+                self.queue_cond.notify_all()
 
     def _finished_here(self, identity, hdr) -> bool:
         """True for a job of this client that has already ended. A streaming
@@ -411,7 +441,7 @@ class Server:
             ids.discard(job.id)
             if not ids:
                 self.by_client.pop(job.identity, None)
-        with self.queued_lock:
+        with self.queue_cond:
             if job.id in self.queued:
                 self.queued.remove(job.id)
         with job.cond:
@@ -439,17 +469,7 @@ class Server:
                     except Exception as exc:  # the first job will try again and report it
                         log.event("engine_load_failed", engine=slot.cls.name, device=device,
                                   error=f"{type(exc).__name__}: {exc}")
-            while True:
-                job_id = self.run_queue.get()
-                if job_id is None:
-                    return
-                with self.queued_lock:
-                    if job_id not in self.queued:
-                        continue  # cancelled while queued
-                    self.queued.remove(job_id)
-                job = self.jobs.get(job_id)  # dict read of a reference: safe across threads
-                if job is None or job.cancelled:
-                    continue
+            while (job := self._take_ready_job()) is not None:
                 self._run_job(job, slots[job.data.engine], ringer)
         finally:
             ringer.close()

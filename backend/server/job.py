@@ -22,8 +22,9 @@ PROGRESS_MIN_INTERVAL_S = 0.1
 class ServerJob:
     """Shared state of one job (main thread writes frames, worker reads them)."""
 
-    def __init__(self, data: JobData, identity: bytes, engine_cls, window: int):
+    def __init__(self, data: JobData, identity: bytes, engine_cls, window: int, start_after: int = 1):
         self.data = data
+        self.start_after = start_after      # frames to hold before a worker takes the job
         self.identity = identity
         self.engine_cls = engine_cls
         self.window = window
@@ -43,6 +44,11 @@ class ServerJob:
     @property
     def id(self) -> str:
         return self.data.job_id
+
+    def ready(self) -> bool:
+        """Can a worker start it without waiting for the client? (Read by workers
+        without the lock: ``received`` only grows and ``input_ended`` only turns on.)"""
+        return self.input_ended or len(self.received) >= self.start_after
 
     def add_frame(self, index: int, arrays: dict) -> None:
         """Store a frame without waking the worker: the main loop calls

@@ -83,6 +83,8 @@ class Client:
             self._sock.curve_serverkey = curve_server_public_key
             self._sock.curve_publickey, self._sock.curve_secretkey = curve_client_keys
         self._sock.connect(address)
+        self._poller = zmq.Poller()                  # one for the client's life: Socket.poll builds one per call
+        self._poller.register(self._sock, zmq.POLLIN)
         self._jobs: dict[str, RemoteJob] = {}        # by server job id
         self._pending: dict[str, RemoteJob] = {}     # by request token, until ACCEPTED
         self._last_rx = time.monotonic()
@@ -100,7 +102,7 @@ class Client:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _unreachable(self.address, timeout)
-            if not self._sock.poll(int(remaining * 1000) + 1):
+            if not self._poller.poll(int(remaining * 1000) + 1):
                 continue
             frames = recv_parts(self._sock)
             hdr = _peek_header(frames[0].bytes)
@@ -155,10 +157,9 @@ class Client:
             remaining = deadline - time.monotonic()
             if events or remaining <= 0:
                 break
-            self._sock.poll(max(1, int(remaining * 1000)))
-        open_jobs = [j for j in (*self._jobs.values(), *self._pending.values()) if not j.finished]
-        if open_jobs and time.monotonic() - self._last_rx > self.heartbeat_timeout:
-            for job in open_jobs:
+            self._poller.poll(max(1, int(remaining * 1000)))
+        if time.monotonic() - self._last_rx > self.heartbeat_timeout:
+            for job in [j for j in (*self._jobs.values(), *self._pending.values()) if not j.finished]:
                 job.state = "failed"
                 job.error = JobFailed(SERVER_LOST, f"no answer from {self.address} for {self.heartbeat_timeout:g} s")
                 events.append(Event(SERVER_LOST, job, {"type": SERVER_LOST, "job": job.job_id,
