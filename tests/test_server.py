@@ -85,6 +85,21 @@ def _expect_error(raw, code, field):
     return hdr
 
 
+def _drive(*pairs, timeout=10.0):
+    """Stream each (client, job)'s frames as its credit allows, end its input,
+    and poll until every job has finished; returns each job's events."""
+    events = [[] for _ in pairs]
+    deadline = time.monotonic() + timeout
+    while not all(job.finished for _, job in pairs) and time.monotonic() < deadline:
+        for k, (cl, job) in enumerate(pairs):
+            while job.can_send():
+                job.send_frame(job.next_index, frame_arrays(job.next_index))
+            if job.next_index == job.spec.frames and job.state == "accepted" and not job.input_ended:
+                job.end_input()
+            events[k] += cl.poll(0.02)
+    return events
+
+
 def _serves_a_job(address):
     with Client(address) as cl:
         events = run_job(cl, spec(3), REF, ((i, frame_arrays(i)) for i in range(3)), timeout=10)
@@ -196,16 +211,7 @@ def test_two_clients_see_only_their_own_jobs(server):
         raw.close()
         events_b = run_job(b, spec(2), REF, ((i, frame_arrays(i)) for i in range(2)), timeout=10)
         assert all(e.job is None or e.job.request != job_a.request for e in events_b)
-        sent = 0
-        events_a = []
-        deadline = time.monotonic() + 10
-        while not job_a.finished and time.monotonic() < deadline:
-            while job_a.can_send():
-                job_a.send_frame(sent, frame_arrays(sent))
-                sent += 1
-            if sent == 4 and not job_a.input_ended:
-                job_a.end_input()
-            events_a += a.poll(0.05)
+        [events_a] = _drive((a, job_a))
         assert job_a.state == "done"
         assert {e.header.get("job") for e in events_a} == {job_a.job_id}
     finally:
@@ -226,16 +232,7 @@ def test_concurrent_jobs_each_get_their_own_engine_instance(server):
     clients = [Client(server.address), Client(server.address)]
     try:
         jobs = [cl.submit(spec(4, engine="exclusive", delay=0.15), REF) for cl in clients]
-        sent = [0, 0]
-        deadline = time.monotonic() + 20
-        while not all(j.finished for j in jobs) and time.monotonic() < deadline:
-            for k, (cl, job) in enumerate(zip(clients, jobs)):
-                while job.can_send():
-                    job.send_frame(sent[k], frame_arrays(sent[k]))
-                    sent[k] += 1
-                if sent[k] == 4 and job.state == "accepted" and not job.input_ended:
-                    job.end_input()
-                cl.poll(0.02)
+        _drive(*zip(clients, jobs), timeout=20)
         assert [j.state for j in jobs] == ["done", "done"], [j.error for j in jobs]
         log = server.wait_for_log("done job=" + jobs[1].job_id)
         loads = [line for line in log.splitlines() if "engine_loaded" in line and "engine=exclusive" in line]
@@ -402,15 +399,7 @@ def test_a_job_short_of_its_first_frames_does_not_hold_the_only_worker():
                              timeout=10)
             assert events[-1].type == P.DONE
             assert f"started job={early.job_id}" not in srv.log()
-            sent = 1
-            deadline = time.monotonic() + 10
-            while not early.finished and time.monotonic() < deadline:
-                while early.can_send():
-                    early.send_frame(sent, frame_arrays(sent))
-                    sent += 1
-                if sent == 6 and not early.input_ended:
-                    early.end_input()
-                slow.poll(0.05)
+            _drive((slow, early))
             assert early.state == "done"
 
 
