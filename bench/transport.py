@@ -6,6 +6,9 @@ this script registers (``transport:BenchEchoEngine``), and back as an RGBA
 composite + matte. The same bytes go through a bare pyzmq DEALER/ROUTER echo
 in another process, with the same in-flight window. Both in one run; prints
 frames/s and their ratio and updates the "transport" section of RESULTS.md.
+A third path, the "protocol floor" (``floor_server``), does only the work the
+protocol requires on one thread, so the report separates what the wire format
+and its checks cost from what the server's job machinery costs.
 
     .venv/bin/python bench/transport.py [--frames 120] [--size 512] [--repeats 3]
 """
@@ -102,9 +105,55 @@ def raw_echo_server(address: str, reply_bytes: int) -> None:
     reply = np.zeros(reply_bytes, np.uint8)
     while True:
         msg = sock.recv_multipart(copy=False)
-        if msg[1].bytes == b"stop":
-            return
         sock.send_multipart([msg[0], b"{}", memoryview(reply)], copy=False)
+
+
+def floor_server(address: str) -> None:
+    """The protocol's required work and nothing else, on one thread: decode and
+    check each FRAME (dtypes, shapes, NaN/Inf, labels), echo a RESULT with the
+    credit riding on it, DONE after the last. No queue, worker, flow-control
+    state or heartbeats: the gap between this and raw is what the wire format
+    and its checks cost in Python; the gap between this and ``inhabit serve``
+    is what the server's job machinery costs."""
+    import zmq
+    from blender_addon.core.wire import recv_parts, send_parts
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.bind(address)
+    sys.setswitchinterval(0.0005)  # as inhabit serve does
+    jobs: dict[str, list] = {}
+    rgba = None
+    while True:
+        parts = recv_parts(sock)
+        who = parts[0].bytes
+        hdr, arrays = P.decode(parts[1:], allowed_types=P.CLIENT_TYPES)
+        kind = hdr["type"]
+        reply = []
+        if kind == P.SUBMIT:
+            spec = P.JobSpec.from_header(hdr)
+            job = f"floor-{len(jobs)}"
+            jobs[job] = [spec, 0]
+            reply = [P.header(P.ACCEPTED, job=job, request=hdr["request"], credit=min(8, spec.frames),
+                              window=8, queue_position=0, streaming=True)]
+        elif kind == P.FRAME:
+            spec, done = jobs[hdr["job"]]
+            P.check_frame_inputs(arrays, height=spec.height, width=spec.width, job=hdr["job"])
+            if rgba is None or rgba.shape[:2] != (spec.height, spec.width):
+                rgba = np.empty((spec.height, spec.width, 4), np.uint8)
+                rgba[..., :3] = arrays["environment"]
+                rgba[..., 3] = 255
+            index = hdr["index"]
+            send_parts(sock, [who, *P.encode(P.header(P.RESULT, job=hdr["job"], index=index,
+                                                      credit=min(spec.frames, index + 9)),
+                                             {P.RESULT_RGBA: rgba, P.RESULT_MATTE: arrays["character_mask"]})])
+            jobs[hdr["job"]][1] = done + 1
+            if done + 1 == spec.frames:
+                reply = [P.header(P.DONE, job=hdr["job"], frames=spec.frames)]
+        elif kind == P.HELLO:
+            reply = [P.header(P.INFO, protocol_version=P.PROTOCOL_VERSION)]
+        elif kind == P.PING:
+            reply = [P.header(P.PONG, t=hdr.get("t"))]
+        for r in reply:
+            send_parts(sock, [who, *P.encode(r)])
 
 
 def run_raw(address: str, frames: int, size: int, window: int = 8) -> float:
@@ -137,49 +186,54 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     ap.add_argument("--raw-echo-server", metavar="ADDR", help=argparse.SUPPRESS)
     ap.add_argument("--reply-bytes", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--floor-server", metavar="ADDR", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.raw_echo_server:
         raw_echo_server(args.raw_echo_server, args.reply_bytes)
+        return 0
+    if args.floor_server:
+        floor_server(args.floor_server)
         return 0
 
     from tests.serverproc import free_port, start_server
     size, frames = args.size, args.frames
     in_bytes = sum(a.nbytes for a in conditioning(size).values())
     out_bytes = size * size * 5
-    raw_addr = f"tcp://127.0.0.1:{free_port()}"
-    raw_proc = subprocess.Popen([sys.executable, __file__, "--raw-echo-server", raw_addr,
-                                 "--reply-bytes", str(out_bytes)])
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
-    proto, raw = [], []
+    helpers, addr = [], {}
+    for role, args_ in (("raw", ["--raw-echo-server", "{}", "--reply-bytes", str(out_bytes)]),
+                        ("floor", ["--floor-server", "{}"])):
+        addr[role] = f"tcp://127.0.0.1:{free_port()}"
+        helpers.append(subprocess.Popen([sys.executable, __file__, *(a.format(addr[role]) for a in args_)],
+                                        env=dict(os.environ, **env)))
+    runs = {"raw": [], "floor": [], "proto": []}
     try:
         with start_server(("transport:BenchEchoEngine",), env=env) as srv:
             run_protocol(srv.address, 4, size)  # warm-up: engine load, first allocations
-            for _ in range(args.repeats):       # interleaved so machine noise hits both alike
-                raw.append(run_raw(raw_addr, frames, size))
-                proto.append(run_protocol(srv.address, frames, size))
+            run_protocol(addr["floor"], 4, size)
+            for _ in range(args.repeats):       # interleaved so machine noise hits all alike
+                runs["raw"].append(run_raw(addr["raw"], frames, size))
+                runs["floor"].append(run_protocol(addr["floor"], frames, size))
+                runs["proto"].append(run_protocol(srv.address, frames, size))
     finally:
-        import zmq
-        s = zmq.Context.instance().socket(zmq.DEALER)
-        s.linger = 1000
-        s.connect(raw_addr)
-        s.send_multipart([b"stop"])
-        s.close()
-        try:
-            raw_proc.wait(5)
-        except subprocess.TimeoutExpired:
-            raw_proc.kill()
-    p, r = statistics.median(proto), statistics.median(raw)
+        for proc in helpers:
+            proc.kill()
+            proc.wait(5)
+    r, f, p = (statistics.median(runs[k]) for k in ("raw", "floor", "proto"))
     ratio = p / r
     mib = (in_bytes + out_bytes) / 2**20
+    rounded = {k: [round(x) for x in v] for k, v in runs.items()}
     report = (f"## transport (bench/transport.py)\n\n"
               f"{time.strftime('%Y-%m-%d %H:%M')}: {size}x{size} conditioning, {in_bytes / 2**20:.2f} MiB in + "
               f"{out_bytes / 2**20:.2f} MiB out per frame, {frames} frames x {args.repeats} runs (median), "
-              f"window 8, loopback TCP, separate processes.\n\n"
-              f"| path | frames/s | MiB/s (both ways) |\n|---|---|---|\n"
-              f"| raw pyzmq DEALER/ROUTER echo | {r:.1f} | {r * mib:.0f} |\n"
-              f"| Inhabit protocol (client -> inhabit serve -> client) | {p:.1f} | {p * mib:.0f} |\n\n"
-              f"Ratio protocol/raw: **{ratio:.2f}** (target >= 0.8). Runs: raw {[round(x, 1) for x in raw]}, "
-              f"protocol {[round(x, 1) for x in proto]}.\n")
+              f"window 8, loopback TCP, separate processes; the three paths interleaved.\n\n"
+              f"| path | frames/s | MiB/s (both ways) | of raw |\n|---|---|---|---|\n"
+              f"| raw pyzmq DEALER/ROUTER echo | {r:.1f} | {r * mib:.0f} | 1.00 |\n"
+              f"| protocol floor: one-thread server doing only the protocol's required work "
+              f"(decode, dtype/shape/NaN/label checks, encode), same client | {f:.1f} | {f * mib:.0f} | {f / r:.2f} |\n"
+              f"| Inhabit protocol (client -> inhabit serve -> client) | {p:.1f} | {p * mib:.0f} | {p / r:.2f} |\n\n"
+              f"Ratio protocol/raw: **{ratio:.2f}** (target >= 0.8); inhabit serve / floor: {p / f:.2f}. "
+              f"Runs (frames/s): {rounded}.\n")
     print(report)
     if not args.no_write:
         write_section("transport", report)

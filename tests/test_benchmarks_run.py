@@ -1,0 +1,17 @@
+"""The benchmarks still run end to end (tiny sizes, nothing written), so
+bench/RESULTS.md can always be reproduced. Their numbers are not checked here:
+speed targets live in the benchmarks, never in timed tests."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from backend.local_server import REPO_ROOT
+
+
+def test_transport_benchmark_runs_all_three_paths():
+    out = subprocess.run([sys.executable, "bench/transport.py", "--frames", "6", "--size", "64", "--repeats", "1",
+                          "--no-write"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for row in ("raw pyzmq DEALER/ROUTER echo", "protocol floor", "Inhabit protocol"):
+        assert row in out.stdout, out.stdout
