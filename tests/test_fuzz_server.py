@@ -107,3 +107,49 @@ def test_random_malformed_messages_then_a_valid_job(server, sock):
     assert sum(e.type == P.RESULT for e in events) == n
     assert server.proc.poll() is None
     assert "internal_error" not in server.log(), server.log()[-2000:]
+
+
+def _clients_come_and_go(address, n_complete=20, n_vanish=8):
+    """Clients that finish a job and leave, and clients that leave mid-job
+    without a word (the server's heartbeat check must clean up after them)."""
+    env = np.zeros((16, 16, 3), np.uint8)
+    mask = np.full((16, 16), 255, np.uint8)
+    for _ in range(n_complete):
+        with Client(address) as cl:
+            events = run_job(cl, P.JobSpec("echo", 16, 16, 3), REF,
+                             ((i, {"environment": env, "character_mask": mask}) for i in range(3)), timeout=10)
+            assert events[-1].type == P.DONE
+    for _ in range(n_vanish):
+        cl = Client(address)
+        job = cl.submit(P.JobSpec("echo", 16, 16, 50, params={"delay": 0.01}), REF)
+        while job.job_id is None:
+            cl.poll(0.05)
+        for i in range(4):  # enough for the echo engine to start: it dies running
+            job.send_frame(i, {"environment": env, "character_mask": mask})
+        cl.close()
+
+
+def _idle_info(address, timeout=10.0):
+    """INFO once the server holds nothing any more (heartbeat timeout is 2 s here)."""
+    deadline = time.monotonic() + timeout
+    with Client(address) as cl:
+        while True:
+            info = cl.info()
+            if info["queue"] == {"running": 0, "queued": 0, "open_jobs": 0} or time.monotonic() > deadline:
+                return info
+            time.sleep(0.25)
+
+
+def test_clients_and_jobs_come_and_go_without_leaving_anything_behind(server):
+    _clients_come_and_go(server.address)
+    _idle_info(server.address)
+    rss_1 = rss_kib(server.proc.pid)
+    _clients_come_and_go(server.address)
+    info = _idle_info(server.address)
+    rss_2 = rss_kib(server.proc.pid)
+    assert info["queue"] == {"running": 0, "queued": 0, "open_jobs": 0}, info
+    assert info["clients"] == 0 and info["frames_held"] == 0 and info["bytes_held"] == 0, info
+    assert rss_2 - rss_1 < 16 * 1024, (rss_1, rss_2)  # equal rounds: growth would be a leak
+    log = server.log()
+    # Every vanished job was cancelled; one in each round was running (one worker), the rest queued.
+    assert log.count("reason=client_lost") == 16 and log.count(" started job=") >= 2 * 20 + 2
