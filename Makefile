@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo venv clean addon bench
+.PHONY: test demo venv clean addon bench test-blender-4.2
 
 venv: $(STAMP)
 
@@ -29,5 +29,18 @@ bench: $(STAMP)
 	$(PY) bench/transport.py
 	$(PY) bench/pipeline.py
 
+# The same suite against the oldest Blender the add-on supports (4.2 LTS): a
+# second venv holding only bpy 4.2.0, with everything else seen through .venv.
+VENV42 := .venv-blender-4.2
+$(VENV42)/.installed: $(STAMP)
+	test -x $(VENV42)/bin/python || $(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip install --quiet --no-deps bpy==4.2.0
+	$(VENV42)/bin/python -c "import site; open(site.getsitepackages()[0] + '/inhabit-main-venv.pth', 'w').write('$(abspath $(VENV))/lib/python3.11/site-packages\\n')"
+	touch $@
+
+test-blender-4.2: $(VENV42)/.installed
+	$(VENV42)/bin/python -c "import bpy; assert bpy.app.version[:2] == (4, 2), bpy.app.version"
+	$(VENV42)/bin/python -m pytest -q -p no:cacheprovider tests
+
 clean:
-	rm -rf $(VENV) dist demo_out
+	rm -rf $(VENV) $(VENV42) dist demo_out

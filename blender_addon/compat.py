@@ -19,7 +19,8 @@ def eevee_engine_id() -> str:
 
 
 def set_image_format(settings, kind: str) -> None:
-    """Point ImageFormatSettings at 'exr' (uncompressed float multilayer) or 'png' (8-bit RGB).
+    """Point ImageFormatSettings at 'exr' (uncompressed float multilayer), 'png' (8-bit RGB)
+    or 'video' (FFmpeg; the container and codec live in ``render.ffmpeg``).
 
     5.0 split the format into ``media_type`` + ``file_format``; the media type
     must be set first or the file format enum refuses the value.
@@ -30,6 +31,10 @@ def set_image_format(settings, kind: str) -> None:
         settings.file_format = "OPEN_EXR_MULTILAYER"
         settings.color_depth = "32"
         settings.exr_codec = "NONE"  # core.exr reads uncompressed files only
+    elif kind == "video":
+        if hasattr(settings, "media_type"):
+            settings.media_type = "VIDEO"
+        settings.file_format = "FFMPEG"
     elif kind == "png":
         if hasattr(settings, "media_type"):
             settings.media_type = "IMAGE"
@@ -54,6 +59,11 @@ def restore_image_format(settings, state: dict) -> None:
                 setattr(settings, k, state[k])
             except (TypeError, AttributeError, ValueError):
                 pass
+
+
+# How a multilayer EXR names the object index pass: "Object Index" since 5.0,
+# the short internal name before.
+OBJECT_INDEX_PASS = "Object Index" if IS_5 else "IndexOB"
 
 
 def strips(sequence_editor):

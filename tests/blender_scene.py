@@ -126,6 +126,17 @@ def build_scene(*, size: int = 64, frames: int = 3, samples: int = 2, prefix: st
     return scene
 
 
+def add_colour_strip(scene, name: str, channel: int, frame_start: int, length: int):
+    """An unrelated strip already on the sequencer (Blender 5.0 takes a length,
+    4.x a last frame)."""
+    from blender_addon import compat
+    strips = compat.strips(scene.sequence_editor_create())
+    if compat.IS_5:
+        return strips.new_effect(name=name, type="COLOR", channel=channel, frame_start=frame_start, length=length)
+    return strips.new_effect(name=name, type="COLOR", channel=channel, frame_start=frame_start,
+                             frame_end=frame_start + length)
+
+
 def colour_proxy(objects, rgb=(1.0, 0.0, 0.0)):
     """Give proxy capsules a loud emissive colour so tests can look for it."""
     mat = _emission_material("ProxyRed", rgb)

@@ -9,7 +9,7 @@ import pytest
 import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
 
 from blender_addon.core import png, protocol  # noqa: E402
-from tests.blender_scene import build_scene  # noqa: E402
+from tests.blender_scene import add_colour_strip, build_scene  # noqa: E402
 
 
 def make_blend(tmp_path, frames=2):
@@ -61,10 +61,8 @@ def test_export_bad_input_is_one_sentence(tmp_path, capsys):
 
 def test_results_become_a_growing_strip(tmp_path):
     from blender_addon.results import ResultSink
-    from blender_addon import compat
     scene = build_scene(size=64, frames=1)
-    se = scene.sequence_editor_create()
-    compat.strips(se).new_effect(name="Colour", type="COLOR", channel=3, frame_start=1, length=10)
+    add_colour_strip(scene, "Colour", channel=3, frame_start=1, length=10)
     sink = ResultSink(scene, take_dir=str(tmp_path / "take_001"), shot_name="Shot", frame_start=5, channel=None)
     assert sink.channel == 4  # first free above the existing strip
     rgba = np.zeros((64, 64, 4), np.uint8)

@@ -56,9 +56,10 @@ def test_demo_writes_video_blend_sheet_and_metrics(demo):
 
 def test_demo_blend_holds_the_result_strip(demo):
     out, _ = demo
-    probe = ("import bpy, json, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
+    probe = ("import bpy, json, sys; from blender_addon import compat; "
+             "bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
              "print(json.dumps([[s.name, s.type, s.frame_final_duration, bpy.path.abspath(s.directory)] "
-             "for sc in bpy.data.scenes if sc.sequence_editor for s in sc.sequence_editor.strips_all]))")
+             "for sc in bpy.data.scenes if sc.sequence_editor for s in compat.strips_all(sc.sequence_editor)]))")
     proc = subprocess.run([sys.executable, "-c", probe, str(out / "demo.blend")], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

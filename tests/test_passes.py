@@ -8,7 +8,7 @@ from blender_addon.core import protocol  # noqa: E402
 from blender_addon.core.settings import ShotSettings  # noqa: E402
 from blender_addon.scene.export import ShotExporter  # noqa: E402
 from blender_addon.scene.passes import read_png_rgb  # noqa: E402
-from tests.blender_scene import CAMERA_Y, build_scene, colour_proxy, raycast_silhouette  # noqa: E402
+from tests.blender_scene import CAMERA_Y, add_colour_strip, build_scene, colour_proxy, raycast_silhouette  # noqa: E402
 
 SIZE = 64
 
@@ -30,9 +30,7 @@ def shot(tmp_path_factory):
     scene.render.resolution_x = 100  # the user's own settings, to be restored
     scene.cycles.samples = 7
     # An earlier take on the sequencer must not replace the scene in the passes.
-    se = scene.sequence_editor_create()
-    from blender_addon import compat
-    compat.strips(se).new_effect(name="Earlier take", type="COLOR", channel=1, frame_start=1, length=5)
+    add_colour_strip(scene, "Earlier take", channel=1, frame_start=1, length=5)
     s = ShotSettings(armature="Rig", reference_path="", frame_start=1, frame_end=2, width=SIZE, height=SIZE,
                      output_dir=str(tmp_path_factory.mktemp("out")), objects_collection="Interactive", samples=2)
     exporter = ShotExporter(scene, s)

@@ -43,12 +43,12 @@ def _read_rgba(path: str) -> np.ndarray:
 def render_sequencer_video(scene, path: str) -> str:
     """Render the scene's sequencer (the result strip) to an H.264 MP4."""
     import bpy
+
+    from blender_addon import compat
     r = scene.render
     r.use_sequencer = True
     r.use_compositing = False
-    # media_type first: it decides which file formats are allowed.
-    r.image_settings.media_type = "VIDEO"
-    r.image_settings.file_format = "FFMPEG"
+    compat.set_image_format(r.image_settings, "video")
     r.ffmpeg.format = "MPEG4"
     r.ffmpeg.codec = "H264"
     r.ffmpeg.constant_rate_factor = "MEDIUM"

@@ -160,7 +160,7 @@ class PassRenderer:
         environment = read_png_rgb(env_png)
         ch = exr.read_exr(env_exr)
         scene_depth = exr.find_channel(ch, layer, "Depth", "Z")
-        index = exr.find_channel(ch, layer, "Object Index", "X")
+        index = exr.find_channel(ch, layer, compat.OBJECT_INDEX_PASS, "X")
 
         # 2) character: only the body, one sample at the pixel centre, so the
         #    mask is the geometric silhouette and depth is exact.
