@@ -26,7 +26,6 @@ def one_run(frames: int, size: int, steps: int, context: int, overlap: int, per_
     """Run in this process; return timing and peak RSS."""
     import resource
 
-    import numpy as np
     import torch
     torch.set_num_threads(2)
     sys.path.insert(0, ROOT)

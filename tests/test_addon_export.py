@@ -4,7 +4,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
 

@@ -1,7 +1,6 @@
 """The server over real sockets between real processes: job life cycle, flow
 control, cancel, isolation, client death, shutdown, bad input, CurveZMQ, CLI."""
 import json
-import os
 import signal
 import subprocess
 import sys
