@@ -17,7 +17,7 @@ import math
 import cv2
 import numpy as np
 
-from blender_addon.core.protocol import KEYPOINT_LIMBS, NO_SURFACE_DEPTH
+from blender_addon.core.conventions import KEYPOINT_LIMBS, NO_SURFACE_DEPTH, NO_SURFACE_THRESHOLD
 
 # OpenPose's 18 drawing colours (RGB), one per limb in KEYPOINT_LIMBS order
 # and one per joint in KEYPOINT_NAMES order. Pose guiders trained on OpenPose
@@ -28,8 +28,6 @@ OPENPOSE_COLORS = np.array([
     [0, 170, 255], [0, 85, 255], [0, 0, 255], [85, 0, 255], [170, 0, 255],
     [255, 0, 255], [255, 0, 170], [255, 0, 85]], dtype=np.uint8)
 
-# Depths at or beyond this are "no surface" (protocol.NO_SURFACE_DEPTH = 1e10).
-_FAR = NO_SURFACE_DEPTH * 0.5
 
 
 # -- shape-agnostic mask -------------------------------------------------------------
@@ -123,7 +121,7 @@ def structured_depth(character_depth: np.ndarray, skeleton: np.ndarray) -> np.nd
     drawn = np.asarray(skeleton).reshape(depth.shape + (-1,)).max(axis=-1) > 0
     out = np.zeros(depth.shape, np.float32)
     filled = fill_missing_depth(depth)
-    keep = drawn & (filled < _FAR)
+    keep = drawn & (filled < NO_SURFACE_THRESHOLD)
     if not keep.any():
         return out
     d = filled[keep]
@@ -141,7 +139,7 @@ def fill_missing_depth(depth: np.ndarray) -> np.ndarray:
     is the honest guess. A depth map with no surface at all is returned as is.
     """
     depth = np.asarray(depth, np.float32)
-    valid = depth < _FAR
+    valid = depth < NO_SURFACE_THRESHOLD
     if valid.all() or not valid.any():
         return depth.copy()
     # distanceTransformWithLabels labels each zero pixel of its input (here:

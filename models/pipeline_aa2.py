@@ -38,6 +38,7 @@ from diffusers import DiffusionPipeline
 
 from .conditioning import composite_character, draw_skeleton, shape_agnostic_mask, structured_depth
 from .denoising_unet import add_after_conv_in, blend_objects
+from .errors import InputError
 from .object_guider import decoder_blend_levels
 from .reference_attention import FUSION_MODES, ReferenceBank, fuse_reference
 
@@ -141,10 +142,10 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
     @staticmethod
     def _reference_rgb(reference) -> np.ndarray:
         if reference is None:
-            raise ValueError("reference image is required (uint8 [h, w, 3|4])")
+            raise InputError("reference image is required (uint8 [h, w, 3|4])", field="reference")
         ref = np.asarray(reference)
         if ref.dtype != np.uint8 or ref.ndim != 3 or ref.shape[2] not in (3, 4) or min(ref.shape[:2]) < 1:
-            raise ValueError(f"reference must be uint8 [h, w, 3|4], got {ref.dtype}{list(ref.shape)}")
+            raise InputError(f"reference must be uint8 [h, w, 3|4], got {ref.dtype}{list(ref.shape)}", field="reference")
         if ref.shape[2] == 4:
             # Cut-out references sit on white, the usual background of reference sheets.
             a = ref[..., 3:4].astype(np.float32) / 255.0
@@ -154,30 +155,35 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
     # -- per-frame conditioning -------------------------------------------------------
     @staticmethod
     def check_frame(i: int, frame: Mapping[str, np.ndarray], height: int, width: int) -> None:
-        """Raise ValueError naming the input and what was expected."""
+        """Raise InputError naming the input (the protocol's name) and what was expected.
+
+        The server has already checked frames that came over the wire; this
+        guards direct callers of the pipeline (scripts, the trainer, benches)."""
         def need(name, dtype, shape, optional=False):
             a = frame.get(name)
             if a is None:
                 if optional:
                     return
-                raise ValueError(f"frame {i}: {name} is missing")
+                raise InputError(f"frame {i}: {name} is missing", field=f"frame.{name}")
             a = np.asarray(a)
             if a.dtype != np.dtype(dtype) or tuple(a.shape) != tuple(shape):
-                raise ValueError(f"frame {i}: {name} must be {dtype}{list(shape)}, got {a.dtype}{list(a.shape)}")
+                raise InputError(f"frame {i}: {name} must be {dtype}{list(shape)}, got {a.dtype}{list(a.shape)}",
+                                 field=f"frame.{name}")
         need("environment", "uint8", (height, width, 3))
         need("character_mask", "uint8", (height, width))
         if frame.get("skeleton") is None:
             kp = frame.get("keypoints")
             if kp is None:
-                raise ValueError(f"frame {i}: keypoints (or a skeleton map) is missing")
+                raise InputError(f"frame {i}: keypoints (or a skeleton map) is missing", field="frame.keypoints")
             kp = np.asarray(kp)
             if kp.ndim != 2 or kp.shape[1] != 4:
-                raise ValueError(f"frame {i}: keypoints must be float32 [K, 4], got {kp.dtype}{list(kp.shape)}")
+                raise InputError(f"frame {i}: keypoints must be float32 [K, 4], got {kp.dtype}{list(kp.shape)}",
+                                 field="frame.keypoints")
         else:
             need("skeleton", "uint8", (height, width, 3))
         need("character_depth", "float32", (height, width), optional=True)
         need("scene_depth", "float32", (height, width), optional=True)
-        need("object_mask", "uint8", (height, width), optional=True)
+        need("object_labels", "uint8", (height, width), optional=True)
 
     # -- generation ----------------------------------------------------------------------
     @torch.no_grad()
@@ -191,7 +197,7 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
 
         ``get_frame(i)`` returns frame i's inputs (environment, character_mask,
         keypoints or skeleton, optional character_depth, scene_depth,
-        object_mask). ``on_step(info)`` is called after every denoising step;
+        object_labels). ``on_step(info)`` is called after every denoising step;
         raising from it cancels. ``on_release(upto)`` says no frame below
         ``upto`` will be asked for again. ``reference_per_step`` recomputes the
         ReferenceNet every step (what a naive port does; for the benchmark only).
@@ -312,8 +318,8 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
 
         objects = None
         if self.object_guider is not None and any(
-                f.get("object_mask") is not None and np.any(f["object_mask"]) for f in frames):
-            om = np.stack([(f["object_mask"] > 0) if f.get("object_mask") is not None
+                f.get("object_labels") is not None and np.any(f["object_labels"]) for f in frames):
+            om = np.stack([(f["object_labels"] > 0) if f.get("object_labels") is not None
                            else np.zeros((height, width), bool) for f in frames])
             obj_img = env * om[..., None]
             z_obj = self._vae_encode(self._to_tensor(obj_img.astype(np.uint8), work, self.vae.dtype))
@@ -331,25 +337,26 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
                                    scene_depth=frame.get("scene_depth"), region=region)
 
     def __call__(self, reference, environment, character_mask, keypoints=None, *, skeleton=None,
-                 character_depth=None, scene_depth=None, object_mask=None, **kwargs) -> AA2Output:
+                 character_depth=None, scene_depth=None, object_labels=None, **kwargs) -> AA2Output:
         """Whole-shot convenience wrapper around ``stream``.
 
         environment uint8 [F, H, W, 3]; character_mask uint8 [F, H, W];
         keypoints float32 [F, K, 4] or skeleton uint8 [F, H, W, 3]; optional
-        character_depth / scene_depth float32 [F, H, W], object_mask uint8 [F, H, W].
+        character_depth / scene_depth float32 [F, H, W], object_labels uint8 [F, H, W].
         """
         environment = np.asarray(environment)
         if environment.ndim != 4 or environment.shape[-1] != 3:
-            raise ValueError(f"environment must be uint8 [F, H, W, 3], got {list(environment.shape)}")
+            raise InputError(f"environment must be uint8 [F, H, W, 3], got {list(environment.shape)}",
+                             field="frame.environment")
         n, height, width = environment.shape[:3]
         per_frame = {"character_mask": character_mask, "keypoints": keypoints, "skeleton": skeleton,
                      "character_depth": character_depth, "scene_depth": scene_depth,
-                     "object_mask": object_mask}
+                     "object_labels": object_labels}
         if keypoints is None and skeleton is None:
-            raise ValueError("keypoints (or skeleton) is required")
+            raise InputError("keypoints (or skeleton) is required", field="frame.keypoints")
         for name, arr in per_frame.items():
             if arr is not None and len(arr) != n:
-                raise ValueError(f"{name} has {len(arr)} frames but environment has {n}")
+                raise InputError(f"{name} has {len(arr)} frames but environment has {n}", field=f"frame.{name}")
 
         def get_frame(i):
             d = {"environment": environment[i]}

@@ -81,7 +81,7 @@ def tiny_inputs(frames: int = 4, height: int = 64, width: int = 64, *, seed: int
     """Synthetic but well-formed per-frame inputs: a walking stick figure in
     front of a gradient room, optionally with a box it touches."""
     import numpy as np
-    from blender_addon.core.protocol import NO_SURFACE_DEPTH, NUM_KEYPOINTS
+    from blender_addon.core.conventions import NO_SURFACE_DEPTH, NUM_KEYPOINTS
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
@@ -110,7 +110,7 @@ def tiny_inputs(frames: int = 4, height: int = 64, width: int = 64, *, seed: int
     if with_depth:
         out.update(character_depth=cdepth, scene_depth=sdepth)
     if with_objects:
-        out["object_mask"] = objects
+        out["object_labels"] = objects
     ref = np.zeros((48, 32, 3), np.uint8)
     ref[8:40, 8:24] = (200, 60, 60)
     out["reference"] = ref

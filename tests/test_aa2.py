@@ -10,46 +10,12 @@ import pytest
 
 from backend.engines import registry
 from backend.engines.aa2 import AA2Engine
-from backend.engines.base import EngineInputError, JobCancelled, JobContext, JobData
+from backend.engines.base import EngineInputError, JobCancelled, JobData
 from blender_addon.core import protocol
+from tests.recording_context import RecordingContext
 from models.tiny import tiny_inputs
 
 SIZE = 64
-
-
-class RecordingContext(JobContext):
-    def __init__(self, job, frames, cancel_at_step=None):
-        self.job = job
-        self._frames = frames
-        self.results = {}
-        self.released = 0
-        self.progress_calls = []
-        self.checks = 0
-        self._cancel_at = cancel_at_step
-
-    def frame(self, index):
-        assert index >= self.released, "engine asked for a released frame"
-        return self._frames[index]
-
-    def release(self, upto):
-        assert upto >= self.released
-        self.released = upto
-
-    def emit(self, index, rgba, matte):
-        assert index not in self.results
-        self.results[index] = (rgba, matte)
-
-    def progress(self, stage, fraction, *, frame=None, step=None, steps=None):
-        self.progress_calls.append((stage, fraction, frame, step, steps))
-
-    def check_cancelled(self):
-        self.checks += 1
-        if self._cancel_at is not None and self.checks > self._cancel_at:
-            raise JobCancelled()
-
-    @property
-    def cancelled(self):
-        return self._cancel_at is not None and self.checks > self._cancel_at
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +44,7 @@ def job_frames(n, with_objects=True):
              "keypoints": inp["keypoints"][i], "character_depth": inp["character_depth"][i],
              "scene_depth": inp["scene_depth"][i]}
         if with_objects:
-            f["object_labels"] = inp["object_mask"][i]
+            f["object_labels"] = inp["object_labels"][i]
         frames.append(f)
     return ref, frames
 

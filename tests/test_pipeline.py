@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models.pipeline_aa2 import AnimateAnyone2Pipeline, load_pipeline, plan_windows
+from models.errors import InputError
 from models.tiny import tiny_inputs, tiny_pipeline
 
 FAST = dict(steps=2, guidance=2.0, overlap=1)
@@ -132,21 +133,25 @@ def test_missing_weights_folder_is_named(tmp_path):
         load_pipeline(str(tmp_path / "nowhere"))
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.update(character_mask=d["character_mask"][:3]), "character_mask has 3 frames"),
-    (lambda d: d.update(keypoints=d["keypoints"][:2]), "keypoints has 2 frames"),
-    (lambda d: d.update(character_mask=d["character_mask"][:, :32]), r"character_mask must be uint8\[64, 64\]"),
-    (lambda d: d.update(scene_depth=d["scene_depth"][:, :, :10]), r"scene_depth must be float32\[64, 64\]"),
-    (lambda d: d.update(reference=None), "reference image is required"),
-    (lambda d: d.update(reference=np.zeros((8, 8), np.uint8)), "reference must be uint8"),
-    (lambda d: d.update(keypoints=None), "keypoints"),
+@pytest.mark.parametrize("change, message, field", [
+    (lambda d: d.update(character_mask=d["character_mask"][:3]), "character_mask has 3 frames", "frame.character_mask"),
+    (lambda d: d.update(keypoints=d["keypoints"][:2]), "keypoints has 2 frames", "frame.keypoints"),
+    (lambda d: d.update(character_mask=d["character_mask"][:, :32]), r"character_mask must be uint8\[64, 64\]",
+     "frame.character_mask"),
+    (lambda d: d.update(scene_depth=d["scene_depth"][:, :, :10]), r"scene_depth must be float32\[64, 64\]",
+     "frame.scene_depth"),
+    (lambda d: d.update(reference=None), "reference image is required", "reference"),
+    (lambda d: d.update(reference=np.zeros((8, 8), np.uint8)), "reference must be uint8", "reference"),
+    (lambda d: d.update(keypoints=None), "keypoints", "frame.keypoints"),
 ])
-def test_bad_inputs_name_the_field(pipe, inputs, change, message):
+def test_bad_inputs_name_the_field(pipe, inputs, change, message, field):
+    """The pipeline takes the protocol's input names and its typed error carries the field."""
     d = {k: v for k, v in inputs.items()}
     change(d)
     ref = d.pop("reference")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message) as e:
         pipe(ref, **d, **FAST)
+    assert e.value.field == field
 
 
 def test_context_longer_than_motion_table_is_refused(pipe, inputs):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from backend.engines.base import EngineInputError
-from backend.preview.frame import CompositeOptions, render_frame
-from backend.preview.reference import matte_plain_background, prepare_reference
-from backend.preview.skinning import ReferenceRig
+from backend.warp.frame import CompositeOptions, render_frame
+from backend.warp.reference import matte_plain_background, prepare_reference
+from backend.warp.skinning import ReferenceRig
 from blender_addon.core import protocol
 from models.conditioning import ssim_gray
 from tests.test_preview_figures import K, figure, over, rotate_about

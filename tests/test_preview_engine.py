@@ -8,48 +8,15 @@ import numpy as np
 import pytest
 
 from backend.engines import registry
-from backend.engines.base import EngineInputError, JobCancelled, JobContext, JobData
+from backend.engines.base import EngineInputError, JobCancelled, JobData
 from backend.engines.preview import PreviewEngine
 from blender_addon.core import protocol
+from tests.recording_context import RecordingContext
 from blender_addon.core.client import Client, JobFailed, run_job
 from models.conditioning import ssim_gray
 from tests.test_preview_figures import K, figure, over
 
 SIZE = 96
-
-
-class RecordingContext(JobContext):
-    """A JobContext over in-memory frames that records what the engine sends."""
-
-    def __init__(self, job: JobData, frames: list[dict], cancel_after: int | None = None):
-        self.job = job
-        self._frames = frames
-        self.results: dict[int, tuple] = {}
-        self.released = 0
-        self.progress_calls: list[tuple] = []
-        self._cancel_after = cancel_after
-
-    def frame(self, index):
-        assert index >= self.released, "engine asked for a frame it had released"
-        return self._frames[index]
-
-    def release(self, upto):
-        self.released = max(self.released, upto)
-
-    def emit(self, index, rgba, matte):
-        assert index not in self.results
-        self.results[index] = (rgba, matte)
-
-    def progress(self, stage, fraction, *, frame=None, step=None, steps=None):
-        self.progress_calls.append((stage, fraction, frame))
-
-    @property
-    def cancelled(self):
-        return self._cancel_after is not None and len(self.results) >= self._cancel_after
-
-    def check_cancelled(self):
-        if self.cancelled:
-            raise JobCancelled()
 
 
 def walking_frames(kp, n, size=SIZE):

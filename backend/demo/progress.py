@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 import time
 
+from blender_addon.core.eta import format_eta, remaining_seconds
+
 
 class ProgressBar:
     def __init__(self, stream=None, width: int = 28):
@@ -22,10 +24,10 @@ class ProgressBar:
                 self.stream.write("\n")
             self.stage, self.stage_t0 = stage, now
         if eta_s is None and done > 0 and total > done:
-            eta_s = (now - self.stage_t0) / done * (total - done)
+            eta_s = remaining_seconds(now - self.stage_t0, done / total)
         frac = 0.0 if total <= 0 else min(1.0, done / total)
         fill = int(round(frac * self.width))
-        eta = f" ETA {int(eta_s) // 60}:{int(eta_s) % 60:02d}" if eta_s is not None and done < total else ""
+        eta = f" {format_eta(eta_s)}" if eta_s is not None and done < total else ""
         line = f"[{'#' * fill}{'.' * (self.width - fill)}] {stage:<13} {done}/{total}{eta}" + (f"  {detail}" if detail else "")
         if self.tty:
             self.stream.write("\r" + line.ljust(len(self.last_print)))

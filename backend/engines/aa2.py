@@ -11,7 +11,6 @@ fast; INFO is cheap).
 from __future__ import annotations
 
 import os
-import re
 
 from blender_addon.core.protocol import ParamSpec
 
@@ -73,33 +72,15 @@ class AA2Engine(Engine):
         windows = len(plan_windows(job.frames, p["context_frames"], p["overlap"]))
         total = steps * windows
 
-        def get_frame(i):
-            inputs = ctx.frame(i)
-            for name in self.required_inputs:
-                if name not in inputs:
-                    raise EngineInputError(f"frame {i} has no {name!r}", field=f"frame.{name}")
-            frame = {k: inputs[k] for k in ("environment", "character_mask", "keypoints",
-                                             "character_depth", "scene_depth") if k in inputs}
-            if "object_labels" in inputs:
-                frame["object_mask"] = inputs["object_labels"]
-            return frame
-
         def on_step(info):
             ctx.check_cancelled()
             done = info["window"] * steps + info["step"]
             ctx.progress("generating", done / total, frame=info["start"], step=info["step"], steps=steps)
 
-        try:
-            for index, rgba, matte in self.pipeline.stream(
-                    job.reference, get_frame, job.frames, height=job.height, width=job.width,
-                    steps=steps, guidance=p["guidance"], seed=p["seed"], context_frames=p["context_frames"],
-                    overlap=p["overlap"], mask_block=p["mask_block"], on_step=on_step, on_release=ctx.release):
-                ctx.emit(index, rgba, matte)
-        except EngineInputError:
-            raise
-        except ValueError as exc:
-            # The pipeline's input checks say "frame i: <input> must be ...".
-            m = re.match(r"frame \d+: (\w+)", str(exc))
-            if m:
-                raise EngineInputError(str(exc), field=f"frame.{m.group(1)}") from None
-            raise
+        # Frames arrive checked by the server against required_inputs and take the
+        # protocol's names, which are the pipeline's; its own InputError carries the field.
+        for index, rgba, matte in self.pipeline.stream(
+                job.reference, ctx.frame, job.frames, height=job.height, width=job.width,
+                steps=steps, guidance=p["guidance"], seed=p["seed"], context_frames=p["context_frames"],
+                overlap=p["overlap"], mask_block=p["mask_block"], on_step=on_step, on_release=ctx.release):
+            ctx.emit(index, rgba, matte)

@@ -20,21 +20,17 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from blender_addon.core.protocol import ParamSpec
+from models.errors import InputError
 
 
 class JobCancelled(Exception):
     """Raised inside ``Engine.run`` by JobContext calls once the job is cancelled."""
 
 
-class EngineInputError(ValueError):
-    """The job's data cannot be used by this engine (becomes an ERROR reply).
-
-    ``field`` names the offending input, e.g. ``"frame.keypoints"``.
-    """
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
+# The job's data cannot be used by this engine (becomes an ERROR reply that
+# names ``field``, e.g. "frame.keypoints"). One class shared with the pipelines
+# and the warp below the engines, so nothing re-wraps or parses messages.
+EngineInputError = InputError
 
 
 @dataclass

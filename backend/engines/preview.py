@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from blender_addon.core.protocol import ParamSpec
 
-from .base import Engine, EngineInputError, JobContext, JobData
+from .base import Engine, JobContext, JobData
 
 
 class PreviewEngine(Engine):
@@ -42,14 +42,14 @@ class PreviewEngine(Engine):
 
     @staticmethod
     def _reference(job: JobData):
-        from backend.preview.reference import prepare_reference
-        from backend.preview.skinning import ReferenceRig
+        from backend.warp.reference import prepare_reference
+        from backend.warp.skinning import ReferenceRig
         ref = prepare_reference(job.reference, job.reference_keypoints,
                                 matte_threshold=float(job.params.get("matte_threshold", 40.0)))
         return ReferenceRig(ref.rgb_premult, ref.alpha, ref.keypoints)
 
     def run(self, ctx: JobContext) -> None:
-        from backend.preview.frame import CompositeOptions, render_frame
+        from backend.warp.frame import CompositeOptions, render_frame
 
         job = ctx.job
         cached, self._validated = self._validated, None
@@ -61,10 +61,7 @@ class PreviewEngine(Engine):
                                 mask_margin=int(p.get("mask_margin", 8)))
         for i in range(job.frames):
             ctx.check_cancelled()
-            inputs = ctx.frame(i)
-            for name in self.required_inputs:
-                if name not in inputs:
-                    raise EngineInputError(f"frame {i} has no {name!r}", field=f"frame.{name}")
+            inputs = ctx.frame(i)  # checked by the server against required_inputs
             rgba, matte = render_frame(ref, inputs, opts, index=i)
             ctx.emit(i, rgba, matte)
             ctx.release(i + 1)

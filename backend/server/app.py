@@ -19,13 +19,13 @@ import zmq
 
 from backend.engines.base import EngineInputError, JobCancelled, JobData
 from blender_addon.core import protocol
+from blender_addon.core.version import __version__ as SERVER_VERSION
 from blender_addon.core.wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_parts
 
 from . import log
 from .job import ServerJob, WorkerContext
 from .outbox import Outbox, Outgoing
 
-SERVER_VERSION = "0.1.0"
 OUTBOX = "inproc://inhabit-outbox"
 HEARTBEAT_CHECK_S = 0.25
 

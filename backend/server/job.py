@@ -14,6 +14,7 @@ import numpy as np
 
 from backend.engines.base import JobCancelled, JobContext, JobData
 from blender_addon.core import protocol
+from blender_addon.core.eta import remaining_seconds
 
 # Progress messages are rate-limited so a fast engine cannot flood a client.
 PROGRESS_MIN_INTERVAL_S = 0.1
@@ -178,7 +179,7 @@ class WorkerContext(JobContext):
             self._t0 = now  # the ETA is per stage: loading and generating run at different speeds
         self._last_stage, self._last_progress = stage, now
         elapsed = now - self._t0
-        eta = elapsed * (1.0 - fraction) / fraction if fraction > 0 else None
+        eta = remaining_seconds(elapsed, fraction)
         self._send(self._with_credit(protocol.header(
             protocol.PROGRESS, job=self.job.job_id, stage=stage, fraction=fraction, frame=frame, step=step,
             steps=steps, eta_s=None if eta is None else round(eta, 2), frames_done=len(self._emitted),

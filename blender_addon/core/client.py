@@ -49,7 +49,7 @@ class JobFailed(Exception):
         return cls(str(hdr.get("code")), str(hdr.get("message")), hdr.get("field"))
 
 
-SERVER_LOST = "server_lost"
+SERVER_LOST = protocol.SERVER_LOST
 
 
 @dataclass
@@ -67,7 +67,8 @@ def _unreachable(address: str, timeout: float) -> ServerUnreachable:
 
 class Client:
     def __init__(self, address: str = protocol.DEFAULT_ADDRESS, *, timeout: float = 5.0,
-                 heartbeat_interval: float = 1.0, heartbeat_timeout: float = 10.0,
+                 heartbeat_interval: float = protocol.DEFAULT_LIMITS["heartbeat_interval_s"],
+                 heartbeat_timeout: float = protocol.DEFAULT_LIMITS["heartbeat_timeout_s"],
                  curve_server_public_key: bytes | None = None,
                  curve_client_keys: tuple[bytes, bytes] | None = None):
         self.address = address

@@ -37,6 +37,7 @@ from typing import Callable
 import numpy as np
 
 from . import protocol
+from .eta import format_eta, remaining_seconds
 
 QUEUED, EXPORTING, SENDING, GENERATING, RECEIVING = "queued", "exporting", "sending", "generating", "receiving"
 DONE, FAILED, CANCELLED = "done", "failed", "cancelled"
@@ -79,7 +80,7 @@ class Progress:
             parts.append(f"step {self.step}/{self.steps}")
         parts.append(f"{self.received}/{self.total} back")
         if self.eta_s is not None:
-            parts.append(f"ETA {int(self.eta_s) // 60}:{int(self.eta_s) % 60:02d}")
+            parts.append(format_eta(self.eta_s))
         return " · ".join(parts)
 
 
@@ -124,7 +125,7 @@ def _network_worker(address: str, spec: protocol.JobSpec, reference, reference_k
             finished = False
             for ev in cl.poll(timeout=0.02):
                 outbox.put(("event", ev))
-                if ev.type in protocol.TERMINAL_TYPES or ev.type == "server_lost":
+                if ev.type in protocol.TERMINAL_TYPES or ev.type == protocol.SERVER_LOST:
                     finished = True
             if finished or (cancel_deadline and time.monotonic() > cancel_deadline):
                 break
@@ -280,8 +281,8 @@ class ShotJob:
             if self._first_result_t is None:
                 self._first_result_t = now
             elif p.received > 1:
-                rate = (now - self._first_result_t) / (p.received - 1)
-                p.eta_s = rate * (p.total - p.received)
+                # Timed from the first result: the frames before it waited for the model to load.
+                p.eta_s = remaining_seconds(now - self._first_result_t, (p.received - 1) / max(1, p.total - 1))
             if self.state in (SENDING, GENERATING):
                 self._go(RECEIVING)
         elif ev.type == protocol.DONE:
@@ -300,7 +301,7 @@ class ShotJob:
             if not self.finished:
                 field = f" (field {h['field']})" if h.get("field") else ""
                 self._fail(f"The server refused the job: {h.get('message', 'unknown error')}{field}.")
-        elif ev.type == "server_lost":
+        elif ev.type == protocol.SERVER_LOST:
             if not self.finished:
                 self._fail(f"Lost the server at {self.address} mid-job after {p.received} of {p.total} frames; "
                            "the frames received are kept. Restart the server and run the shot again.")

@@ -24,13 +24,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .conventions import (KEYPOINT_INDEX, KEYPOINT_LAYOUT, KEYPOINT_LIMBS, KEYPOINT_NAMES,  # noqa: F401
+                          NO_SURFACE_DEPTH, NO_SURFACE_THRESHOLD, NUM_KEYPOINTS, VIS_ABSENT, VIS_OCCLUDED,
+                          VIS_VISIBLE)
+
 PROTOCOL_VERSION = 1
 DEFAULT_PORT = 5557
 DEFAULT_ADDRESS = f"tcp://127.0.0.1:{DEFAULT_PORT}"
 
-# Cycles writes this planar depth where a ray hits nothing; the protocol uses
-# the same finite value for "no surface" so float buffers never hold inf.
-NO_SURFACE_DEPTH = 1.0e10
 
 # -- message types -------------------------------------------------------------
 # client -> server
@@ -50,6 +51,11 @@ DONE = "done"              # job finished; every RESULT has been sent
 CANCELLED = "cancelled"    # job stopped on request (or server shutdown)
 ERROR = "error"            # code + message (+ job, + field)
 PONG = "pong"
+
+# Not a message: the event a client reports when the server stopped answering
+# (no reply within the heartbeat timeout). Client code branches on it like on
+# a terminal type.
+SERVER_LOST = "server_lost"
 
 CLIENT_TYPES = frozenset({HELLO, SUBMIT, FRAME, END_INPUT, CANCEL, PING})
 SERVER_TYPES = frozenset({INFO, ACCEPTED, CREDIT, PROGRESS, RESULT, DONE,
@@ -93,22 +99,9 @@ DTYPES = {
 # -- per-frame inputs ----------------------------------------------------------
 # Shapes use H, W (the job's resolution) and K (keypoints per frame).
 # Which inputs an engine requires is declared in its INFO entry.
-KEYPOINT_LAYOUT = "openpose18"
-KEYPOINT_NAMES = (
-    "nose", "neck",
-    "right_shoulder", "right_elbow", "right_wrist",
-    "left_shoulder", "left_elbow", "left_wrist",
-    "right_hip", "right_knee", "right_ankle",
-    "left_hip", "left_knee", "left_ankle",
-    "right_eye", "left_eye", "right_ear", "left_ear",
-)
-NUM_KEYPOINTS = len(KEYPOINT_NAMES)
-# Limb pairs (indices into KEYPOINT_NAMES) drawn by skeleton renderers.
-KEYPOINT_LIMBS = (
-    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
-    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
-)
-
+# The keypoint layout (names, order, limbs, visibility values) and the
+# no-surface depth are shared with the models and the passes: defined in
+# conventions.py, re-exported here because the tables below use them.
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -149,9 +142,6 @@ REFERENCE_KEYPOINTS = "reference_keypoints"  # float32 [K, 4], optional
 # Buffers of a RESULT.
 RESULT_RGBA = "rgba"    # uint8 [H, W, 4]: the composite (alpha 255)
 RESULT_MATTE = "matte"  # uint8 [H, W]: where the generated character is
-
-# Keypoint visibility values.
-VIS_ABSENT, VIS_OCCLUDED, VIS_VISIBLE = 0.0, 0.5, 1.0
 
 # -- limits (servers may lower them and announce theirs in INFO) --------------
 DEFAULT_LIMITS = {

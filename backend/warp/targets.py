@@ -12,7 +12,7 @@ import numpy as np
 
 from blender_addon.core import protocol
 
-from ..engines.base import EngineInputError
+from models.errors import InputError
 
 FIELD = "frame.keypoints"
 TORSO = tuple(protocol.KEYPOINT_NAMES.index(n) for n in
@@ -27,22 +27,22 @@ OFFFRAME_USE_LIMIT = 2.0
 
 def usable_keypoints(kp: np.ndarray, height: int, width: int, *, index: int | None = None) -> np.ndarray | None:
     """Bool [K]: keypoints that drive the warp; None when the character is not
-    in view at all (no joint in or near the frame). Raises EngineInputError
+    in view at all (no joint in or near the frame). Raises InputError
     for inconsistent or insufficient keypoints."""
     where = f"frame {index}" if index is not None else "frame"
     kp = np.asarray(kp, np.float32)
     if kp.shape != (protocol.NUM_KEYPOINTS, 4):
-        raise EngineInputError(f"{where}: keypoints must be float32 [{protocol.NUM_KEYPOINTS}, 4], "
+        raise InputError(f"{where}: keypoints must be float32 [{protocol.NUM_KEYPOINTS}, 4], "
                                f"got {list(kp.shape)}", field=FIELD)
     if not np.isfinite(kp).all():
-        raise EngineInputError(f"{where}: keypoints contain NaN or Inf", field=FIELD)
+        raise InputError(f"{where}: keypoints contain NaN or Inf", field=FIELD)
     x, y, z, vis = kp[:, 0], kp[:, 1], kp[:, 2], kp[:, 3]
     present = vis > 0
     far = ((x < -MAX_OUTSIDE * width) | (x > (1 + MAX_OUTSIDE) * width) |
            (y < -MAX_OUTSIDE * height) | (y > (1 + MAX_OUTSIDE) * height))
     if (present & far).any():
         bad = [protocol.KEYPOINT_NAMES[k] for k in np.nonzero(present & far)[0]]
-        raise EngineInputError(f"{where}: keypoints {', '.join(bad)} are marked visible but lie far "
+        raise InputError(f"{where}: keypoints {', '.join(bad)} are marked visible but lie far "
                                f"outside the {width}x{height} frame (x, y must be pixels, top-left "
                                "origin)", field=FIELD)
     inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
@@ -54,7 +54,7 @@ def usable_keypoints(kp: np.ndarray, height: int, width: int, *, index: int | No
         return None
     n_torso = int(usable[list(TORSO)].sum())
     if n_torso < MIN_TORSO_POINTS or int(usable.sum()) < MIN_POINTS:
-        raise EngineInputError(f"{where}: too few usable keypoints to pose the character: "
+        raise InputError(f"{where}: too few usable keypoints to pose the character: "
                                f"{int(usable.sum())} usable (need {MIN_POINTS}), {n_torso} of neck/"
                                f"shoulders/hips (need {MIN_TORSO_POINTS}); visibility 0 joints inside "
                                "the frame cannot drive the warp", field=FIELD)

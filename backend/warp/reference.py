@@ -15,7 +15,7 @@ import numpy as np
 
 from blender_addon.core import protocol
 
-from ..engines.base import EngineInputError
+from models.errors import InputError
 
 MEDIAPIPE_PIN = "mediapipe==0.10.21"
 # mediapipe Pose landmark index for each OpenPose-18 keypoint (neck is derived).
@@ -44,11 +44,11 @@ def prepare_reference(image: np.ndarray | None, keypoints: np.ndarray | None, *,
                       matte_threshold: float = 40.0) -> Reference:
     """Validate the SUBMIT's reference and keypoints; matte an RGB image."""
     if image is None:
-        raise EngineInputError("the preview engine needs a reference image (uint8 [h, w, 3|4])",
+        raise InputError("the preview engine needs a reference image (uint8 [h, w, 3|4])",
                                field="submit.reference")
     img = np.asarray(image)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4) or min(img.shape[:2]) < 8:
-        raise EngineInputError(f"reference must be uint8 [h, w, 3|4] with h, w >= 8, got "
+        raise InputError(f"reference must be uint8 [h, w, 3|4] with h, w >= 8, got "
                                f"{img.dtype}{list(img.shape)}", field="submit.reference")
     rgb = np.ascontiguousarray(img[..., :3])
     if img.shape[2] == 4:
@@ -56,7 +56,7 @@ def prepare_reference(image: np.ndarray | None, keypoints: np.ndarray | None, *,
     else:
         alpha = matte_plain_background(rgb, threshold=matte_threshold)
     if float(alpha.max()) <= 0.0:
-        raise EngineInputError("reference has an empty matte (alpha is 0 everywhere, or the "
+        raise InputError("reference has an empty matte (alpha is 0 everywhere, or the "
                                "automatic matte found no character; try a lower matte_threshold)",
                                field="submit.reference")
     if keypoints is None:
@@ -118,22 +118,22 @@ def check_reference_keypoints(keypoints: np.ndarray, height: int, width: int) ->
     kp = np.asarray(keypoints)
     field = "submit.reference_keypoints"
     if kp.shape != (protocol.NUM_KEYPOINTS, 4):
-        raise EngineInputError(f"reference_keypoints must be float32 [{protocol.NUM_KEYPOINTS}, 4] "
+        raise InputError(f"reference_keypoints must be float32 [{protocol.NUM_KEYPOINTS}, 4] "
                                f"(x, y, depth, visibility; {protocol.KEYPOINT_LAYOUT} order), got "
                                f"{list(kp.shape)}", field=field)
     kp = kp.astype(np.float32)
     if not np.isfinite(kp).all():
-        raise EngineInputError("reference_keypoints contain NaN or Inf", field=field)
+        raise InputError("reference_keypoints contain NaN or Inf", field=field)
     present = kp[:, 3] > 0
     torso = [protocol.KEYPOINT_NAMES.index(n) for n in
              ("neck", "right_shoulder", "left_shoulder", "right_hip", "left_hip")]
     if present[torso].sum() < 3:
-        raise EngineInputError("reference_keypoints need at least 3 of neck, shoulders and hips "
+        raise InputError("reference_keypoints need at least 3 of neck, shoulders and hips "
                                f"present (visibility > 0), got {int(present[torso].sum())}", field=field)
     xy = kp[present, :2]
     if (xy[:, 0] < -0.5 * width).any() or (xy[:, 0] > 1.5 * width).any() or \
             (xy[:, 1] < -0.5 * height).any() or (xy[:, 1] > 1.5 * height).any():
-        raise EngineInputError(f"reference_keypoints lie far outside the {width}x{height} reference "
+        raise InputError(f"reference_keypoints lie far outside the {width}x{height} reference "
                                "image (x, y must be pixels, top-left origin)", field=field)
     return kp
 
@@ -143,7 +143,7 @@ def detect_keypoints(rgb: np.ndarray) -> np.ndarray:
     try:
         import mediapipe as mp  # optional extra: ships its pose model in the wheel, no download
     except ImportError as exc:
-        raise EngineInputError(
+        raise InputError(
             "the job has no reference_keypoints and the optional pose detector is not installed; "
             f"send reference_keypoints with the job or `pip install {MEDIAPIPE_PIN}` on the server",
             field="submit.reference_keypoints") from exc
@@ -151,7 +151,7 @@ def detect_keypoints(rgb: np.ndarray) -> np.ndarray:
     with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose:
         found = pose.process(np.ascontiguousarray(rgb))
     if found.pose_landmarks is None:
-        raise EngineInputError("no person found in the reference image; send reference_keypoints "
+        raise InputError("no person found in the reference image; send reference_keypoints "
                                "with the job", field="submit.reference_keypoints")
     marks = found.pose_landmarks.landmark
     kp = np.zeros((protocol.NUM_KEYPOINTS, 4), np.float32)

@@ -8,16 +8,15 @@ import cv2
 import numpy as np
 
 from blender_addon.core import protocol
+from blender_addon.core.conventions import NO_SURFACE_THRESHOLD
 from models.conditioning import composite_character
 
-from ..engines.base import EngineInputError
+from models.errors import InputError
 from .bones import solve_pose
 from .skinning import ReferenceRig, warp_reference
 from .targets import usable_keypoints
 
 
-# Depths at or beyond this mean "no surface" (protocol.NO_SURFACE_DEPTH).
-NO_SURFACE = protocol.NO_SURFACE_DEPTH * 0.5
 
 
 @dataclass(frozen=True)
@@ -42,14 +41,14 @@ def render_frame(ref: ReferenceRig, inputs: Mapping[str, np.ndarray], opts: Comp
         pose = solve_pose(ref.keypoints, kp[:, :2], usable, kp[:, 2])
     except ValueError as exc:
         where = f"frame {index}" if index is not None else "frame"
-        raise EngineInputError(f"{where}: cannot pose the character: {exc}", field="frame.keypoints") from exc
+        raise InputError(f"{where}: cannot pose the character: {exc}", field="frame.keypoints") from exc
     character, alpha = warp_reference(ref, pose, h, w)
 
     char_depth = inputs.get("character_depth")
     scene_depth = inputs.get("scene_depth")
     if scene_depth is not None and char_depth is None:
         char_depth = _depth_from_keypoints(kp, usable, h, w)
-    if char_depth is not None and not (np.asarray(char_depth) < NO_SURFACE).any():
+    if char_depth is not None and not (np.asarray(char_depth) < NO_SURFACE_THRESHOLD).any():
         char_depth = _depth_from_keypoints(kp, usable, h, w)
 
     labels = inputs.get("object_labels")
@@ -57,7 +56,7 @@ def render_frame(ref: ReferenceRig, inputs: Mapping[str, np.ndarray], opts: Comp
         # Tagged interactive objects keep their pixels wherever Blender says the
         # character has no surface: the approximate warp must not paint over the
         # box the hand only reaches for. Where the character is there, depth decides.
-        no_body = np.asarray(char_depth) >= NO_SURFACE
+        no_body = np.asarray(char_depth) >= NO_SURFACE_THRESHOLD
         alpha = np.where((np.asarray(labels) > 0) & no_body, 0.0, alpha).astype(np.float32)
 
     region = None
@@ -80,11 +79,11 @@ def render_frame(ref: ReferenceRig, inputs: Mapping[str, np.ndarray], opts: Comp
     ys, xs = box
     crop = lambda a: None if a is None else np.asarray(a)[ys, xs]  # noqa: E731
     crop_depth = crop(char_depth)
-    if crop_depth is not None and not (crop_depth < NO_SURFACE).any():
+    if crop_depth is not None and not (crop_depth < NO_SURFACE_THRESHOLD).any():
         # The body lies outside the crop (the warp and Blender disagree): the
         # body's median depth is the honest guess for the whole crop.
         full = np.asarray(char_depth)
-        crop_depth = np.full(crop_depth.shape, float(np.median(full[full < NO_SURFACE])), np.float32)
+        crop_depth = np.full(crop_depth.shape, float(np.median(full[full < NO_SURFACE_THRESHOLD])), np.float32)
     rgba, matte = _environment_only(env)
     rgba[ys, xs], matte[ys, xs] = composite_character(
         env[ys, xs], character[ys, xs], alpha[ys, xs],
