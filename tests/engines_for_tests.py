@@ -87,7 +87,7 @@ class HoardEngine(EchoEngine):
 
 class ExclusiveEngine(EchoEngine):
     """Fails a job that runs on an instance another job is already using: with
-    --jobs 2 the server must give each worker its own instances (engines keep
+    --workers 2 the server must give each worker its own instances (engines keep
     per-run state, such as a diffusion scheduler's timesteps)."""
     name = "exclusive"
 

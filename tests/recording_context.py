@@ -6,11 +6,11 @@ per step) or after a number of emitted frames.
 """
 from __future__ import annotations
 
-from backend.engines.base import JobCancelled, JobContext, JobData
+from backend.engines.base import JobCancelled, JobContext, AdmittedJob
 
 
 class RecordingContext(JobContext):
-    def __init__(self, job: JobData, frames: list[dict], *, cancel_at_step: int | None = None,
+    def __init__(self, job: AdmittedJob, frames: list[dict], *, cancel_at_step: int | None = None,
                  cancel_after: int | None = None):
         self.job = job
         self._frames = frames

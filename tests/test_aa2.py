@@ -10,7 +10,7 @@ import pytest
 
 from backend.engines import registry
 from backend.engines.aa2 import AA2Engine
-from backend.engines.base import EngineInputError, JobCancelled, JobData
+from backend.engines.base import EngineInputError, JobCancelled, AdmittedJob
 from blender_addon.core import protocol
 from tests.recording_context import RecordingContext
 from models.tiny import tiny_inputs
@@ -52,7 +52,7 @@ def job_frames(n, with_objects=True):
 def make_job(n, ref, **params):
     p = protocol.validate_params((*protocol.COMMON_PARAMS, *AA2Engine.params), {"steps": 2, "guidance": 2.0,
                                                                 "context_frames": 3, "overlap": 1, **params})
-    return JobData(job_id="j1", engine="aa2", width=SIZE, height=SIZE, frames=n, params=p, reference=ref)
+    return AdmittedJob(job_id="j1", engine="aa2", width=SIZE, height=SIZE, frames=n, params=p, reference=ref)
 
 
 def test_engine_is_registered_and_described():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backend.engines import registry
-from backend.engines.base import EngineInputError, JobCancelled, JobData
+from backend.engines.base import EngineInputError, JobCancelled, AdmittedJob
 from backend.engines.preview import PreviewEngine
 from blender_addon.core import protocol
 from tests.recording_context import RecordingContext
@@ -34,7 +34,7 @@ def walking_frames(kp, n, size=SIZE):
 def job_of(img, kp, n, params=None):
     engine = PreviewEngine()
     p = protocol.validate_params((*protocol.COMMON_PARAMS, *PreviewEngine.params), params or {})
-    return engine, JobData(job_id="j1", engine="preview", width=SIZE, height=SIZE, frames=n, params=p,
+    return engine, AdmittedJob(job_id="j1", engine="preview", width=SIZE, height=SIZE, frames=n, params=p,
                            reference=img, reference_keypoints=kp)
 
 

@@ -23,7 +23,7 @@ H = W = 16
 
 @pytest.fixture(scope="module")
 def server():
-    with start_server(ENGINES, extra_args=("--max-message-bytes", MAX_BYTES, "--jobs", 2)) as srv:
+    with start_server(ENGINES, extra_args=("--max-message-bytes", MAX_BYTES, "--workers", 2)) as srv:
         yield srv
 
 
@@ -220,13 +220,13 @@ def test_two_clients_see_only_their_own_jobs(server):
 
 def test_workers_are_spread_over_the_gpus():
     from backend.server.app import ServerConfig
-    assert [ServerConfig(device="cuda", gpus=2, jobs=3).worker_device(n) for n in range(3)] == \
+    assert [ServerConfig(device="cuda", gpus=2, workers=3).worker_device(n) for n in range(3)] == \
         ["cuda:0", "cuda:1", "cuda:0"]
-    assert ServerConfig(device="cpu", jobs=2).worker_device(1) == "cpu"
+    assert ServerConfig(device="cpu", workers=2).worker_device(1) == "cpu"
 
 
 def test_concurrent_jobs_each_get_their_own_engine_instance(server):
-    """--jobs 2: two jobs run at the same time, each on its worker's own
+    """--workers 2: two jobs run at the same time, each on its worker's own
     instance (the engine fails a job that shares an instance with another)."""
     clients = [Client(server.address), Client(server.address)]
     try:
@@ -386,9 +386,9 @@ def test_silent_client_has_its_jobs_cancelled_and_memory_freed():
 
 
 def test_a_job_short_of_its_first_frames_does_not_hold_the_only_worker():
-    """--jobs 1: a streaming job whose first window is still being rendered
+    """--workers 1: a streaming job whose first window is still being rendered
     stays queued, and a later job whose input is all there runs meanwhile."""
-    with start_server(ENGINES[:2], extra_args=("--jobs", 1)) as srv:
+    with start_server(ENGINES[:2], extra_args=("--workers", 1)) as srv:
         with Client(srv.address) as slow, Client(srv.address) as quick:
             early = slow.submit(spec(6), REF)  # echo: starts with 4 frames in
             while early.job_id is None:

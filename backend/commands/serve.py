@@ -20,9 +20,10 @@ def add_parser(subparsers):
                    help="engine name or package.module:Class; repeatable (default: every built-in that imports)")
     p.add_argument("--weights", help="local weights directory handed to engines")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--jobs", type=int, default=None,
-                   help="concurrent jobs, each on its own worker with its own engine instances; with CUDA "
-                        "worker k uses cuda:k (round robin past the GPU count) (default: 1 per CUDA GPU, 1 on CPU)")
+    p.add_argument("--workers", "--jobs", dest="workers", type=int, default=None,
+                   help="worker threads, i.e. jobs run at once, each with its own engine instances; with CUDA "
+                        "worker k uses cuda:k (round robin past the GPU count) (default: 1 per CUDA GPU, 1 on CPU; "
+                        "--jobs is the old name)")
     p.add_argument("--eager-load", action="store_true", help="load engines at start-up instead of on first job")
     p.add_argument("--max-queue", type=int, default=64, help="open jobs held at most (default %(default)s)")
     p.add_argument("--heartbeat-timeout", type=float, default=lim["heartbeat_timeout_s"],
@@ -84,7 +85,7 @@ def run(args) -> int:
     limits.update(heartbeat_timeout_s=args.heartbeat_timeout, max_message_bytes=args.max_message_bytes,
                   max_frames=args.max_frames, max_width=args.max_width, max_height=args.max_height)
     config = ServerConfig(bind=args.bind, device=device, weights=args.weights,
-                          jobs=args.jobs or max(1, gpus if device == "cuda" else 1), gpus=gpus,
+                          workers=args.workers or max(1, gpus if device == "cuda" else 1), gpus=gpus,
                           eager_load=args.eager_load, limits=limits, max_queue=args.max_queue)
 
     def secure(ctx, sock):

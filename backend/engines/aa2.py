@@ -14,7 +14,7 @@ import os
 
 from blender_addon.core.protocol import ParamSpec
 
-from .base import Engine, EngineInputError, JobContext, JobData
+from .base import Engine, EngineInputError, JobContext, AdmittedJob
 
 MAX_CONTEXT = 32   # the motion modules' positional table (AnimateDiff: 32 frames)
 
@@ -52,7 +52,7 @@ class AA2Engine(Engine):
         self.pipeline = load_pipeline(self.weights, device=self.device,
                                       dtype=os.environ.get("INHABIT_DTYPE") or None)
 
-    def validate(self, job: JobData) -> None:
+    def validate(self, job: AdmittedJob) -> None:
         if job.reference is None:
             raise EngineInputError("the aa2 engine needs a reference image of the character", field="reference")
         p = job.params
@@ -60,7 +60,7 @@ class AA2Engine(Engine):
             raise EngineInputError(f"params.overlap ({p['overlap']}) must be smaller than "
                                    f"params.context_frames ({p['context_frames']})", field="params.overlap")
 
-    def frames_to_start(self, job: JobData) -> int:
+    def frames_to_start(self, job: AdmittedJob) -> int:
         return job.params["context_frames"]  # the first window: generation can begin
 
     def run(self, ctx: JobContext) -> None:

@@ -34,8 +34,13 @@ EngineInputError = InputError
 
 
 @dataclass
-class JobData:
-    """The job-level data of a SUBMIT, validated."""
+class AdmittedJob:
+    """A job as engines see it (``ctx.job``): a client's ``protocol.JobSpec``
+    after the server admitted it -- parameters checked and defaulted, the
+    reference buffers attached, a job id given. The server's own bookkeeping of
+    the same job (frames held, credit, state) is ``backend.server.job.ServerJob``;
+    the client's handle is ``blender_addon.core.client.RemoteJob``, the add-on's
+    state machine ``blender_addon.core.jobs.ShotJob``."""
     job_id: str
     engine: str
     width: int
@@ -51,7 +56,7 @@ class JobData:
 class JobContext(abc.ABC):
     """The server side of one running job, as the engine sees it."""
 
-    job: JobData
+    job: AdmittedJob
 
     @abc.abstractmethod
     def frame(self, index: int) -> Mapping[str, np.ndarray]:
@@ -117,10 +122,10 @@ class Engine(abc.ABC):
     def load(self) -> None:
         """Load weights / warm up. Called once before the first job."""
 
-    def validate(self, job: JobData) -> None:
+    def validate(self, job: AdmittedJob) -> None:
         """Check job-level data before it is queued; raise EngineInputError."""
 
-    def frames_to_start(self, job: JobData) -> int:
+    def frames_to_start(self, job: AdmittedJob) -> int:
         """Frames a streaming job should have received before a worker takes
         it, so a worker is not held idle while the first ones are still being
         rendered; the server caps it at the input window and the shot length."""

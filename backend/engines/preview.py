@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from blender_addon.core.protocol import ParamSpec
 
-from .base import Engine, JobContext, JobData
+from .base import Engine, JobContext, AdmittedJob
 
 
 class PreviewEngine(Engine):
@@ -37,11 +37,11 @@ class PreviewEngine(Engine):
         # it (with the optional pose detector that is the slow part).
         self._validated: tuple[str, object] | None = None
 
-    def validate(self, job: JobData) -> None:
+    def validate(self, job: AdmittedJob) -> None:
         self._validated = (job.job_id, self._reference(job))
 
     @staticmethod
-    def _reference(job: JobData):
+    def _reference(job: AdmittedJob):
         from backend.warp.reference import prepare_reference
         from backend.warp.skinning import ReferenceRig
         ref = prepare_reference(job.reference, job.reference_keypoints,

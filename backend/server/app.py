@@ -1,79 +1,36 @@
-"""The server's main loop: one thread owns the ROUTER socket.
+"""The server's socket loop: one thread owns the ROUTER socket.
 
-Messages from clients are decoded and checked here; jobs run on worker
-threads, which hand their encoded messages (RESULT, PROGRESS, CREDIT, DONE,
-...) to this loop through the ``Outbox`` and ring its bell, so no zmq socket
-is ever shared between threads.
+Messages from clients are decoded here and checked by ``admission``; admitted
+jobs go to the ``Scheduler``, whose worker threads run the engines and hand
+their encoded messages (RESULT, PROGRESS, CREDIT, DONE, ...) back to this loop
+through the ``Outbox`` and ring its bell, so no zmq socket is ever shared
+between threads.
 """
 from __future__ import annotations
 
 import collections
-import secrets
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 
 import zmq
 
-from backend.engines.base import EngineInputError, JobCancelled, JobData
 from blender_addon.core import protocol
 from blender_addon.core.version import __version__ as SERVER_VERSION
 from blender_addon.core.wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_parts
 
 from . import log
-from .job import ServerJob, WorkerContext
-from .outbox import Outbox, Outgoing
+from .admission import admit_submit, check_frame, ranges
+from .config import ServerConfig
+from .job import ServerJob
+from .outbox import Outbox
+from .scheduler import Scheduler
 
 OUTBOX = "inproc://inhabit-outbox"
 HEARTBEAT_CHECK_S = 0.25
 
-
-@dataclass
-class ServerConfig:
-    bind: str = protocol.DEFAULT_ADDRESS
-    device: str = "cpu"
-    weights: str | None = None
-    jobs: int = 1
-    gpus: int = 0                      # CUDA devices seen; workers are spread over them
-    eager_load: bool = False
-    limits: dict = field(default_factory=lambda: dict(protocol.DEFAULT_LIMITS))
-    max_queue: int = 64
-
-    def worker_device(self, n: int) -> str:
-        """Worker n's device: its own GPU while there are enough (cuda:0, cuda:1, ...),
-        then round robin; every worker on "cpu" otherwise."""
-        if self.device == "cuda" and self.gpus > 0:
-            return f"cuda:{n % self.gpus}"
-        return self.device
-
-
-class EngineSlot:
-    """One engine class and one worker's lazily loaded instance of it.
-
-    Each worker owns its instances: engines keep per-run state (a diffusion
-    scheduler's timesteps, ReferenceNet features held by hooks), so two jobs
-    must never run on one instance at once. Only the owning worker thread calls
-    ``get``."""
-
-    def __init__(self, cls, config: ServerConfig, device: str, loaded_names: set):
-        self.cls = cls
-        self.config = config
-        self.device = device
-        self.instance = None
-        self._loaded_names = loaded_names      # shared, for INFO's "loaded" flag
-
-    def get(self):
-        if self.instance is None:
-            t0 = time.monotonic()
-            instance = self.cls(device=self.device, weights=self.config.weights)
-            instance.load()
-            self.instance = instance
-            self._loaded_names.add(self.cls.name)
-            log.event("engine_loaded", engine=self.cls.name, device=self.device,
-                      seconds=round(time.monotonic() - t0, 2))
-        return self.instance
+__all__ = ["Server", "ServerConfig", "main_loop"]
 
 
 class Server:
@@ -84,7 +41,6 @@ class Server:
         # Construction is cheap by contract (heavy work lives in load()), so one
         # unloaded instance per engine checks jobs at submit, on this thread.
         self.validators = {cls.name: cls(device=config.device, weights=config.weights) for cls in engine_classes}
-        self.loaded_engines: set[str] = set()  # names some worker has loaded (INFO)
         self.ctx = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 500
@@ -101,25 +57,15 @@ class Server:
         self.by_client: dict[bytes, set[str]] = collections.defaultdict(set)
         self.last_seen: dict[bytes, float] = {}
         self.finished_ids: collections.OrderedDict = collections.OrderedDict()  # recent, for late cancels
-        # Jobs waiting for a worker, oldest first. A worker takes the oldest job
-        # that can start (see ServerJob.ready): a streaming job whose first
-        # frames are still on their way does not hold a worker meanwhile.
-        self.queued: list[str] = []
-        self.queue_cond = threading.Condition()
-        self.stopping = False
-        self.running: set[str] = set()
+        self.scheduler = Scheduler(config, self.engine_classes, self.outbox, self.jobs)
         self.stop = threading.Event()
-        self.workers: list[threading.Thread] = []
         self.fed: set[ServerJob] = set()      # jobs given frames since their worker was last woken
 
     # -- life cycle ------------------------------------------------------------------
     def serve_forever(self) -> int:
-        for n in range(max(1, self.config.jobs)):
-            t = threading.Thread(target=self._worker, args=(n,), name=f"inhabit-worker-{n}", daemon=True)
-            t.start()
-            self.workers.append(t)
+        self.scheduler.start()
         log.event("listening", address=self.address, engines=",".join(self.engine_classes),
-                  device=self.config.device, jobs=self.config.jobs)
+                  device=self.config.device, workers=self.config.workers)
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.outbox.bell, zmq.POLLIN)
@@ -139,8 +85,7 @@ class Server:
                     job.wake()
                     waiting_to_start |= job.state == "queued"
                 if waiting_to_start:  # its first frames may have arrived: let the workers look
-                    with self.queue_cond:
-                        self.queue_cond.notify_all()
+                    self.scheduler.wake()
             if time.monotonic() >= next_hb:
                 self._check_heartbeats()
                 next_hb = time.monotonic() + HEARTBEAT_CHECK_S
@@ -161,12 +106,7 @@ class Server:
             job.cancel("shutdown")
             self._finish(job, protocol.error_header(protocol.E_SHUTDOWN, "the server is shutting down",
                                                     job=job.id), outcome="cancelled", reason="shutdown")
-        with self.queue_cond:
-            self.stopping = True
-            self.queue_cond.notify_all()
-        deadline = time.monotonic() + 3.0
-        for t in self.workers:
-            t.join(max(0.0, deadline - time.monotonic()))
+        self.scheduler.stop(timeout=3.0)
         self.outbox.close()
         self.router.close(500)
         if self.auth:
@@ -240,18 +180,18 @@ class Server:
         self._send(identity, protocol.header(protocol.PONG, t=hdr.get("t")))
 
     def info(self) -> dict:
-        with self.queue_cond:
-            queued = len(self.queued)
+        workers = max(1, self.config.workers)
         return {
             "server_version": SERVER_VERSION,
             "protocol_version": protocol.PROTOCOL_VERSION,
-            "engines": [cls.describe() | {"loaded": name in self.loaded_engines}
+            "engines": [cls.describe() | {"loaded": name in self.scheduler.loaded_engines}
                         for name, cls in self.engine_classes.items()],
             "device": self.config.device,
-            "worker_devices": [self.config.worker_device(n) for n in range(max(1, self.config.jobs))],
+            "worker_devices": [self.config.worker_device(n) for n in range(workers)],
             "limits": dict(self.limits),
-            "concurrent_jobs": self.config.jobs,
-            "queue": {"running": len(self.running), "queued": queued, "open_jobs": len(self.jobs)},
+            "concurrent_jobs": workers,        # one job per worker
+            "queue": {"running": len(self.scheduler.running), "queued": self.scheduler.queued_count(),
+                      "open_jobs": len(self.jobs)},
             "clients": len(self.by_client),
             # Heavy ML is imported only when an engine loads; this shows whether it has been.
             "torch_imported": "torch" in sys.modules,
@@ -262,83 +202,27 @@ class Server:
     def _on_submit(self, identity, hdr, arrays):
         request = hdr.get("request") if isinstance(hdr.get("request"), str) else ""
         try:
-            spec = protocol.JobSpec.from_header(hdr, self.limits)
-            cls = self.engine_classes.get(spec.engine)
-            if cls is None:
-                raise protocol.ProtocolError(protocol.E_UNKNOWN_ENGINE,
-                                             f"unknown engine {spec.engine!r}; this server runs "
-                                             f"{sorted(self.engine_classes)}", field="submit.engine")
-            params = protocol.validate_params((*protocol.COMMON_PARAMS, *cls.params), spec.params)
-            extra = sorted(set(arrays) - {protocol.REFERENCE, protocol.REFERENCE_KEYPOINTS})
-            if extra:
-                raise protocol.ProtocolError(protocol.E_BAD_BUFFERS, f"submit carries unknown buffer {extra[0]!r}; "
-                                             f"expected {protocol.REFERENCE!r} and optionally {protocol.REFERENCE_KEYPOINTS!r}",
-                                             field=f"buffers.{extra[0]}")
-            reference = arrays.get(protocol.REFERENCE)
-            if reference is not None:
-                protocol.check_reference(reference, max_pixels=self.limits["max_reference_pixels"])
-            elif cls.needs_reference:
-                raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs a reference image buffer "
-                                             f"named {protocol.REFERENCE!r}", field=f"submit.{protocol.REFERENCE}")
-            ref_kp = arrays.get(protocol.REFERENCE_KEYPOINTS)
-            if ref_kp is not None and (ref_kp.dtype != protocol.DTYPES["float32"]
-                                       or ref_kp.shape != (protocol.NUM_KEYPOINTS, 4)):
-                raise protocol.ProtocolError(protocol.E_BAD_SHAPE, f"submit.{protocol.REFERENCE_KEYPOINTS} must be float32 "
-                                             f"[{protocol.NUM_KEYPOINTS}, 4], got {ref_kp.dtype}{list(ref_kp.shape)}",
-                                             field=f"submit.{protocol.REFERENCE_KEYPOINTS}")
             if len(self.jobs) >= self.config.max_queue:
-                raise protocol.ProtocolError(protocol.E_BUSY, f"the server holds {len(self.jobs)} jobs; try again later")
-            job_id = secrets.token_hex(8)
-            data = JobData(job_id=job_id, engine=cls.name, width=spec.width, height=spec.height, frames=spec.frames,
-                           params=params, objects=list(spec.objects),
-                           reference=None if reference is None else reference.copy(),
-                           reference_keypoints=None if ref_kp is None else ref_kp.copy(), name=spec.name)
-            try:
-                self.validators[cls.name].validate(data)
-            except EngineInputError as exc:
-                raise protocol.ProtocolError(protocol.E_BAD_PARAM, str(exc), field=exc.field) from None
+                raise protocol.ProtocolError(protocol.E_BUSY, f"the server holds {len(self.jobs)} jobs; "
+                                             "try again later")
+            admitted = admit_submit(hdr, arrays, engine_classes=self.engine_classes, validators=self.validators,
+                                    limits=self.limits)
         except protocol.ProtocolError as err:
             self._reply_error(identity, err, request=request)
             log.event("rejected", request=request, code=err.code, field=err.field)
             return
-        # Streaming engines keep a sliding window; the others need every frame before they start.
-        window = max(1, int(cls.input_window)) if cls.streaming else spec.frames
-        # Never more than the credit, or the job would wait for frames the client may not send.
-        start_after = min(window, spec.frames, max(1, int(self.validators[cls.name].frames_to_start(data))))
-        job = ServerJob(data, identity, cls, window, start_after)
-        self.jobs[job_id] = job
-        self.by_client[identity].add(job_id)
-        log.event("submitted", job=job_id, engine=cls.name, frames=spec.frames, size=f"{spec.width}x{spec.height}",
-                  name=spec.name)
-        position = self._enqueue(job) if cls.streaming else None
-        self._send(identity, protocol.header(protocol.ACCEPTED, job=job_id, request=request, credit=job.credit,
-                                             window=window, queue_position=position if position is not None else 0,
+        cls, data = admitted.engine_cls, admitted.job
+        job = ServerJob(data, identity, cls, admitted.window, admitted.start_after)
+        self.jobs[job.id] = job
+        self.by_client[identity].add(job.id)
+        log.event("submitted", job=job.id, engine=cls.name, frames=data.frames, size=f"{data.width}x{data.height}",
+                  name=data.name)
+        position = self.scheduler.enqueue(job) if cls.streaming else None
+        self._send(identity, protocol.header(protocol.ACCEPTED, job=job.id, request=request, credit=job.credit,
+                                             window=admitted.window,
+                                             queue_position=position if position is not None else 0,
                                              streaming=bool(cls.streaming)))
-        log.event("accepted", job=job_id, credit=job.credit, queue_position=position)
-
-    def _enqueue(self, job: ServerJob) -> int:
-        with self.queue_cond:
-            position = len(self.queued)
-            self.queued.append(job.id)
-            job.state = "queued"
-            self.queue_cond.notify_all()
-        return position
-
-    def _take_ready_job(self) -> ServerJob | None:
-        """Worker side: block until the oldest job that can start is there
-        (None when the server stops)."""
-        with self.queue_cond:
-            while not self.stopping:
-                for job_id in self.queued:
-                    job = self.jobs.get(job_id)  # dict read of a reference: safe across threads
-                    if job is not None and (job.cancelled or job.ready()):
-                        self.queued.remove(job_id)
-                        if not job.cancelled:
-                            return job
-                        break  # a cancelled one is dropped; look again
-                else:
-                    self.queue_cond.wait(0.5)
-            return None
+        log.event("accepted", job=job.id, credit=job.credit, queue_position=position)
 
     def _own_job(self, identity, hdr) -> ServerJob:
         job_id = hdr.get("job")
@@ -355,25 +239,7 @@ class Server:
         if self._finished_here(identity, hdr):
             return
         job = self._own_job(identity, hdr)
-        d = job.data
-        index = hdr.get("index")
-        err = lambda code, msg, fld="frame.index": protocol.ProtocolError(code, msg, field=fld, job=job.id)  # noqa: E731
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise err(protocol.E_BAD_INDEX, f"frame.index must be an integer, got {index!r}")
-        if not 0 <= index < d.frames:
-            raise err(protocol.E_BAD_INDEX, f"frame index {index} is outside 0..{d.frames - 1} (the job declared {d.frames} frames)")
-        if job.input_ended:
-            raise err(protocol.E_BAD_INDEX, f"frame {index} arrived after end_input")
-        if index in job.received:
-            raise err(protocol.E_DUPLICATE_FRAME, f"frame {index} was already sent")
-        if index >= job.credit:
-            raise err(protocol.E_WINDOW_EXCEEDED, f"frame {index} is beyond the granted credit (< {job.credit}); "
-                      f"wait for a CREDIT message")
-        protocol.check_frame_inputs(arrays, height=d.height, width=d.width, n_objects=len(d.objects), job=job.id)
-        missing = [n for n in job.engine_cls.required_inputs if n not in arrays]
-        if missing:
-            raise err(protocol.E_MISSING_INPUT, f"frame {index} lacks required input {missing[0]!r} for engine "
-                      f"{d.engine!r} (required: {list(job.engine_cls.required_inputs)})", f"frame.{missing[0]}")
+        index = check_frame(job, hdr, arrays)
         wanted = set(job.engine_cls.required_inputs) | set(job.engine_cls.optional_inputs)
         job.add_frame(index, {k: v for k, v in arrays.items() if k in wanted})
         self.fed.add(job)
@@ -385,14 +251,13 @@ class Server:
         missing = [i for i in range(job.data.frames) if i not in job.received]
         if missing:
             raise protocol.ProtocolError(protocol.E_MISSING_INPUT,
-                                         f"end_input before frames {_ranges(missing)} arrived "
+                                         f"end_input before frames {ranges(missing)} arrived "
                                          f"(the job declared {job.data.frames} frames)", field="frames", job=job.id)
         job.end_input()
         if job.state == "accepted":
-            self._enqueue(job)
+            self.scheduler.enqueue(job)
         elif job.state == "queued":  # a streaming job short of its first frames can start now
-            with self.queue_cond:
-                self.queue_cond.notify_all()
+            self.scheduler.wake()
 
     def _finished_here(self, identity, hdr) -> bool:
         """True for a job of this client that has already ended. A streaming
@@ -441,9 +306,7 @@ class Server:
             ids.discard(job.id)
             if not ids:
                 self.by_client.pop(job.identity, None)
-        with self.queue_cond:
-            if job.id in self.queued:
-                self.queued.remove(job.id)
+        self.scheduler.remove(job.id)
         with job.cond:
             job.frames.clear()
             job.state = "finished"
@@ -454,79 +317,6 @@ class Server:
         log.event(outcome, job=job.id, engine=job.data.engine, frames=job.emitted, of=job.data.frames,
                   seconds=round(time.monotonic() - started, 2),
                   wall_seconds=round(time.monotonic() - job.submitted_at, 2), reason=reason)
-
-    # -- worker threads --------------------------------------------------------------
-    def _worker(self, n: int):
-        ringer = self.outbox.new_ringer()
-        device = self.config.worker_device(n)
-        slots = {name: EngineSlot(cls, self.config, device, self.loaded_engines)
-                 for name, cls in self.engine_classes.items()}
-        try:
-            if self.config.eager_load:
-                for slot in slots.values():
-                    try:
-                        slot.get()
-                    except Exception as exc:  # the first job will try again and report it
-                        log.event("engine_load_failed", engine=slot.cls.name, device=device,
-                                  error=f"{type(exc).__name__}: {exc}")
-            while (job := self._take_ready_job()) is not None:
-                self._run_job(job, slots[job.data.engine], ringer)
-        finally:
-            ringer.close()
-
-    def _run_job(self, job: ServerJob, slot: EngineSlot, ringer):
-        def send(hdr, arrays):
-            # Encoded here, on the worker: the main loop only adds the client's identity.
-            self.outbox.put(ringer, Outgoing(job.id, hdr["type"], protocol.encode(hdr, arrays)))
-
-        job.state = "running"
-        job.started_at = time.monotonic()
-        self.running.add(job.id)
-        log.event("started", job=job.id, engine=job.data.engine)
-        ctx = WorkerContext(job, send)
-        try:
-            if slot.instance is None:
-                ctx.progress("loading", 0.0)
-            engine = slot.get()
-            ctx.check_cancelled()
-            engine.run(ctx)
-            ctx.check_cancelled()
-            missing = [i for i in range(job.data.frames) if i not in ctx.emitted]
-            if missing:
-                raise RuntimeError(f"engine {job.data.engine!r} finished without emitting frames {_ranges(missing)}")
-            send(protocol.header(protocol.DONE, job=job.id, frames=len(ctx.emitted),
-                                 seconds=round(time.monotonic() - job.started_at, 3)), None)
-        except JobCancelled:
-            send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)
-        except EngineInputError as exc:
-            send(protocol.error_header(protocol.E_MISSING_INPUT if exc.field else protocol.E_BAD_PARAM,
-                                       str(exc), field=exc.field, job=job.id), None)
-        except Exception as exc:
-            if job.cancelled:
-                send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)
-            else:
-                log.event("engine_exception", job=job.id, error=f"{type(exc).__name__}: {exc}")
-                send(protocol.error_header(protocol.E_ENGINE_FAILED, f"engine {job.data.engine!r} failed: "
-                                           f"{type(exc).__name__}: {exc}", job=job.id), None)
-        finally:
-            self.running.discard(job.id)
-
-
-def _ranges(indices) -> str:
-    """[0,1,2,5] -> '0-2, 5' (short messages for long shots)."""
-    out, start, prev = [], None, None
-    for i in indices:
-        if start is None:
-            start = prev = i
-        elif i == prev + 1:
-            prev = i
-        else:
-            out.append(f"{start}-{prev}" if prev > start else str(start))
-            start = prev = i
-    if start is not None:
-        out.append(f"{start}-{prev}" if prev > start else str(start))
-    text = ", ".join(out[:8])
-    return text + (", ..." if len(out) > 8 else "")
 
 
 def main_loop(server: Server) -> int:

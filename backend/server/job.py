@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from backend.engines.base import JobCancelled, JobContext, JobData
+from backend.engines.base import JobCancelled, JobContext, AdmittedJob
 from blender_addon.core import protocol
 from blender_addon.core.eta import remaining_seconds
 
@@ -23,7 +23,7 @@ PROGRESS_MIN_INTERVAL_S = 0.1
 class ServerJob:
     """Shared state of one job (main thread writes frames, worker reads them)."""
 
-    def __init__(self, data: JobData, identity: bytes, engine_cls, window: int, start_after: int = 1):
+    def __init__(self, data: AdmittedJob, identity: bytes, engine_cls, window: int, start_after: int = 1):
         self.data = data
         self.start_after = start_after      # frames to hold before a worker takes the job
         self.identity = identity
