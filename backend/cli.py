@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 COMMANDS = ("serve", "info", "keys", "doctor", "weights", "export", "render", "demo")
@@ -31,7 +32,7 @@ def build_parser(found) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inhabit", description="Inhabit: put an animated character into a Blender "
                                      "scene (diffusion server, tools).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, mod in found.items():
+    for mod in found.values():
         mod.add_parser(sub)
     return parser
 
@@ -44,6 +45,8 @@ def main(argv=None) -> int:
         return 2
     parser = build_parser(found)
     args = parser.parse_args(argv)
+    from blender_addon.core import logs
+    logs.to_stderr(logging.WARNING)  # commands that narrate (serve) raise it to INFO
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

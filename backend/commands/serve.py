@@ -55,8 +55,9 @@ def run(args) -> int:
     from backend.engines import registry
     from backend.server import log, security
     from backend.server.app import Server, ServerConfig, main_loop
-    from blender_addon.core import protocol
+    from blender_addon.core import logs, protocol
 
+    logs.to_stderr()
     device, gpus = detect_device(args.device)
     engines = []
     for spec in args.engine or DEFAULT_ENGINES:

@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from blender_addon.core import logs
 from blender_addon.core.protocol import ParamSpec
 from models.errors import InputError
 
@@ -118,6 +119,7 @@ class Engine(abc.ABC):
     def __init__(self, *, device: str = "cpu", weights: str | None = None):
         self.device = device
         self.weights = weights
+        self.log = logs.get(f"engine.{self.name}")   # logs.event(self.log, "...", key=value)
 
     def load(self) -> None:
         """Load weights / warm up. Called once before the first job."""

@@ -1,15 +1,11 @@
-"""One line per server/job event on stderr: ``inhabit HH:MM:SS event key=value ...``."""
+"""The server's events, one line each (``inhabit HH:MM:SS event key=value ...``),
+through the ``inhabit.server`` logger; see ``blender_addon/core/logs.py``."""
 from __future__ import annotations
 
-import sys
-import threading
-import time
+from blender_addon.core import logs
 
-_lock = threading.Lock()
+logger = logs.get("server")
 
 
 def event(_event: str, **fields) -> None:
-    parts = [f"inhabit {time.strftime('%H:%M:%S')} {_event}"]
-    parts += [f"{k}={v}" for k, v in fields.items() if v is not None and v != ""]
-    with _lock:
-        print(" ".join(parts), file=sys.stderr, flush=True)
+    logs.event(logger, _event, **fields)

@@ -11,6 +11,7 @@ sockets are not thread-safe).
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import zmq
 
-from . import protocol
+from . import logs, protocol
 from .wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_parts
 
 
@@ -50,6 +51,7 @@ class JobFailed(Exception):
 
 
 SERVER_LOST = protocol.SERVER_LOST
+log = logs.get("client")
 
 
 @dataclass
@@ -161,6 +163,8 @@ class Client:
             self._poller.poll(max(1, int(remaining * 1000)))
         if time.monotonic() - self._last_rx > self.heartbeat_timeout:
             for job in [j for j in (*self._jobs.values(), *self._pending.values()) if not j.finished]:
+                logs.event(log, "server_lost", level=logging.WARNING, address=self.address, job=job.job_id,
+                           silent_s=round(time.monotonic() - self._last_rx, 1))
                 job.state = "failed"
                 job.error = JobFailed(SERVER_LOST, f"no answer from {self.address} for {self.heartbeat_timeout:g} s")
                 events.append(Event(SERVER_LOST, job, {"type": SERVER_LOST, "job": job.job_id,

@@ -27,6 +27,7 @@ Thread-safety rules:
 """
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -36,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import protocol
+from . import logs, protocol
 from .eta import format_eta, remaining_seconds
 
 QUEUED, EXPORTING, SENDING, GENERATING, RECEIVING = "queued", "exporting", "sending", "generating", "receiving"
@@ -50,6 +51,9 @@ TRANSITIONS = {
     RECEIVING: {DONE, FAILED, CANCELLED},
     DONE: set(), FAILED: set(), CANCELLED: set(),
 }
+
+
+log = logs.get("addon")
 
 
 class InvalidTransition(RuntimeError):
@@ -174,12 +178,14 @@ class ShotJob:
             return
         if new not in TRANSITIONS[self.state]:
             raise InvalidTransition(f"job cannot go from {self.state} to {new}")
+        logs.event(log, "shot_state", level=logging.DEBUG, job=self.job_id, old=self.state, new=new)
         self.state = new
         self.progress.stage = new
 
     def _fail(self, message: str) -> None:
         if self.state not in FINAL_STATES:
             self.error = message
+            logs.event(log, "shot_failed", level=logging.WARNING, job=self.job_id, error=message)
             self._go(FAILED)
             self._inbox.put(("cancel",))  # a local failure must not leave the job running on the server
             self._stop.set()
