@@ -133,7 +133,7 @@ def test_ctrl_c_stops_the_demo_with_exit_130(tmp_path):
 
 
 def test_naive_baseline_pastes_reference_at_mask_box_only():
-    from backend.demo.metrics import naive_baseline, sample_frames
+    from backend.blender.demo.metrics import naive_baseline, sample_frames
     env = np.full((40, 50, 3), 90, np.uint8)
     mask = np.zeros((40, 50), np.uint8)
     mask[10:30, 20:30] = 255

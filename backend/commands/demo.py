@@ -98,8 +98,8 @@ def run(args) -> int:
         return 2
     os.makedirs(args.out, exist_ok=True)
     _blender_caches(args.out)
-    from backend.demo.progress import ProgressBar
-    from backend.demo.run import DemoOptions, run_demo
+    from backend.blender.demo.progress import ProgressBar
+    from backend.blender.demo.run import DemoOptions, run_demo
     from blender_addon.core.settings import SetupError
     from blender_addon.headless import ShotFailed
 

@@ -13,7 +13,7 @@ import time
 
 
 def add_parser(subparsers):
-    from blender_addon.core.cli_args import add_shot_arguments
+    from backend.blender.shot_args import add_shot_arguments
     p = subparsers.add_parser("export", help="write a shot's per-frame conditioning (.npz) and job header (JSON)",
                               description=__doc__)
     add_shot_arguments(p)
@@ -22,7 +22,7 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from blender_addon.core import protocol
-    from blender_addon.core.cli_args import open_blend, settings_from_args
+    from backend.blender.shot_args import open_blend, settings_from_args
     from blender_addon.core.settings import SetupError, validate_shot
     try:
         scene = open_blend(args.blend, args.scene)

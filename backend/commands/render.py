@@ -14,7 +14,7 @@ import sys
 
 def add_parser(subparsers):
     from blender_addon.core import protocol
-    from blender_addon.core.cli_args import add_shot_arguments
+    from backend.blender.shot_args import add_shot_arguments
     p = subparsers.add_parser("render", help="animate a shot headless against an Inhabit server",
                               description=__doc__)
     add_shot_arguments(p)
@@ -25,7 +25,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from blender_addon.core.cli_args import open_blend, settings_from_args
+    from backend.blender.shot_args import open_blend, settings_from_args
     from blender_addon.core.settings import SetupError
     cancel = {"asked": False}
 

@@ -1,4 +1,4 @@
-"""Command-line options shared by ``inhabit export`` and ``inhabit render`` (bpy-free).
+"""Command-line options shared by ``inhabit export`` and ``inhabit render``.
 
 Kept here, not in the commands, so both build ShotSettings the same way and
 the commands stay cheap to import (bpy is imported only when they run).
@@ -10,8 +10,8 @@ import json
 import os
 import re
 
-from . import protocol
-from .settings import SetupError, ShotSettings
+from blender_addon.core import protocol
+from blender_addon.core.settings import SetupError, ShotSettings
 
 
 def frame_range(text: str) -> tuple[int, int]:

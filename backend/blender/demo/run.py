@@ -73,7 +73,7 @@ def run_demo(o: DemoOptions, *, bar=None, should_cancel=None) -> dict:
     from blender_addon.headless import run_shot
 
     from . import metrics as M
-    from .reference import render_ground_truth, render_reference
+    from .reference_render import render_ground_truth, render_reference
     from .scene import ARMATURE, BODY_COLLECTION, INTERACTIVE_COLLECTION, build_scene
     from backend.local_server import LocalServer
 
