@@ -12,11 +12,13 @@ import math
 
 import bpy
 
+from backend.blender.rig import build_armature, mirrored_table
+
 CAMERA_Y = -6.0
 TABLE_TOP_Z = 0.7
 
-# bone: (head, tail, parent)
-_BONES = {
+# T-pose, Mixamo names (prefix chosen per test). bone: (head, tail, parent)
+_CENTRE_BONES = {
     "Hips": ((0, 0, 0.95), (0, 0, 1.05), None),
     "Spine": ((0, 0, 1.05), (0, 0, 1.18), "Hips"),
     "Spine1": ((0, 0, 1.18), (0, 0, 1.3), "Spine"),
@@ -25,17 +27,16 @@ _BONES = {
     "Head": ((0, 0, 1.55), (0, 0, 1.75), "Neck"),
     "HeadTop_End": ((0, 0, 1.75), (0, 0, 1.8), "Head"),
 }
-for side, sx in (("Left", 1), ("Right", -1)):
-    _BONES.update({
-        f"{side}Shoulder": ((0.05 * sx, 0, 1.42), (0.17 * sx, 0, 1.42), "Spine2"),
-        f"{side}Arm": ((0.17 * sx, 0, 1.42), (0.42 * sx, 0, 1.42), f"{side}Shoulder"),
-        f"{side}ForeArm": ((0.42 * sx, 0, 1.42), (0.65 * sx, 0, 1.42), f"{side}Arm"),
-        f"{side}Hand": ((0.65 * sx, 0, 1.42), (0.75 * sx, 0, 1.42), f"{side}ForeArm"),
-        f"{side}UpLeg": ((0.1 * sx, 0, 0.95), (0.1 * sx, 0, 0.5), "Hips"),
-        f"{side}Leg": ((0.1 * sx, 0, 0.5), (0.1 * sx, 0, 0.08), f"{side}UpLeg"),
-        f"{side}Foot": ((0.1 * sx, 0, 0.08), (0.1 * sx, -0.12, 0.02), f"{side}Leg"),
-        f"{side}ToeBase": ((0.1 * sx, -0.12, 0.02), (0.1 * sx, -0.2, 0.02), f"{side}Foot"),
-    })
+_LEFT_BONES = {  # mirrored to Right* by the rig builder
+    "Shoulder": ((0.05, 0, 1.42), (0.17, 0, 1.42), "Spine2"),
+    "Arm": ((0.17, 0, 1.42), (0.42, 0, 1.42), "Shoulder"),
+    "ForeArm": ((0.42, 0, 1.42), (0.65, 0, 1.42), "Arm"),
+    "Hand": ((0.65, 0, 1.42), (0.75, 0, 1.42), "ForeArm"),
+    "UpLeg": ((0.1, 0, 0.95), (0.1, 0, 0.5), "Hips"),
+    "Leg": ((0.1, 0, 0.5), (0.1, 0, 0.08), "UpLeg"),
+    "Foot": ((0.1, 0, 0.08), (0.1, -0.12, 0.02), "Leg"),
+    "ToeBase": ((0.1, -0.12, 0.02), (0.1, -0.2, 0.02), "Foot"),
+}
 
 
 def _box(name, size, location, collection):
@@ -101,18 +102,8 @@ def build_scene(*, size: int = 64, frames: int = 3, samples: int = 2, prefix: st
     light.rotation_euler = (0.6, 0.2, 0.3)
     coll.objects.link(light)
 
-    arm_data = bpy.data.armatures.new("Rig")
-    arm = bpy.data.objects.new("Rig", arm_data)
-    coll.objects.link(arm)
-    bpy.context.view_layer.objects.active = arm
-    bpy.ops.object.mode_set(mode="EDIT")
-    for name, (head, tail, parent) in _BONES.items():
-        eb = arm_data.edit_bones.new(prefix + name)
-        eb.head, eb.tail = head, tail
-        eb.use_deform = not name.endswith("_End")
-        if parent:
-            eb.parent = arm_data.edit_bones[prefix + parent]
-    bpy.ops.object.mode_set(mode="OBJECT")
+    arm = build_armature("Rig", mirrored_table(_CENTRE_BONES, _LEFT_BONES, prefix=prefix), coll,
+                         deform=lambda bone: not bone.endswith("_End"))
 
     # Animation: the rig slides along X and raises its left forearm.
     for f, x in zip(range(1, frames + 1), (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)):

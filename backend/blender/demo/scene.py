@@ -12,6 +12,8 @@ import bpy  # first: bmesh and mathutils come with it
 import bmesh
 from mathutils import Matrix, Quaternion, Vector
 
+from ..rig import build_armature, mirrored_table
+
 ARMATURE = "DemoRig"
 BODY_COLLECTION = "Character"
 INTERACTIVE_COLLECTION = "Interactive"
@@ -49,14 +51,7 @@ COLOURS = {
 
 def bone_table() -> dict:
     """Full bone name -> (head, tail, parent full name) in rest pose."""
-    table = {}
-    for name, (h, t, parent) in _CENTRE_BONES.items():
-        table[PREFIX + name] = (h, t, PREFIX + parent if parent else None)
-    for side, sx in (("Left", 1.0), ("Right", -1.0)):
-        for name, (h, t, parent) in _LEFT_BONES.items():
-            par = PREFIX + (side + parent if parent in _LEFT_BONES else parent)
-            table[PREFIX + side + name] = ((h[0] * sx, h[1], h[2]), (t[0] * sx, t[1], t[2]), par)
-    return table
+    return mirrored_table(_CENTRE_BONES, _LEFT_BONES, prefix=PREFIX)
 
 
 def _material(name: str, colour) -> bpy.types.Material:
@@ -134,22 +129,8 @@ def build_character(scene) -> bpy.types.Object:
     """Armature with Mixamo names and clothed-looking meshes skinned to it."""
     coll = bpy.data.collections.new(BODY_COLLECTION)
     scene.collection.children.link(coll)
-    arm_data = bpy.data.armatures.new(ARMATURE)
-    arm = _link(bpy.data.objects.new(ARMATURE, arm_data), coll)
     table = bone_table()
-    # Edit bones need an active object in edit mode; bpy as a module has a
-    # view layer, so this works headless.
-    bpy.context.view_layer.objects.active = arm
-    bpy.ops.object.mode_set(mode="EDIT")
-    for name, (h, t, _) in table.items():
-        eb = arm_data.edit_bones.new(name)
-        eb.head, eb.tail, eb.roll = h, t, 0.0
-    for name, (_, _, parent) in table.items():
-        if parent:
-            eb = arm_data.edit_bones[name]
-            eb.parent = arm_data.edit_bones[parent]
-            eb.use_connect = (Vector(eb.head) - Vector(eb.parent.tail)).length < 1e-6
-    bpy.ops.object.mode_set(mode="OBJECT")
+    arm = build_armature(ARMATURE, table, coll)
 
     m = {k: _material(k.capitalize(), v) for k, v in COLOURS.items() if k in ("skin", "shirt", "trousers", "shoes", "hair")}
 
