@@ -7,10 +7,54 @@ full-size pipeline -- only the widths and depths are small.
 from __future__ import annotations
 
 
+CHANNELS = (32, 64)   # UNet block widths of every tiny UNet
+
+
+def tiny_unet2d(in_channels: int = 4, *, cross_attention_dim: int = 32, seed: int | None = None):
+    """The tiny ReferenceNet-shaped UNet (``UNet2DConditionModel``), in eval mode."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    if seed is not None:
+        torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        in_channels=in_channels, out_channels=4, block_out_channels=CHANNELS, layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=cross_attention_dim,
+        norm_num_groups=8, attention_head_dim=2, sample_size=8).eval()
+
+
+def tiny_motion_unet(in_channels: int = 4, *, cross_attention_dim: int = 32, seed: int | None = None):
+    """The tiny denoising UNet with motion modules (``UNetMotionModel``), in eval mode."""
+    import torch
+    from diffusers import UNetMotionModel
+    if seed is not None:
+        torch.manual_seed(seed)
+    return UNetMotionModel(
+        in_channels=in_channels, out_channels=4, block_out_channels=CHANNELS, layers_per_block=1,
+        down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
+        up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"), cross_attention_dim=cross_attention_dim,
+        norm_num_groups=8, num_attention_heads=2, motion_num_attention_heads=2, motion_max_seq_length=32,
+        sample_size=8).eval()
+
+
+def tiny_vae():
+    from diffusers import AutoencoderKL
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8, layers_per_block=1,
+        block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=64).eval()
+
+
+def tiny_image_encoder(projection_dim: int = 32):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    return CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
+        image_size=32, patch_size=8, projection_dim=projection_dim)).eval()
+
+
 def tiny_components(seed: int = 0, *, fusion_mode: str = "mid_up") -> dict:
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNetMotionModel
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from .denoising_unet import INPUT_CHANNELS
     from .depth_modulation import DepthModulation
@@ -18,32 +62,15 @@ def tiny_components(seed: int = 0, *, fusion_mode: str = "mid_up") -> dict:
     from .pose_guider import PoseGuider
 
     torch.manual_seed(seed)
-    channels = (32, 64)
+    channels = CHANNELS
     cross = 32
-    common = dict(block_out_channels=channels, layers_per_block=1, cross_attention_dim=cross,
-                  norm_num_groups=8, attention_head_dim=2, sample_size=8)
-    reference_unet = UNet2DConditionModel(
-        in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), **common)
-    denoising_unet = UNetMotionModel(
-        in_channels=INPUT_CHANNELS, out_channels=4,
-        down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
-        up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"),
-        block_out_channels=channels, layers_per_block=1, cross_attention_dim=cross,
-        norm_num_groups=8, num_attention_heads=2, motion_num_attention_heads=2,
-        motion_max_seq_length=32, sample_size=8)
+    reference_unet = tiny_unet2d(cross_attention_dim=cross)
+    denoising_unet = tiny_motion_unet(INPUT_CHANNELS, cross_attention_dim=cross)
     # Same start as a converted checkpoint: the extra input channels are zero.
     with torch.no_grad():
         denoising_unet.conv_in.weight[:, 4:] = 0
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8, layers_per_block=1,
-        block_out_channels=(8, 8, 16, 16),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        sample_size=64)
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
-        image_size=32, patch_size=8, projection_dim=cross))
+    vae = tiny_vae()
+    image_encoder = tiny_image_encoder(cross)
     pose_guider = PoseGuider(channels[0], 3, (4, 8, 8, 16))
     depth_modulation = DepthModulation(channels[0], (4, 8, 8, 16), num_heads=2)
     _, levels = decoder_blend_levels(denoising_unet.config)

@@ -3,7 +3,8 @@ import copy
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel, UNetMotionModel
+
+from models import tiny
 
 from models.denoising_unet import add_after_conv_in, blend_objects, expand_conv_in
 from models.depth_modulation import DepthModulation
@@ -15,21 +16,11 @@ torch.set_grad_enabled(False)
 
 
 def tiny_unet2d(in_channels=4):
-    torch.manual_seed(0)
-    return UNet2DConditionModel(
-        in_channels=in_channels, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
-        norm_num_groups=8, attention_head_dim=2, sample_size=8).eval()
+    return tiny.tiny_unet2d(in_channels, cross_attention_dim=16, seed=0)
 
 
 def tiny_motion(in_channels=4):
-    torch.manual_seed(1)
-    return UNetMotionModel(
-        in_channels=in_channels, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
-        up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"), cross_attention_dim=16,
-        norm_num_groups=8, num_attention_heads=2, motion_num_attention_heads=2, sample_size=8).eval()
+    return tiny.tiny_motion_unet(in_channels, cross_attention_dim=16, seed=1)
 
 
 @pytest.mark.parametrize("mode", ["mid_up", "all"])

@@ -6,28 +6,20 @@ import shutil
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel, UNetMotionModel
+
+from models import tiny
 
 from models.denoising_unet import expand_conv_in
 from models.moore_convert import convert, group, load_checkpoint, motion_key
 from models.pose_guider import PoseGuider
 from models.weights_check import check_folder
 
-UNET = dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=16, norm_num_groups=8,
-            sample_size=8)
-
-
 def unet2d(seed):
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=2, **UNET)
+    return tiny.tiny_unet2d(cross_attention_dim=16, seed=seed)
 
 
 def motion_unet(seed):
-    torch.manual_seed(seed)
-    return UNetMotionModel(down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
-                           up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"), num_attention_heads=2,
-                           motion_num_attention_heads=2, **UNET)
+    return tiny.tiny_motion_unet(cross_attention_dim=16, seed=seed)
 
 
 def to_animatediff(key: str) -> list[str]:
@@ -169,10 +161,7 @@ def test_weights_cli_check(saved, tmp_path):
 
 def test_weights_convert_cli_builds_a_loadable_folder(tmp_path):
     """``inhabit weights convert`` on tiny stand-ins of every input folder."""
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
     from backend.cli import main
-    from diffusers import AutoencoderKL
     from models.pipeline_aa2 import load_pipeline
 
     sd15 = tmp_path / "sd15"
@@ -184,12 +173,8 @@ def test_weights_convert_cli_builds_a_loadable_folder(tmp_path):
     torch.save({k: v for k, v in unet2d(2).state_dict().items() if not k.startswith(("conv_norm_out", "conv_out"))},
                moore / "reference_unet.pth")
     torch.save(PoseGuider(32, 3, (16, 32, 96, 256)).state_dict(), moore / "pose_guider.pth")
-    AutoencoderKL(block_out_channels=(8, 8, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
-                  up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
-                  layers_per_block=1).save_pretrained(tmp_path / "vae")
-    CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                                                   num_attention_heads=2, image_size=32, patch_size=8,
-                                                   projection_dim=16)).save_pretrained(tmp_path / "enc")
+    tiny.tiny_vae().save_pretrained(tmp_path / "vae")
+    tiny.tiny_image_encoder(projection_dim=16).save_pretrained(tmp_path / "enc")
     out = tmp_path / "out"
     rc = main(["weights", "convert", "--moore", str(moore), "--sd15", str(sd15), "--vae", str(tmp_path / "vae"),
                "--image-encoder", str(tmp_path / "enc"), "--out", str(out)])
