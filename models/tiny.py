@@ -10,31 +10,30 @@ from __future__ import annotations
 CHANNELS = (32, 64)   # UNet block widths of every tiny UNet
 
 
-def tiny_unet2d(in_channels: int = 4, *, cross_attention_dim: int = 32, seed: int | None = None):
-    """The tiny ReferenceNet-shaped UNet (``UNet2DConditionModel``), in eval mode."""
+def _tiny_unet(cls, blocks: tuple, heads: dict, in_channels: int, cross_attention_dim: int, seed: int | None):
     import torch
-    from diffusers import UNet2DConditionModel
     if seed is not None:
         torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        in_channels=in_channels, out_channels=4, block_out_channels=CHANNELS, layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=cross_attention_dim,
-        norm_num_groups=8, attention_head_dim=2, sample_size=8).eval()
+    down, up = blocks
+    return cls(in_channels=in_channels, out_channels=4, block_out_channels=CHANNELS, layers_per_block=1,
+               down_block_types=down, up_block_types=up, cross_attention_dim=cross_attention_dim,
+               norm_num_groups=8, sample_size=8, **heads).eval()
+
+
+def tiny_unet2d(in_channels: int = 4, *, cross_attention_dim: int = 32, seed: int | None = None):
+    """The tiny ReferenceNet-shaped UNet (``UNet2DConditionModel``), in eval mode."""
+    from diffusers import UNet2DConditionModel
+    blocks = (("CrossAttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "CrossAttnUpBlock2D"))
+    # attention_head_dim is the head count in this class; 2 keeps it fast on CPU.
+    return _tiny_unet(UNet2DConditionModel, blocks, {"attention_head_dim": 2}, in_channels, cross_attention_dim, seed)
 
 
 def tiny_motion_unet(in_channels: int = 4, *, cross_attention_dim: int = 32, seed: int | None = None):
     """The tiny denoising UNet with motion modules (``UNetMotionModel``), in eval mode."""
-    import torch
     from diffusers import UNetMotionModel
-    if seed is not None:
-        torch.manual_seed(seed)
-    return UNetMotionModel(
-        in_channels=in_channels, out_channels=4, block_out_channels=CHANNELS, layers_per_block=1,
-        down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
-        up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"), cross_attention_dim=cross_attention_dim,
-        norm_num_groups=8, num_attention_heads=2, motion_num_attention_heads=2, motion_max_seq_length=32,
-        sample_size=8).eval()
+    blocks = (("CrossAttnDownBlockMotion", "DownBlockMotion"), ("UpBlockMotion", "CrossAttnUpBlockMotion"))
+    heads = {"num_attention_heads": 2, "motion_num_attention_heads": 2, "motion_max_seq_length": 32}
+    return _tiny_unet(UNetMotionModel, blocks, heads, in_channels, cross_attention_dim, seed)
 
 
 def tiny_vae():

@@ -1,5 +1,6 @@
-"""The small test scene: floor, table, camera, light, a Mixamo-named rig with a
-capsule proxy body, and a tagged box. Built in code so tests need no assets.
+"""The small test scene: floor, table, camera, light, the project's humanoid rig
+(``backend/blender/rig.py``, the demo's, Mixamo names under a chosen prefix)
+with a capsule proxy body, and a tagged box. Built in code so tests need no assets.
 
 Geometry (metres): camera at (0, -6, 1) looking along +Y; the rig stands at
 the origin facing the camera (-Y), its left side at +X; the table is a box
@@ -12,32 +13,10 @@ import math
 
 import bpy
 
-from backend.blender.rig import build_armature, mirrored_table
+from backend.blender.rig import HUMANOID_CENTRE, HUMANOID_LEFT, build_armature, mirrored_table
 
 CAMERA_Y = -6.0
 TABLE_TOP_Z = 0.7
-
-# T-pose, Mixamo names (prefix chosen per test). bone: (head, tail, parent)
-_CENTRE_BONES = {
-    "Hips": ((0, 0, 0.95), (0, 0, 1.05), None),
-    "Spine": ((0, 0, 1.05), (0, 0, 1.18), "Hips"),
-    "Spine1": ((0, 0, 1.18), (0, 0, 1.3), "Spine"),
-    "Spine2": ((0, 0, 1.3), (0, 0, 1.42), "Spine1"),
-    "Neck": ((0, 0, 1.45), (0, 0, 1.55), "Spine2"),
-    "Head": ((0, 0, 1.55), (0, 0, 1.75), "Neck"),
-    "HeadTop_End": ((0, 0, 1.75), (0, 0, 1.8), "Head"),
-}
-_LEFT_BONES = {  # mirrored to Right* by the rig builder
-    "Shoulder": ((0.05, 0, 1.42), (0.17, 0, 1.42), "Spine2"),
-    "Arm": ((0.17, 0, 1.42), (0.42, 0, 1.42), "Shoulder"),
-    "ForeArm": ((0.42, 0, 1.42), (0.65, 0, 1.42), "Arm"),
-    "Hand": ((0.65, 0, 1.42), (0.75, 0, 1.42), "ForeArm"),
-    "UpLeg": ((0.1, 0, 0.95), (0.1, 0, 0.5), "Hips"),
-    "Leg": ((0.1, 0, 0.5), (0.1, 0, 0.08), "UpLeg"),
-    "Foot": ((0.1, 0, 0.08), (0.1, -0.12, 0.02), "Leg"),
-    "ToeBase": ((0.1, -0.12, 0.02), (0.1, -0.2, 0.02), "Foot"),
-}
-
 
 def _box(name, size, location, collection):
     mesh = bpy.data.meshes.new(name)
@@ -102,7 +81,7 @@ def build_scene(*, size: int = 64, frames: int = 3, samples: int = 2, prefix: st
     light.rotation_euler = (0.6, 0.2, 0.3)
     coll.objects.link(light)
 
-    arm = build_armature("Rig", mirrored_table(_CENTRE_BONES, _LEFT_BONES, prefix=prefix), coll,
+    arm = build_armature("Rig", mirrored_table(HUMANOID_CENTRE, HUMANOID_LEFT, prefix=prefix), coll,
                          deform=lambda bone: not bone.endswith("_End"))
 
     # Animation: the rig slides along X and raises its left forearm.

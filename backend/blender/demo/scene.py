@@ -12,34 +12,12 @@ import bpy  # first: bmesh and mathutils come with it
 import bmesh
 from mathutils import Matrix, Quaternion, Vector
 
-from ..rig import build_armature, mirrored_table
+from ..rig import HUMANOID_CENTRE, HUMANOID_LEFT, build_armature, mirrored_table
 
 ARMATURE = "DemoRig"
 BODY_COLLECTION = "Character"
 INTERACTIVE_COLLECTION = "Interactive"
 PREFIX = "mixamorig:"
-
-# Rest pose (A-pose), character at the origin facing -Y (towards the camera);
-# its left side is +X.  bone: (head, tail, parent)
-_CENTRE_BONES = {
-    "Hips": ((0, 0, 0.95), (0, 0, 1.05), None),
-    "Spine": ((0, 0, 1.05), (0, 0, 1.18), "Hips"),
-    "Spine1": ((0, 0, 1.18), (0, 0, 1.30), "Spine"),
-    "Spine2": ((0, 0, 1.30), (0, 0, 1.45), "Spine1"),
-    "Neck": ((0, 0, 1.45), (0, 0, 1.55), "Spine2"),
-    "Head": ((0, 0, 1.55), (0, 0, 1.75), "Neck"),
-    "HeadTop_End": ((0, 0, 1.75), (0, 0, 1.85), "Head"),
-}
-_LEFT_BONES = {  # mirrored to Right* by negating x
-    "Shoulder": ((0.03, 0, 1.42), (0.17, 0, 1.42), "Spine2"),
-    "Arm": ((0.17, 0, 1.42), (0.29, 0, 1.16), "Shoulder"),
-    "ForeArm": ((0.29, 0, 1.16), (0.39, 0, 0.92), "Arm"),
-    "Hand": ((0.39, 0, 0.92), (0.42, 0, 0.83), "ForeArm"),
-    "UpLeg": ((0.10, 0, 0.95), (0.10, 0, 0.52), "Hips"),
-    "Leg": ((0.10, 0, 0.52), (0.10, 0, 0.10), "UpLeg"),
-    "Foot": ((0.10, 0, 0.10), (0.10, -0.12, 0.03), "Leg"),
-    "ToeBase": ((0.10, -0.12, 0.03), (0.10, -0.20, 0.03), "Foot"),
-}
 
 COLOURS = {
     "skin": (0.80, 0.55, 0.42), "shirt": (0.10, 0.35, 0.75), "trousers": (0.12, 0.12, 0.16),
@@ -51,7 +29,7 @@ COLOURS = {
 
 def bone_table() -> dict:
     """Full bone name -> (head, tail, parent full name) in rest pose."""
-    return mirrored_table(_CENTRE_BONES, _LEFT_BONES, prefix=PREFIX)
+    return mirrored_table(HUMANOID_CENTRE, HUMANOID_LEFT, prefix=PREFIX)
 
 
 def _material(name: str, colour) -> bpy.types.Material:
