@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo venv clean addon bench test-blender-4.2
+.PHONY: test lint typecheck demo venv clean addon bench test-blender-4.2
 
 venv: $(STAMP)
 
@@ -16,8 +16,16 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	@! $(PY) -m pip show torchvision >/dev/null 2>&1 || (echo "torchvision is installed in $(VENV); it breaks transformers here: remove it" && false)
 	touch $(STAMP)
 
-test: $(STAMP)
+test: lint $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# ruff (configured in pyproject.toml, line length 120) gates `make test` and so CI.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# mypy over the bpy-free layers (files listed in pyproject.toml).
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 demo: $(STAMP)
 	$(VENV)/bin/inhabit demo --out demo_out

@@ -4,10 +4,13 @@ Blender writes config and caches into the home directory unless these are set
 before ``import bpy``; the hub variables make any accidental download fail
 loudly instead of reaching for the network.
 """
+import ast
 import os
 import sys
 import tempfile
 from pathlib import Path
+
+import pytest
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="inhabit-tests-"))
 for var, sub in (("BLENDER_USER_RESOURCES", "blender"), ("XDG_CACHE_HOME", "cache"),
@@ -21,3 +24,37 @@ os.environ.setdefault("DIFFUSERS_OFFLINE", "1")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+
+# -- markers ----------------------------------------------------------------------
+# Each test module is marked from what it imports (read from its source, so
+# nothing heavy is imported to decide): `pytest -m "not blender and not server"`
+# is the fast inner loop. A module may also set `pytestmark` itself.
+_MARK_BY_IMPORT = {
+    "blender": ("bpy", "mathutils", "bmesh", "tests.blender_scene", "blender_addon.scene", "blender_addon.session",
+                "blender_addon.headless", "backend.blender"),
+    "torch": ("torch", "diffusers", "transformers", "models.tiny", "models.pipeline_aa2", "backend.engines.aa2"),
+    "server": ("subprocess", "tests.serverproc", "backend.local_server"),
+}
+_module_marks: dict[str, set] = {}
+
+
+def _marks_for(path: Path) -> set:
+    key = str(path)
+    if key not in _module_marks:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+        _module_marks[key] = {mark for mark, prefixes in _MARK_BY_IMPORT.items()
+                              if any(n == p or n.startswith(p + ".") for n in names for p in prefixes)}
+    return _module_marks[key]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for mark in _marks_for(Path(item.fspath)):
+            item.add_marker(getattr(pytest.mark, mark))
