@@ -16,14 +16,14 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	@! $(PY) -m pip show torchvision >/dev/null 2>&1 || (echo "torchvision is installed in $(VENV); it breaks transformers here: remove it" && false)
 	touch $(STAMP)
 
-test: lint $(STAMP)
+test: lint typecheck $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # ruff (configured in pyproject.toml, line length 120) gates `make test` and so CI.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# mypy over the bpy-free layers (files listed in pyproject.toml).
+# mypy over the bpy-free layers (files listed in pyproject.toml); part of `make test`.
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 

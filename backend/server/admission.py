@@ -98,16 +98,17 @@ def check_frame(job, hdr: dict, arrays: dict) -> int:
 
 def ranges(indices) -> str:
     """[0,1,2,5] -> '0-2, 5' (short messages for long shots)."""
-    out, start, prev = [], None, None
+    out: list[str] = []
+    start = prev = -1
     for i in indices:
-        if start is None:
+        if start < 0:
             start = prev = i
         elif i == prev + 1:
             prev = i
         else:
             out.append(f"{start}-{prev}" if prev > start else str(start))
             start = prev = i
-    if start is not None:
+    if start >= 0:
         out.append(f"{start}-{prev}" if prev > start else str(start))
     text = ", ".join(out[:8])
     return text + (", ..." if len(out) > 8 else "")

@@ -41,7 +41,7 @@ class Server:
         # Construction is cheap by contract (heavy work lives in load()), so one
         # unloaded instance per engine checks jobs at submit, on this thread.
         self.validators = {cls.name: cls(device=config.device, weights=config.weights) for cls in engine_classes}
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 500
         # Hard cap per message part; the decode check below enforces the total

@@ -90,7 +90,7 @@ class WorkerContext(JobContext):
         self._send = send                      # send(header, arrays) -> to this job's client
         self._emitted: set[int] = set()
         self._last_progress = 0.0
-        self._last_stage = None
+        self._last_stage: str | None = None
         self._t0 = time.monotonic()
         self._credit_sent = job.credit         # the bound the client last heard (ACCEPTED carried the first)
 

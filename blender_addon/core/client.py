@@ -77,7 +77,7 @@ class Client:
         self.timeout = timeout
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.linger = 0
         if curve_server_public_key or curve_client_keys:
@@ -188,7 +188,7 @@ class Client:
         job_id = hdr.get("job")
         if mtype == protocol.ACCEPTED:
             job = self._pending.pop(hdr.get("request", ""), None)
-            if job is not None:
+            if job is not None and isinstance(job_id, str):
                 job.job_id = job_id
                 job.state = "accepted"
                 self._jobs[job_id] = job

@@ -17,7 +17,7 @@ import numpy as np
 _MAGIC = 20000630
 _MULTIPART_BIT = 0x1000
 _TILED_BIT = 0x200
-_PIXEL_TYPES = {0: np.dtype("<u4"), 1: np.dtype("<f2"), 2: np.dtype("<f4")}
+_PIXEL_TYPES: dict[int, np.dtype] = {0: np.dtype("<u4"), 1: np.dtype("<f2"), 2: np.dtype("<f4")}
 
 
 class ExrError(ValueError):

@@ -149,7 +149,7 @@ class ShotJob:
 
     def __init__(self, *, spec: protocol.JobSpec, address: str, reference: np.ndarray,
                  reference_keypoints: np.ndarray | None,
-                 export_frame: Callable[[int], dict], on_result: Callable[[int, np.ndarray, np.ndarray], None],
+                 export_frame: Callable[[int], dict], on_result: Callable[[int, np.ndarray, np.ndarray | None], None],
                  window: int = 4, client_options: dict | None = None):
         self.spec = spec
         self.address = address

@@ -88,7 +88,7 @@ E_SHUTDOWN = "shutdown"                # server is stopping
 E_BUSY = "busy"                        # queue full
 
 # -- dtypes --------------------------------------------------------------------
-DTYPES = {
+DTYPES: dict[str, np.dtype] = {
     "uint8": np.dtype("<u1"),
     "uint16": np.dtype("<u2"),
     "int32": np.dtype("<i4"),
@@ -289,7 +289,7 @@ def encode(hdr: Mapping, arrays: Mapping[str, np.ndarray] | None = None) -> list
                 raise ValueError(f"array {name!r} has dtype {arr.dtype}; the wire takes {sorted(DTYPES)}")
             arr = np.ascontiguousarray(arr, dtype=DTYPES[dtype_name])
             descs.append({"name": name, "dtype": dtype_name, "shape": list(arr.shape)})
-            frames.append(memoryview(arr).cast("B") if arr.size else b"")
+            frames.append(memoryview(arr).cast("B") if arr.size else b"")  # type: ignore[arg-type]  # ndarray is a buffer
         hdr["buffers"] = descs
     frames[0] = json.dumps(hdr, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return frames

@@ -118,7 +118,8 @@ def validate_against_server(s: ShotSettings, info: dict) -> dict:
     full params dict (defaults filled) to submit."""
     engines = {e.get("name"): e for e in info.get("engines", []) if isinstance(e, dict)}
     if s.engine not in engines:
-        raise SetupError("engine", f"The server has no engine {s.engine!r}; it offers {sorted(engines)}: pick one of those.")
+        raise SetupError("engine", f"The server has no engine {s.engine!r}; it offers "
+                         f"{sorted(str(n) for n in engines)}: pick one of those.")
     validate_shot(s, info.get("limits"))
     specs = [protocol.ParamSpec.from_json(p) for p in engines[s.engine].get("params", [])]
     given = dict(s.params)
