@@ -81,7 +81,8 @@ def select_wheels(cache: Path) -> list[Path]:
             else:
                 missing.append(f"cp{py}/{platform}")
     if missing:
-        raise BuildError(f"no {PYZMQ} wheel in {cache} for {', '.join(missing)}; run without --offline to download them")
+        raise BuildError(f"no {PYZMQ} wheel in {cache} for {', '.join(missing)}; "
+                         "run without --offline to download them")
     return sorted(chosen)
 
 

@@ -63,7 +63,8 @@ def one_run(frames: int, size: int, steps: int, context: int, overlap: int, per_
     dt = time.perf_counter() - t0
     assert n == frames
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"frames": frames, "seconds": dt, "window_times": window_times, "s_per_frame": dt / frames, "peak_mib": peak_kib / 1024}
+    return {"frames": frames, "seconds": dt, "window_times": window_times, "s_per_frame": dt / frames,
+            "peak_mib": peak_kib / 1024}
 
 
 def in_subprocess(**kw) -> dict:
@@ -72,7 +73,7 @@ def in_subprocess(**kw) -> dict:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
-    line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    line = [row for row in out.stdout.splitlines() if row.startswith("RESULT ")][-1]
     return json.loads(line[7:])
 
 
@@ -127,12 +128,14 @@ def main(argv=None) -> int:
         f"x{m_ratio:.2f}; 32 -> 128 frames: time/frame x{last['s_per_frame'] / rows[1]['s_per_frame']:.2f} "
         "(target: within 1.2).",
         f"Inside the fastest {last['frames']}-frame run, {len(wt)} windows: first quarter {early:.3f} s/window, "
-        f"last quarter {late:.3f} s/window (x{late / early:.2f}); a growth here would mean per-window cost rising with position in the shot.",
+        f"last quarter {late:.3f} s/window (x{late / early:.2f}); a growth here would mean per-window cost "
+        "rising with position in the shot.",
         "",
         f"ReferenceNet once per shot vs once per step (16 frames, 4 steps, median of {args.repeats}): "
         f"{t_once:.2f} s vs {t_each:.2f} s, speed-up **x{t_each / t_once:.2f}**. By operation count, per "
         "step the ReferenceNet is one single-frame UNet pass against 2 x F frame passes of the denoising UNet "
-        "(CFG), i.e. about 1/(2F) of a step (F = 16: ~3%) plus its hook set-up; on this shared 2-core machine single runs vary by up to 2x, so treat the measured ratio with that noise in mind.",
+        "(CFG), i.e. about 1/(2F) of a step (F = 16: ~3%) plus its hook set-up; on this shared 2-core machine "
+        "single runs vary by up to 2x, so treat the measured ratio with that noise in mind.",
         "",
         "Time per frame of a long shot is (context / (context - overlap)) x the single-window cost, since "
         "overlap frames are denoised twice (16/12 = 1.33 here); an 8-frame shot is one 8-frame window "

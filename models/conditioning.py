@@ -17,7 +17,7 @@ import math
 import cv2
 import numpy as np
 
-from blender_addon.core.conventions import KEYPOINT_LIMBS, NO_SURFACE_DEPTH, NO_SURFACE_THRESHOLD
+from blender_addon.core.conventions import KEYPOINT_LIMBS, NO_SURFACE_THRESHOLD
 
 # OpenPose's 18 drawing colours (RGB), one per limb in KEYPOINT_LIMBS order
 # and one per joint in KEYPOINT_NAMES order. Pose guiders trained on OpenPose

@@ -83,7 +83,8 @@ def _frame_noise(seed: int, index: int, shape: tuple) -> torch.Tensor:
 
 
 class AnimateAnyone2Pipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "image_encoder->reference_unet->pose_guider->depth_modulation->object_guider->denoising_unet->vae"
+    model_cpu_offload_seq = ("image_encoder->reference_unet->pose_guider->depth_modulation->object_guider"
+                             "->denoising_unet->vae")
 
     def __init__(self, vae, image_encoder, reference_unet, denoising_unet, pose_guider,
                  depth_modulation, object_guider, scheduler, fusion_mode: str = "mid_up"):
@@ -145,7 +146,8 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
             raise InputError("reference image is required (uint8 [h, w, 3|4])", field="reference")
         ref = np.asarray(reference)
         if ref.dtype != np.uint8 or ref.ndim != 3 or ref.shape[2] not in (3, 4) or min(ref.shape[:2]) < 1:
-            raise InputError(f"reference must be uint8 [h, w, 3|4], got {ref.dtype}{list(ref.shape)}", field="reference")
+            raise InputError(f"reference must be uint8 [h, w, 3|4], got {ref.dtype}{list(ref.shape)}",
+                             field="reference")
         if ref.shape[2] == 4:
             # Cut-out references sit on white, the usual background of reference sheets.
             a = ref[..., 3:4].astype(np.float32) / 255.0

@@ -31,7 +31,10 @@ def safetensors_shapes(folder: str) -> dict[str, list]:
 def check_folder(path: str) -> tuple[bool, list[str]]:
     """(ok, report lines). Every problem line starts with "ERROR"."""
     lines: list[str] = []
-    err = lambda msg: lines.append(f"ERROR {msg}")
+
+    def err(msg):
+        lines.append(f"ERROR {msg}")
+
     if not os.path.isdir(path):
         return False, [f"ERROR {path}: not a folder"]
     index_path = os.path.join(path, "model_index.json")
@@ -102,6 +105,6 @@ def check_folder(path: str) -> tuple[bool, list[str]]:
     vae = configs.get("vae")
     if vae and vae.get("latent_channels") != 4:
         err(f"vae: latent_channels {vae.get('latent_channels')}, expected 4")
-    ok = not any(l.startswith("ERROR") for l in lines)
+    ok = not any(line.startswith("ERROR") for line in lines)
     lines.append("folder OK" if ok else "folder has problems (see ERROR lines)")
     return ok, lines

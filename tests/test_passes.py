@@ -15,7 +15,8 @@ SIZE = 64
 
 def _render_state(scene):
     r, c = scene.render, scene.cycles
-    return dict(engine=r.engine, post=(r.use_sequencer, r.use_compositing), res=(r.resolution_x, r.resolution_y, r.resolution_percentage),
+    return dict(engine=r.engine, post=(r.use_sequencer, r.use_compositing),
+                res=(r.resolution_x, r.resolution_y, r.resolution_percentage),
                 samples=c.samples, filt=c.filter_width, denoise=c.use_denoising,
                 fmt=(r.image_settings.file_format, r.image_settings.color_depth),
                 passes=[(vl.use_pass_z, vl.use_pass_object_index, vl.use) for vl in scene.view_layers],

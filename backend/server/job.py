@@ -161,9 +161,11 @@ class WorkerContext(JobContext):
         rgba = np.asarray(rgba)
         matte = np.asarray(matte)
         if rgba.dtype != np.uint8 or rgba.shape != (d.height, d.width, 4):
-            raise ValueError(f"engine emitted rgba {rgba.dtype}{list(rgba.shape)}; expected uint8[{d.height}, {d.width}, 4]")
+            raise ValueError(f"engine emitted rgba {rgba.dtype}{list(rgba.shape)}; "
+                             f"expected uint8[{d.height}, {d.width}, 4]")
         if matte.dtype != np.uint8 or matte.shape != (d.height, d.width):
-            raise ValueError(f"engine emitted matte {matte.dtype}{list(matte.shape)}; expected uint8[{d.height}, {d.width}]")
+            raise ValueError(f"engine emitted matte {matte.dtype}{list(matte.shape)}; "
+                             f"expected uint8[{d.height}, {d.width}]")
         self._emitted.add(index)
         self._sj.emitted = len(self._emitted)
         self._send(self._with_credit(protocol.header(protocol.RESULT, job=d.job_id, index=index)),

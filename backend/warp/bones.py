@@ -36,10 +36,12 @@ def _limb(name, parent, a, b):
 
 
 BONES = (
-    Bone("torso", None, tuple(KEYPOINT_INDEX[n] for n in ("neck", "right_shoulder", "left_shoulder", "right_hip", "left_hip")),
+    Bone("torso", None,
+         tuple(KEYPOINT_INDEX[n] for n in ("neck", "right_shoulder", "left_shoulder", "right_hip", "left_hip")),
          _seg(("neck", "right_hip"), ("neck", "left_hip"), ("right_shoulder", "left_shoulder"),
               ("right_hip", "left_hip"), ("right_shoulder", "right_hip"), ("left_shoulder", "left_hip"))),
-    Bone("head", "torso", tuple(KEYPOINT_INDEX[n] for n in ("neck", "nose", "right_eye", "left_eye", "right_ear", "left_ear")),
+    Bone("head", "torso",
+         tuple(KEYPOINT_INDEX[n] for n in ("neck", "nose", "right_eye", "left_eye", "right_ear", "left_ear")),
          _seg(("neck", "nose"), ("nose", "right_eye"), ("nose", "left_eye"),
               ("right_eye", "right_ear"), ("left_eye", "left_ear"))),
     _limb("right_upper_arm", "torso", "right_shoulder", "right_elbow"),

@@ -7,7 +7,6 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-from blender_addon.core import protocol
 from blender_addon.core.conventions import NO_SURFACE_THRESHOLD
 from models.conditioning import composite_character
 

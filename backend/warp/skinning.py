@@ -168,7 +168,7 @@ def blend_bones(pose: Pose, ownership: dict, ref_rgba: np.ndarray, height: int, 
     weights = []
     best = np.zeros_like(px)
     winner = np.zeros(px.shape, np.intp)
-    for i, box, sample, own in claims:
+    for i, box, _sample, own in claims:
         w = own * near[i][box]
         if nearest is not None and depth_of[i] is not None:
             z = depth_of[i]

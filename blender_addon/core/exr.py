@@ -95,7 +95,7 @@ def read_exr(path: str) -> dict[str, np.ndarray]:
     # One line per chunk when uncompressed; read each into preallocated planes.
     result: dict[str, np.ndarray] = {}
     row_dtype_per_part = []
-    for hdr, chans, width, height, ymin, _ in parts:
+    for _hdr, chans, width, height, _ymin, _ in parts:
         planes = {name: np.empty((height, width), np.float32) for name, _ in chans}
         row_dtype_per_part.append(planes)
     for part_no, (part, table) in enumerate(zip(parts, offsets)):

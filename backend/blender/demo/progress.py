@@ -28,7 +28,8 @@ class ProgressBar:
         frac = 0.0 if total <= 0 else min(1.0, done / total)
         fill = int(round(frac * self.width))
         eta = f" {format_eta(eta_s)}" if eta_s is not None and done < total else ""
-        line = f"[{'#' * fill}{'.' * (self.width - fill)}] {stage:<13} {done}/{total}{eta}" + (f"  {detail}" if detail else "")
+        bar = f"[{'#' * fill}{'.' * (self.width - fill)}]"
+        line = f"{bar} {stage:<13} {done}/{total}{eta}" + (f"  {detail}" if detail else "")
         if self.tty:
             self.stream.write("\r" + line.ljust(len(self.last_print)))
             self.stream.flush()

@@ -99,7 +99,8 @@ def build_room(scene) -> dict:
     objs["table"] = _box("TableTop", (tx, ty, 0.74), (1.0, 0.7, 0.05), wood, room)
     for i, (dx, dy) in enumerate(((-0.45, -0.3), (0.45, -0.3), (-0.45, 0.3), (0.45, 0.3))):
         _box(f"TableLeg{i}", (tx + dx, ty + dy, 0.36), (0.05, 0.05, 0.72), wood, room)
-    objs["box"] = _box("Box", (tx - 0.25, ty - 0.1, 0.89), (0.25, 0.25, 0.25), _material("BoxRed", COLOURS["box"]), inter)
+    objs["box"] = _box("Box", (tx - 0.25, ty - 0.1, 0.89), (0.25, 0.25, 0.25), _material("BoxRed", COLOURS["box"]),
+                       inter)
     return objs
 
 
@@ -110,7 +111,8 @@ def build_character(scene) -> bpy.types.Object:
     table = bone_table()
     arm = build_armature(ARMATURE, table, coll)
 
-    m = {k: _material(k.capitalize(), v) for k, v in COLOURS.items() if k in ("skin", "shirt", "trousers", "shoes", "hair")}
+    m = {k: _material(k.capitalize(), v) for k, v in COLOURS.items()
+         if k in ("skin", "shirt", "trousers", "shoes", "hair")}
 
     def part(label, bone, p0, p1, radius, mat, depth_scale=1.0, overlap=0.35):
         obj = _mesh_object(label, _ellipsoid(p0, p1, radius, depth_scale, overlap), mat, coll)
