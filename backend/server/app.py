@@ -22,6 +22,7 @@ from blender_addon.core import protocol
 from blender_addon.core.wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_parts
 
 from . import log
+from .handshakes import HandshakeWatch
 from .job import ServerJob, WorkerContext
 from .outbox import Outbox, Outgoing
 
@@ -94,6 +95,8 @@ class Server:
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.router.sndhwm = 1000
         self.auth = security(self.ctx, self.router) if security else None
+        # With CurveZMQ on, refused handshakes are logged with the peer's address.
+        self.handshakes = HandshakeWatch(self.router) if self.auth else None
         self.router.bind(config.bind)
         self.address = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
         self.outbox = Outbox(self.ctx, OUTBOX + f"-{id(self)}")
@@ -123,11 +126,15 @@ class Server:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.outbox.bell, zmq.POLLIN)
+        if self.handshakes is not None:
+            poller.register(self.handshakes.socket, zmq.POLLIN)
         next_hb = time.monotonic() + HEARTBEAT_CHECK_S
         while not self.stop.is_set():
             events = dict(poller.poll(100))
             if self.outbox.bell in events:
                 self._drain_outbox()
+            if self.handshakes is not None and self.handshakes.socket in events:
+                self.handshakes.drain()
             if self.router in events:
                 for _ in range(100):  # bounded so worker output is never starved
                     if not self.router.get(EVENTS) & POLLIN:
@@ -168,6 +175,8 @@ class Server:
         for t in self.workers:
             t.join(max(0.0, deadline - time.monotonic()))
         self.outbox.close()
+        if self.handshakes is not None:
+            self.handshakes.close()
         self.router.close(500)
         if self.auth:
             self.auth.stop()
