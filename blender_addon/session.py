@@ -17,11 +17,12 @@ from .results import ResultSink
 from .scene.export import ShotExporter, check_scene, load_reference
 
 
-def fetch_server_info(address: str, timeout: float = 3.0) -> dict:
-    """INFO from the server, or a SetupError saying how to reach it."""
+def fetch_server_info(address: str, timeout: float = 3.0, **client_kw) -> dict:
+    """INFO from the server, or a SetupError saying how to reach it. ``client_kw``
+    go to ``Client`` (the CurveZMQ keys of ``key_options``)."""
     from .core import client as client_mod
     try:
-        cl = client_mod.Client(address, timeout=timeout)
+        cl = client_mod.Client(address, timeout=timeout, **client_kw)
     except Exception as exc:
         raise SetupError("server", jobs.describe_error(exc, address)) from None
     try:
@@ -34,6 +35,15 @@ def fetch_server_info(address: str, timeout: float = 3.0) -> dict:
         except Exception:
             pass
     return info
+
+
+def key_options(settings: ShotSettings) -> dict:
+    """The shot's CurveZMQ key files as ``Client`` arguments ({} without keys)."""
+    from .core.curve_keys import KeyFileError, client_options
+    try:
+        return client_options(settings.curve_server_key, settings.curve_client_key)
+    except KeyFileError as exc:
+        raise SetupError("curve_keys", str(exc)) from None
 
 
 @dataclass
@@ -63,9 +73,11 @@ def open_session(scene, settings: ShotSettings, *, info: dict | None = None,
     validate_shot(settings)
     check_scene(scene, settings)
     reference, reference_kp = load_reference(settings)
+    client_options = {**key_options(settings), **(client_options or {})}
     if info is None:
+        keys = {k: v for k, v in client_options.items() if k.startswith("curve_")}
         info = fetch_server_info(settings.server, **({"timeout": client_options["timeout"]}
-                                                      if client_options and "timeout" in client_options else {}))
+                                                      if "timeout" in client_options else {}), **keys)
     params = validate_against_server(settings, info)
     shot_name = settings.name or scene.name
     exporter = ShotExporter(scene, settings)

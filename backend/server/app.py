@@ -8,6 +8,7 @@ is ever shared between threads.
 from __future__ import annotations
 
 import collections
+import json
 import secrets
 import signal
 import sys
@@ -89,9 +90,10 @@ class Server:
         self.ctx = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 500
-        # Hard cap per message part; the decode check below enforces the total
-        # with a proper ERROR reply.
-        self.router.setsockopt(zmq.MAXMSGSIZE, int(self.limits["max_message_bytes"]))
+        # No per-part cap at the socket (ZMQ_MAXMSGSIZE would drop the peer without
+        # a word): the decode check enforces max_message_bytes with a too_large
+        # reply. Off loopback only clients holding an allowed CurveZMQ key get here.
+        self.router.setsockopt(zmq.MAXMSGSIZE, -1)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.router.sndhwm = 1000
         self.auth = security(self.ctx, self.router) if security else None
@@ -217,7 +219,9 @@ class Server:
             hdr, arrays = protocol.decode(body, max_bytes=self.limits["max_message_bytes"],
                                           allowed_types=protocol.CLIENT_TYPES)
         except protocol.ProtocolError as err:
-            self._fail_owned(identity, err)
+            # A SUBMIT refused while decoding (buffer count, byte length, NaN) still
+            # names its request, so the client knows which submit failed.
+            self._fail_owned(identity, err, **_submit_request(body))
             return
         try:
             handler = {
@@ -290,11 +294,8 @@ class Server:
                 raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs a reference image buffer "
                                              f"named {protocol.REFERENCE!r}", field=f"submit.{protocol.REFERENCE}")
             ref_kp = arrays.get(protocol.REFERENCE_KEYPOINTS)
-            if ref_kp is not None and (ref_kp.dtype != protocol.DTYPES["float32"]
-                                       or ref_kp.shape != (protocol.NUM_KEYPOINTS, 4)):
-                raise protocol.ProtocolError(protocol.E_BAD_SHAPE, f"submit.{protocol.REFERENCE_KEYPOINTS} must be float32 "
-                                             f"[{protocol.NUM_KEYPOINTS}, 4], got {ref_kp.dtype}{list(ref_kp.shape)}",
-                                             field=f"submit.{protocol.REFERENCE_KEYPOINTS}")
+            if ref_kp is not None:
+                protocol.check_reference_keypoints(ref_kp)
             if len(self.jobs) >= self.config.max_queue:
                 raise protocol.ProtocolError(protocol.E_BUSY, f"the server holds {len(self.jobs)} jobs; try again later")
             job_id = secrets.token_hex(8)
@@ -306,6 +307,11 @@ class Server:
                 self.validators[cls.name].validate(data)
             except EngineInputError as exc:
                 raise protocol.ProtocolError(protocol.E_BAD_PARAM, str(exc), field=exc.field) from None
+            if ref_kp is None and cls.needs_reference_keypoints:
+                raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs the reference's "
+                                             f"keypoints: send a float32 [{protocol.NUM_KEYPOINTS}, 4] buffer named "
+                                             f"{protocol.REFERENCE_KEYPOINTS!r} (x, y in reference-image pixels)",
+                                             field=f"submit.{protocol.REFERENCE_KEYPOINTS}")
         except protocol.ProtocolError as err:
             self._reply_error(identity, err, request=request)
             log.event("rejected", request=request, code=err.code, field=err.field)
@@ -519,6 +525,17 @@ class Server:
                                            f"{type(exc).__name__}: {exc}", job=job.id), None)
         finally:
             self.running.discard(job.id)
+
+
+def _submit_request(body) -> dict:
+    """{"request": token} when the undecodable message is a SUBMIT naming one."""
+    try:
+        hdr = json.loads(bytes(body[0].bytes if hasattr(body[0], "bytes") else body[0]))
+    except (IndexError, ValueError, UnicodeDecodeError, TypeError):
+        return {}
+    if isinstance(hdr, dict) and hdr.get("type") == protocol.SUBMIT and isinstance(hdr.get("request"), str):
+        return {"request": hdr["request"]}
+    return {}
 
 
 def _ranges(indices) -> str:

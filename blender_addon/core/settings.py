@@ -41,6 +41,8 @@ class ShotSettings:
     keypoint_map: dict | None = None        # user overrides, see core.keypoint_map
     samples: int = 4                        # Cycles samples for the environment pass
     name: str = ""                          # shot name (default: the scene's)
+    curve_server_key: str | None = None     # the server's public key file (CurveZMQ, off-box servers)
+    curve_client_key: str | None = None     # this client's .key_secret file
 
     @property
     def frame_count(self) -> int:
