@@ -41,7 +41,7 @@ class LocalServer:
     temporary file, removed by ``stop()``."""
 
     def __init__(self, engines, *, weights=None, extra_args=(), address: str | None = None,
-                 env: dict | None = None, log_path: str | None = None):
+                 env: dict | None = None, log_path: str | None = None, new_session: bool = False):
         self.address = address or f"tcp://127.0.0.1:{free_loopback_port()}"
         self.command = serve_command(self.address, engines, weights, extra_args)
         self.env = dict(os.environ)
@@ -54,11 +54,13 @@ class LocalServer:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self._log_file = None
+        self._new_session = new_session  # out of the caller's process group: signals to it do not reach the server
 
     def start(self) -> "LocalServer":
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command, cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=self._log_file, stderr=subprocess.STDOUT)
+                                     stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=self._new_session)
         return self
 
     def log(self) -> str:

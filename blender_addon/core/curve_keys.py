@@ -23,8 +23,8 @@ def _load(path: str, option: str) -> tuple[bytes, bytes | None]:
         raise KeyFileError(f"{option} {path!r} does not exist: give a key file written by `inhabit keys generate DIR`.")
     try:
         public, secret = zmq.auth.load_certificate(path)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"{option} {path!r} is not a CurveZMQ key file ({exc}): give a file written by "
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise KeyFileError(f"{option} {path!r} is not a CurveZMQ key file: give a file written by "
                            "`inhabit keys generate DIR`.") from None
     if not public or len(public) != 40:
         raise KeyFileError(f"{option} {path!r} holds no public key: give a file written by `inhabit keys generate DIR`.")

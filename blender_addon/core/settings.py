@@ -122,6 +122,11 @@ def validate_against_server(s: ShotSettings, info: dict) -> dict:
     if s.engine not in engines:
         raise SetupError("engine", f"The server has no engine {s.engine!r}; it offers {sorted(engines)}: pick one of those.")
     validate_shot(s, info.get("limits"))
+    if engines[s.engine].get("needs_reference_keypoints") and not s.reference_keypoints_path:
+        raise SetupError("reference_keypoints", f"Engine {s.engine!r} needs the reference image's keypoints: give "
+                                                f"a .npy or .json [{protocol.NUM_KEYPOINTS}, 4] array, x and y in "
+                                                "reference-image pixels (--reference-keypoints FILE, or Reference "
+                                                "Pose in the panel).")
     specs = [protocol.ParamSpec.from_json(p) for p in engines[s.engine].get("params", [])]
     given = dict(s.params)
     if any(p.name == "seed" for p in specs):
