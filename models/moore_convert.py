@@ -146,7 +146,7 @@ def _load_into(module, source: dict, report: ComponentReport, *, widen_conv_in: 
         t = target[k]
         if v.shape != t.shape:
             if widen_conv_in and k == "conv_in.weight" and v.shape[1] < t.shape[1] and v.shape[0] == t.shape[0]:
-                w = torch.zeros_like(t)
+                w = torch.zeros(t.shape, dtype=t.dtype, device="cpu" if t.is_meta else t.device)
                 w[:, :v.shape[1]] = v.to(t.dtype)
                 new[k] = w
                 report.notes.append(f"conv_in widened {v.shape[1]} -> {t.shape[1]} input channels "

@@ -124,8 +124,10 @@ def convert_to_folder(*, moore_dir: str, sd15_dir: str, vae_dir: str, image_enco
         if seq:
             config["motion_max_seq_length"] = seq
         del shape_only
-        den = expand_conv_in(UNetMotionModel.from_config(config))
+        with torch.device("meta"):  # every tensor comes from the mapped checkpoints
+            den = expand_conv_in(UNetMotionModel.from_config(config))
         rep = convert_denoising(den, unet_sd, motion_sd, assign=True)
+        _materialize_leftovers(den, lambda: expand_conv_in(UNetMotionModel.from_config(config)))
         rep.notes.insert(0, note)
         report.components.append(rep)
         ch = tuple(den.config.block_out_channels)
@@ -137,8 +139,10 @@ def convert_to_folder(*, moore_dir: str, sd15_dir: str, vae_dir: str, image_enco
         log(f"converted denoising_unet ({rep.loaded} tensors)")
 
         # 2. ReferenceNet (its missing output head comes from the denoising UNet).
-        ref = UNet2DConditionModel.from_config(unet_config)
+        with torch.device("meta"):
+            ref = UNet2DConditionModel.from_config(unet_config)
         rep = convert_reference(ref, load_checkpoint(ref_path), head, assign=True)
+        _materialize_leftovers(ref, lambda: UNet2DConditionModel.from_config(unet_config))
         report.components.append(rep)
         _save_model(ref, os.path.join(tmp, "reference_unet"))
         del ref, head
@@ -172,6 +176,24 @@ def convert_to_folder(*, moore_dir: str, sd15_dir: str, vae_dir: str, image_enco
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _materialize_leftovers(module, build_real) -> None:
+    """Give real values to what no checkpoint provided (still on the meta device): their
+    initial values from a freshly built module. Moore's files cover everything, so this
+    costs a second module only when a part is missing (no motion_module.pth)."""
+    left = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+    if not left:
+        return
+    real = build_real()
+    values = dict((*real.named_parameters(), *real.named_buffers()))
+    module.load_state_dict({n: values[n].detach() for n in left if n in values}, strict=False, assign=True)
+    for name, buf in real.named_buffers():  # non-persistent buffers are not in the state dict
+        owner, _, leaf = name.rpartition(".")
+        target = module.get_submodule(owner) if owner else module
+        if getattr(target, leaf).is_meta:
+            target.register_buffer(leaf, buf, persistent=leaf in target.state_dict(keep_vars=True))
+    del real
 
 
 def _write_model_index(folder: str, fusion_mode: str) -> None:
