@@ -79,7 +79,8 @@ print(json.dumps({"base_mb": base, "peak_mb": status_mb("VmHWM")}))
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=int, default=5, help="channel divisor; 320/scale must be a multiple of 32 (default %(default)s)")
+    ap.add_argument("--scale", type=int, default=5,
+                    help="channel divisor; 320/scale must be a multiple of 32 (default %(default)s)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         sizes = make_inputs(Path(tmp), args.scale)

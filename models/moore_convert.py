@@ -179,7 +179,8 @@ NEUTRAL_INIT = (
 )
 
 
-def convert_denoising(denoising_unet, unet_sd: dict, motion_sd: dict | None, *, assign: bool = False) -> ComponentReport:
+def convert_denoising(denoising_unet, unet_sd: dict, motion_sd: dict | None, *,
+                      assign: bool = False) -> ComponentReport:
     den = ComponentReport("denoising_unet")
     combined = dict(unet_sd)
     dropped = 0

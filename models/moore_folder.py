@@ -22,8 +22,15 @@ import tempfile
 
 import torch
 
-from .moore_convert import (NEUTRAL_INIT, ConversionReport, ComponentReport, convert_denoising, convert_pose,
-                            convert_reference, load_checkpoint)
+from .moore_convert import (
+    NEUTRAL_INIT,
+    ComponentReport,
+    ConversionReport,
+    convert_denoising,
+    convert_pose,
+    convert_reference,
+    load_checkpoint,
+)
 from .safetensors_stream import save_file_streaming
 
 ANIMATEDIFF_MOTION_HEADS = 8   # mm_sd_v15(_v2); other motion modules: --motion-heads or a config beside the file
@@ -156,7 +163,8 @@ def convert_to_folder(*, moore_dir: str, sd15_dir: str, vae_dir: str, image_enco
         _save_model(DepthModulation(ch[0], (16, 32, 96, 256)), os.path.join(tmp, "depth_modulation"))
         vae = AutoencoderKL.from_pretrained(vae_dir, local_files_only=True)
         _, levels = decoder_blend_levels(blend_config)
-        _save_model(ObjectGuider(vae.config.latent_channels, ch, blend_levels=levels), os.path.join(tmp, "object_guider"))
+        _save_model(ObjectGuider(vae.config.latent_channels, ch, blend_levels=levels),
+                    os.path.join(tmp, "object_guider"))
         vae.save_pretrained(os.path.join(tmp, "vae"), safe_serialization=True)
         del vae
         encoder = CLIPVisionModelWithProjection.from_pretrained(image_encoder_dir, local_files_only=True)

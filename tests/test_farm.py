@@ -8,10 +8,10 @@ import subprocess
 import sys
 import time
 
+import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
 import numpy as np
 import pytest
 
-import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
 from blender_addon import compat  # noqa: E402
 from blender_addon.core import png  # noqa: E402
 from blender_addon.core.client import Client, ServerUnreachable  # noqa: E402
@@ -92,7 +92,8 @@ def test_farm_example_renders_against_a_keyed_server(shot, keys, tmp_path):
     k, other = keys
     port = serverproc.free_port()
     with start_server((ECHO,), address=f"tcp://0.0.0.0:{port}", wait=False,
-                      extra_args=("--curve-secret-key", k / "server.key_secret", "--allow-client-key", k / "client.key")) as srv:
+                      extra_args=("--curve-secret-key", k / "server.key_secret",
+                                  "--allow-client-key", k / "client.key")) as srv:
         addr = f"127.0.0.1:{port}"  # host:port, no tcp://
         deadline = time.monotonic() + 20
         while _cli("info", "--server", addr, "--timeout", "0.5", "--curve-server-key", k / "server.key",
@@ -130,7 +131,8 @@ def test_info_never_shows_a_traceback_for_bad_keys_or_addresses(keys, tmp_path):
     k, _ = keys
     (tmp_path / "junk.key").write_text("not a key\n")
     cases = [
-        (["--curve-server-key", tmp_path / "none.key", "--curve-client-key", k / "client.key_secret"], "does not exist"),
+        (["--curve-server-key", tmp_path / "none.key", "--curve-client-key", k / "client.key_secret"],
+         "does not exist"),
         (["--curve-server-key", tmp_path / "junk.key", "--curve-client-key", k / "client.key_secret"],
          "is not a CurveZMQ key file"),
         (["--curve-server-key", k / "server.key", "--curve-client-key", k / "client.key"], "holds only a public key"),
@@ -138,7 +140,8 @@ def test_info_never_shows_a_traceback_for_bad_keys_or_addresses(keys, tmp_path):
         (["--server", "tcp://nowhere"], "'tcp://nowhere' is not an address"),
     ]
     for extra, words in cases:
-        res = _cli("info", *(["--server", "127.0.0.1:9"] if "--server" not in extra else []), *extra, "--timeout", "0.3")
+        server = ["--server", "127.0.0.1:9"] if "--server" not in extra else []
+        res = _cli("info", *server, *extra, "--timeout", "0.3")
         assert res.returncode == 2, res.stderr
         assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
         assert words in res.stderr, res.stderr
@@ -234,7 +237,8 @@ def test_resume_restarts_a_windowed_engine_at_a_window_start(shot, tmp_path):
 def test_resume_refuses_a_take_made_with_other_settings(shot, tmp_path):
     with start_server((ECHO,)) as srv:
         out = tmp_path / "out"
-        assert _cli(*render_args(shot, out, "--engine", "echo", "--server", srv.address, "--frames", "1-2")).returncode == 0
+        first = _cli(*render_args(shot, out, "--engine", "echo", "--server", srv.address, "--frames", "1-2"))
+        assert first.returncode == 0, first.stderr
         res = _cli(*render_args(shot, out, "--engine", "echo", "--server", srv.address, "--frames", "1-3", "--resume"))
     assert res.returncode == 2 and "was made with frame_end 2, not 3" in res.stderr
 

@@ -159,7 +159,9 @@ def _render(args, scene, settings, stopped) -> int:
         return _stopped(stopped["signal"] or signal.SIGINT, result, settings, saved)
     extra = ""
     if result.resumed:
-        extra = f", {result.kept} kept from before" + (f", {result.regenerated} regenerated" if result.regenerated else "")
+        extra = f", {result.kept} kept from before"
+        if result.regenerated:
+            extra += f", {result.regenerated} regenerated"
     say(f"{result.state}: {result.frames} frames in {result.seconds:.1f}s -> {result.take_dir} "
         f"(strip {result.strip_name!r} on channel {result.channel}{extra}){saved}")
     return 0

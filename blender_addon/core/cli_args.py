@@ -86,7 +86,8 @@ def settings_from_args(args, scene) -> ShotSettings:
         engine=args.engine, params=dict(args.param), seed=args.seed, output_dir=os.path.abspath(args.out),
         channel=getattr(args, "channel", None), server=getattr(args, "server", None) or protocol.DEFAULT_ADDRESS,
         keypoint_map=keypoint_map, samples=args.samples, name=scene.name,
-        curve_server_key=getattr(args, "curve_server_key", None), curve_client_key=getattr(args, "curve_client_key", None))
+        curve_server_key=getattr(args, "curve_server_key", None),
+        curve_client_key=getattr(args, "curve_client_key", None))
 
 
 def open_blend(path: str, scene_name: str | None):

@@ -27,7 +27,8 @@ def _load(path: str, option: str) -> tuple[bytes, bytes | None]:
         raise KeyFileError(f"{option} {path!r} is not a CurveZMQ key file: give a file written by "
                            "`inhabit keys generate DIR`.") from None
     if not public or len(public) != 40:
-        raise KeyFileError(f"{option} {path!r} holds no public key: give a file written by `inhabit keys generate DIR`.")
+        raise KeyFileError(f"{option} {path!r} holds no public key: give a file written by "
+                           "`inhabit keys generate DIR`.")
     return public, secret
 
 

@@ -27,7 +27,8 @@ _MATCHING = ("engine", "width", "height", "frame_start", "frame_end", "seed", "p
 
 def manifest_of(settings, params: dict) -> dict:
     return {"engine": settings.engine, "width": settings.width, "height": settings.height,
-            "frame_start": settings.frame_start, "frame_end": settings.frame_end, "seed": params.get("seed", settings.seed),
+            "frame_start": settings.frame_start, "frame_end": settings.frame_end,
+            "seed": params.get("seed", settings.seed),
             "params": params, "reference": settings.reference_path}
 
 
@@ -48,8 +49,9 @@ def check_manifest(take_dir: str, manifest: dict) -> None:
         return  # an older take without a manifest: its frame files are all there is to go by
     for key in _MATCHING:
         if key in made and made[key] != manifest[key]:
-            raise SetupError("resume", f"--resume: {take_dir} was made with {key} {made[key]!r}, not {manifest[key]!r}: "
-                                       "give the same settings, or run without --resume for a new take.")
+            raise SetupError("resume", f"--resume: {take_dir} was made with {key} {made[key]!r}, not "
+                                       f"{manifest[key]!r}: give the same settings, or run without --resume "
+                                       "for a new take.")
 
 
 def frames_on_disk(take_dir: str, frame_start: int, count: int) -> dict[int, str]:
