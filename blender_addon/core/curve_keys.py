@@ -33,6 +33,15 @@ def _load(path: str, option: str) -> tuple[bytes, bytes | None]:
 
 
 def load_server_public_key(path: str, option: str = "--curve-server-key") -> bytes:
+    """A server.key file, or the server's 40-character Z85 public key itself (pasted)."""
+    text = (path or "").strip()
+    if not os.path.exists(text) and len(text) == 40:
+        import zmq.utils.z85
+        try:
+            zmq.utils.z85.decode(text)
+            return text.encode("ascii")
+        except (ValueError, KeyError, UnicodeEncodeError):
+            pass
     return _load(path, option)[0]
 
 
