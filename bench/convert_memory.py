@@ -8,7 +8,7 @@ conversion runs in a fresh process; its peak RSS (VmHWM, reset after the
 imports) minus the RSS after importing torch/diffusers/transformers is the conversion's own peak,
 which grows with the largest component. Written to bench/RESULTS.md.
 
-    .venv/bin/python bench/convert_memory.py [--scale 5]
+    .venv/bin/python bench/convert_memory.py [--scales 10,5]
 """
 from __future__ import annotations
 
@@ -77,34 +77,47 @@ print(json.dumps({"base_mb": base, "peak_mb": status_mb("VmHWM")}))
 """
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=int, default=5,
-                    help="channel divisor; 320/scale must be a multiple of 32 (default %(default)s)")
-    args = ap.parse_args(argv)
+def measure(scale: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        sizes = make_inputs(Path(tmp), args.scale)
+        sizes = make_inputs(Path(tmp), scale)
         out = subprocess.run([sys.executable, "-c", CHILD, tmp, str(ROOT)], capture_output=True, text=True)
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])
         m = json.loads(out.stdout.strip().splitlines()[-1])
-    total = sum(sizes.values()) / 2**20
-    largest = (sizes["denoising_unet"] + sizes["motion_module"]) / 2**20   # one component: UNet + motion modules
-    own = m["peak_mb"] - m["base_mb"]
+    # one component at a time: the largest is the denoising UNet with its motion modules
+    m["largest_mb"] = (sizes["denoising_unet"] + sizes["motion_module"]) / 2**20
+    m["total_mb"] = sum(sizes.values()) / 2**20
+    m["own_mb"] = m["peak_mb"] - m["base_mb"]
+    return m
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scales", default="10,5",
+                    help="channel divisors, comma-separated; 320/scale must be a multiple of 32 (default %(default)s)")
+    args = ap.parse_args(argv)
+    runs = {int(s): measure(int(s)) for s in args.scales.split(",")}
+    (s_small, small), (s_big, big) = sorted(runs.items(), reverse=True)[:2]
+    # The conversion's own peak against the largest component's size: a line through the two sizes.
+    slope = (big["own_mb"] - small["own_mb"]) / (big["largest_mb"] - small["largest_mb"])
+    fixed = big["own_mb"] - slope * big["largest_mb"]
     real_largest = (REAL_GB["denoising_unet"] + REAL_GB["motion_module"]) * 1024
-    projected = m["base_mb"] + own * real_largest / largest
+    projected = big["base_mb"] + fixed + slope * real_largest
+    rows = [f"| channels / {s} | {m['total_mb']:.0f} | {m['largest_mb']:.0f} | {m['base_mb']:.0f} | "
+            f"{m['peak_mb']:.0f} | {m['own_mb']:.0f} |" for s, m in sorted(runs.items(), reverse=True)]
     text = "\n".join([
         "## weights convert: peak RAM (bench/convert_memory.py)",
         "",
-        f"Synthetic Moore checkpoints, channels / {args.scale} (files {args.scale ** 2}x smaller, real size ratio): "
-        f"{total:.0f} MB of checkpoints, largest component (denoising UNet + motion modules) {largest:.0f} MB.",
+        "Synthetic Moore checkpoints with SD-1.5's blocks and key names, channels divided (the real files' size "
+        "ratio); one fresh process per conversion, peak = VmHWM reset after the imports.",
         "",
-        "| measure | MB |",
-        "|---|---|",
-        f"| RSS after importing torch/diffusers/transformers | {m['base_mb']:.0f} |",
-        f"| peak RSS during the conversion | {m['peak_mb']:.0f} |",
-        f"| conversion's own peak (peak - imports) | {own:.0f} ({own / largest:.2f}x the largest component) |",
-        f"| projected for the real files ({real_largest / 1024:.2f} GB largest component) | {projected:.0f} |",
+        "| checkpoints | total MB | largest component MB | RSS after imports MB | peak RSS MB | own peak MB |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Own peak = {fixed:.0f} MB + {slope:.2f} x the largest component. Projected for the real files "
+        f"(largest component {real_largest / 1024:.2f} GB: denoising UNet + motion modules): "
+        f"**{projected / 1024:.1f} GB** peak RSS (was 20.7 GB).",
     ])
     write_section("convert_memory", text)
     print(text)
