@@ -272,3 +272,19 @@ def test_bad_input_exits_2_before_a_take_is_made(shot, tmp_path):
         res = _cli(*render_args(shot, tmp_path / "b", "--engine", "preview", "--server", srv.address))
     assert res.returncode == 2 and "needs the reference image's keypoints" in res.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_engines_declare_where_a_resumed_shot_restarts():
+    from backend.engines.aa2 import AA2Engine
+    from backend.engines.preview import PreviewEngine
+    from blender_addon.core import protocol, resume
+    aa2 = AA2Engine.describe()
+    assert aa2["restart_window"] == {"frames": "context_frames", "overlap": "overlap"}
+    assert PreviewEngine.describe()["restart_window"] is None
+    params = {"context_frames": 16, "overlap": 4}   # windows start at 0, 12, 24, ...
+    assert [protocol.restart_frame(aa2, params, f) for f in (0, 11, 12, 30)] == [0, 0, 12, 24]
+    assert protocol.restart_frame(PreviewEngine.describe(), {}, 30) == 30
+    # a gap's window reaching back into the previous run merges them (frame 40 is generated again)
+    assert resume.plan(set(range(30)) | {40}, 45, aa2, params) == [resume.Run(24, 44, 30)]
+    assert resume.plan(set(range(30)) | {40}, 45, PreviewEngine.describe(), {}) == [resume.Run(30, 39, 30),
+                                                                                    resume.Run(41, 44, 41)]

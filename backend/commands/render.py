@@ -21,7 +21,8 @@ import os
 import signal
 import sys
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# What a terminal and farm managers send to stop a task (Windows has no SIGHUP).
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
 
 def add_parser(subparsers):

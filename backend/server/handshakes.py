@@ -11,6 +11,7 @@ disconnected after a failure.
 """
 from __future__ import annotations
 
+import os
 import socket
 
 import zmq
@@ -24,9 +25,10 @@ _EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAI
 
 def _peer_of(fd: int) -> str:
     try:
-        with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as s:  # a duplicate: closing it keeps fd
+        # A duplicate of the fd (closing it leaves libzmq's open); family read from the socket itself.
+        with socket.socket(fileno=os.dup(fd)) as s:
             host, port = s.getpeername()[:2]
-            return f"{host}:{port}"
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     except OSError:
         return "?"  # the connection closed before the monitor was read
 
