@@ -255,6 +255,26 @@ def test_render_without_server_starts_a_private_one(shot, tmp_path):
         cl.info()  # gone with the run
 
 
+def test_a_private_server_ends_when_its_render_is_killed(shot, tmp_path):
+    proc = popen_render(render_args(shot, tmp_path / "out", "--engine", ECHO, "--param", "delay=0.5"))
+    line = proc.stderr.readline()
+    while "started a private server" not in line:
+        assert line, proc.communicate()
+        line = proc.stderr.readline()
+    address = line.strip().rsplit(" at ", 1)[1]
+    wait_for_frames(tmp_path / "out", 1, proc)
+    proc.kill()
+    proc.wait(5)
+    deadline = time.monotonic() + 10
+    while True:
+        with Client(address, timeout=0.3) as cl:
+            try:
+                cl.info()
+            except ServerUnreachable:
+                break
+        assert time.monotonic() < deadline, "the private server outlived its render"
+
+
 # -- bad input ----------------------------------------------------------------------------------
 def test_bad_input_exits_2_before_a_take_is_made(shot, tmp_path):
     blend, ref = shot
