@@ -71,25 +71,57 @@ def status_mb(key):
 base = status_mb("VmRSS")
 with open("/proc/self/clear_refs", "w") as f:  # reset the high-water mark: importing peaks higher than it settles
     f.write("5")
-root = sys.argv[1]
-convert_to_folder(moore_dir=root + "/moore", sd15_dir=root + "/sd15", vae_dir=root + "/vae",
-                  image_encoder_dir=root + "/enc", out=root + "/out", log=lambda *_: None)
+root, mode = sys.argv[1], sys.argv[3]
+if mode == "streamed":
+    convert_to_folder(moore_dir=root + "/moore", sd15_dir=root + "/sd15", vae_dir=root + "/vae",
+                      image_encoder_dir=root + "/enc", out=root + "/out", log=lambda *_: None)
+else:  # the converter before: every checkpoint loaded whole, the whole pipeline built, then save_pretrained
+    from diffusers import AutoencoderKL, UNet2DConditionModel, UNetMotionModel
+    from transformers import CLIPVisionModelWithProjection
+    from models.denoising_unet import expand_conv_in
+    from models.depth_modulation import DepthModulation
+    from models.moore_convert import convert
+    from models.object_guider import ObjectGuider, decoder_blend_levels
+    from models.pipeline_aa2 import AnimateAnyone2Pipeline
+    from models.pose_guider import PoseGuider
+    from models.tiny import moore_scheduler
+    load = lambda name: torch.load(f"{root}/moore/{name}.pth", map_location="cpu", weights_only=True)
+    cfg = UNet2DConditionModel.load_config(root + "/sd15/unet")
+    unet_sd, ref_sd, motion_sd = (load(n) for n in ("denoising_unet", "reference_unet", "motion_module"))
+    pose_sd = None
+    ref = UNet2DConditionModel.from_config(cfg)
+    den = expand_conv_in(UNetMotionModel.from_unet2d(UNet2DConditionModel.from_config(cfg), load_weights=False))
+    ch = tuple(den.config.block_out_channels)
+    pose = PoseGuider(ch[0], 3, (16, 32, 96, 256))
+    convert(denoising_unet=den, reference_unet=ref, pose_guider=pose, unet_sd=unet_sd, reference_sd=ref_sd,
+            pose_sd=pose_sd, motion_sd=motion_sd)
+    vae = AutoencoderKL.from_pretrained(root + "/vae")
+    _, levels = decoder_blend_levels(den.config)
+    AnimateAnyone2Pipeline(vae=vae, image_encoder=CLIPVisionModelWithProjection.from_pretrained(root + "/enc"),
+                           reference_unet=ref, denoising_unet=den, pose_guider=pose,
+                           depth_modulation=DepthModulation(ch[0], (16, 32, 96, 256)),
+                           object_guider=ObjectGuider(vae.config.latent_channels, ch, blend_levels=levels),
+                           scheduler=moore_scheduler(), fusion_mode="all").save_pretrained(root + "/out_whole")
 print(json.dumps({"base_mb": base, "peak_mb": status_mb("VmHWM")}))
 """
 
 
 def measure(scale: int) -> dict:
+    """{"streamed": ..., "whole": ...} on the same checkpoints, each conversion in a fresh process."""
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
         sizes = make_inputs(Path(tmp), scale)
-        out = subprocess.run([sys.executable, "-c", CHILD, tmp, str(ROOT)], capture_output=True, text=True)
-        if out.returncode:
-            raise SystemExit(out.stderr[-3000:])
-        m = json.loads(out.stdout.strip().splitlines()[-1])
-    # one component at a time: the largest is the denoising UNet with its motion modules
-    m["largest_mb"] = (sizes["denoising_unet"] + sizes["motion_module"]) / 2**20
-    m["total_mb"] = sum(sizes.values()) / 2**20
-    m["own_mb"] = m["peak_mb"] - m["base_mb"]
-    return m
+        for mode in ("streamed", "whole"):
+            proc = subprocess.run([sys.executable, "-c", CHILD, tmp, str(ROOT), mode], capture_output=True, text=True)
+            if proc.returncode:
+                raise SystemExit(proc.stderr[-3000:])
+            m = json.loads(proc.stdout.strip().splitlines()[-1])
+            # one component at a time: the largest is the denoising UNet with its motion modules
+            m["largest_mb"] = (sizes["denoising_unet"] + sizes["motion_module"]) / 2**20
+            m["total_mb"] = sum(sizes.values()) / 2**20
+            m["own_mb"] = m["peak_mb"] - m["base_mb"]
+            out[mode] = m
+    return out
 
 
 def main(argv=None) -> int:
@@ -100,17 +132,28 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     runs = {int(s): measure(int(s)) for s in args.scales.split(",")}
     if len(runs) < 2:  # one size: no line to fit
-        for s, m in runs.items():
-            print(f"channels / {s}: largest component {m['largest_mb']:.0f} MB, own peak {m['own_mb']:.0f} MB")
+        for s, r in runs.items():
+            for mode, m in r.items():
+                print(f"channels / {s}, {mode}: largest component {m['largest_mb']:.0f} MB, "
+                      f"own peak {m['own_mb']:.0f} MB")
         return 0
     (s_small, small), (s_big, big) = sorted(runs.items(), reverse=True)[:2]
-    # The conversion's own peak against the largest component's size: a line through the two sizes.
-    slope = (big["own_mb"] - small["own_mb"]) / (big["largest_mb"] - small["largest_mb"])
-    fixed = big["own_mb"] - slope * big["largest_mb"]
     real_largest = (REAL_GB["denoising_unet"] + REAL_GB["motion_module"]) * 1024
-    projected = big["base_mb"] + fixed + slope * real_largest
-    rows = [f"| channels / {s} | {m['total_mb']:.0f} | {m['largest_mb']:.0f} | {m['base_mb']:.0f} | "
-            f"{m['peak_mb']:.0f} | {m['own_mb']:.0f} |" for s, m in sorted(runs.items(), reverse=True)]
+    real_total = sum(REAL_GB.values()) * 1024
+
+    def fit(mode, against):
+        """The conversion's own peak as a line through the two sizes, against a size measure."""
+        a, b = small[mode], big[mode]
+        slope = (b["own_mb"] - a["own_mb"]) / (b[against] - a[against])
+        return b["own_mb"] - slope * b[against], slope
+
+    fixed, slope = fit("streamed", "largest_mb")
+    projected = big["streamed"]["base_mb"] + fixed + slope * real_largest
+    w_fixed, w_slope = fit("whole", "total_mb")
+    w_projected = big["whole"]["base_mb"] + w_fixed + w_slope * real_total
+    rows = [f"| channels / {s}, {mode} | {m['total_mb']:.0f} | {m['largest_mb']:.0f} | {m['base_mb']:.0f} | "
+            f"{m['peak_mb']:.0f} | {m['own_mb']:.0f} |"
+            for s, r in sorted(runs.items(), reverse=True) for mode, m in r.items()]
     text = "\n".join([
         "## weights convert: peak RAM (bench/convert_memory.py)",
         "",
@@ -121,9 +164,12 @@ def main(argv=None) -> int:
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        f"Own peak = {fixed:.0f} MB + {slope:.2f} x the largest component. Projected for the real files "
-        f"(largest component {real_largest / 1024:.2f} GB: denoising UNet + motion modules): "
-        f"**{projected / 1024:.1f} GB** peak RSS (was 20.7 GB).",
+        f"streamed (now): own peak = {fixed:.0f} MB + {slope:.2f} x the largest component; projected for the "
+        f"real files (largest component {real_largest / 1024:.2f} GB: denoising UNet + motion modules): "
+        f"**{projected / 1024:.1f} GB** peak RSS.",
+        f"whole (before: every checkpoint loaded, the pipeline built, then save_pretrained): own peak = "
+        f"{w_fixed:.0f} MB + {w_slope:.2f} x all checkpoints; projected for the real files "
+        f"({real_total / 1024:.1f} GB): **{w_projected / 1024:.1f} GB** (the issue measured 20.7 GB).",
     ])
     if not args.no_write:
         write_section("convert_memory", text)
