@@ -105,6 +105,7 @@ class Engine(abc.ABC):
     # (float32 [18, 4], x and y in reference-image pixels).
     needs_reference: bool = True
     needs_reference_keypoints: bool = False
+    reference_keypoints_hint: str = ""     # added to the missing_input sentence (e.g. an optional detector)
     # Parameters besides the common ones (seed).
     params: Sequence[ParamSpec] = ()
     # Frames the engine needs in memory at once; the server's input window

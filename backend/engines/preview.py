@@ -13,6 +13,9 @@ from blender_addon.core.protocol import ParamSpec
 
 from .base import Engine, EngineInputError, JobContext, JobData
 
+# The optional pose detector (extra "pose"), found reference keypoints when a job has none.
+MEDIAPIPE_PIN = "mediapipe==0.10.21"
+
 
 class PreviewEngine(Engine):
     name = "preview"
@@ -24,6 +27,7 @@ class PreviewEngine(Engine):
     # Keypoints of the reference pose are needed unless the optional pose
     # detector is installed on the server (find_spec looks without importing).
     needs_reference_keypoints = importlib.util.find_spec("mediapipe") is None
+    reference_keypoints_hint = f"(or `pip install {MEDIAPIPE_PIN}` on the server for the optional pose detector)"
     params = (
         ParamSpec("feather", "float", 1.5, 0.0, 20.0, doc="edge softening of the character matte, px"),
         ParamSpec("match_brightness", "bool", True,

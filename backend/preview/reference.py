@@ -16,8 +16,8 @@ import numpy as np
 from blender_addon.core import protocol
 
 from ..engines.base import EngineInputError
+from ..engines.preview import MEDIAPIPE_PIN  # the engine declares its optional detector
 
-MEDIAPIPE_PIN = "mediapipe==0.10.21"
 # mediapipe Pose landmark index for each OpenPose-18 keypoint (neck is derived).
 _MEDIAPIPE_OF_OPENPOSE = {
     "nose": 0, "right_shoulder": 12, "right_elbow": 14, "right_wrist": 16,

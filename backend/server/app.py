@@ -303,15 +303,16 @@ class Server:
                            params=params, objects=list(spec.objects),
                            reference=None if reference is None else reference.copy(),
                            reference_keypoints=None if ref_kp is None else ref_kp.copy(), name=spec.name)
+            if ref_kp is None and cls.needs_reference_keypoints:
+                raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs the reference's "
+                                             f"keypoints: send a float32 [{protocol.NUM_KEYPOINTS}, 4] buffer named "
+                                             f"{protocol.REFERENCE_KEYPOINTS!r} (x, y in reference-image pixels)"
+                                             + (f" {cls.reference_keypoints_hint}" if cls.reference_keypoints_hint
+                                                else ""), field=f"submit.{protocol.REFERENCE_KEYPOINTS}")
             try:
                 self.validators[cls.name].validate(data)
             except EngineInputError as exc:
                 raise protocol.ProtocolError(protocol.E_BAD_PARAM, str(exc), field=exc.field) from None
-            if ref_kp is None and cls.needs_reference_keypoints:
-                raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs the reference's "
-                                             f"keypoints: send a float32 [{protocol.NUM_KEYPOINTS}, 4] buffer named "
-                                             f"{protocol.REFERENCE_KEYPOINTS!r} (x, y in reference-image pixels)",
-                                             field=f"submit.{protocol.REFERENCE_KEYPOINTS}")
         except protocol.ProtocolError as err:
             self._reply_error(identity, err, request=request)
             log.event("rejected", request=request, code=err.code, field=err.field)
