@@ -255,6 +255,14 @@ def test_render_without_server_starts_a_private_one(shot, tmp_path):
         cl.info()  # gone with the run
 
 
+def test_a_private_server_that_cannot_start_is_one_sentence(shot, tmp_path):
+    res = _cli(*render_args(shot, tmp_path / "out", "--engine", "nope"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "the private server did not start" in last and "nope" in last
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_private_server_ends_when_its_render_is_killed(shot, tmp_path):
     proc = popen_render(render_args(shot, tmp_path / "out", "--engine", ECHO, "--param", "delay=0.5"))
     line = proc.stderr.readline()
