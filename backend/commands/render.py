@@ -115,7 +115,8 @@ def _start_private_server(args):
         return None, 2
     # Its own session: a Ctrl+C or a farm's signal to our process group reaches
     # us, and we stop the job and then the server in order.
-    srv = LocalServer([args.engine], weights=args.weights, new_session=True).start()
+    weights = os.path.abspath(args.weights) if args.weights else None  # the server runs from the repository root
+    srv = LocalServer([args.engine], weights=weights, new_session=True).start()
     say(f"started a private server for engine {args.engine!r} at {srv.address}")
     try:
         srv.wait_ready(timeout=120.0)
