@@ -36,6 +36,7 @@ addon: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/transport.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/convert_memory.py
 
 # The same suite against the oldest Blender the add-on supports (4.2 LTS): a
 # second venv holding only bpy 4.2.0, with everything else seen through .venv.

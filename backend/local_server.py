@@ -34,6 +34,13 @@ def serve_command(address: str, engines, weights=None, extra_args=()) -> list[st
     return cmd + [str(a) for a in extra_args]
 
 
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (Linux PR_SET_PDEATHSIG),
+    so a private server never outlives a render killed with SIGKILL."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 class LocalServer:
     """``start()`` launches, ``wait_ready()`` blocks until INFO answers,
     ``stop()`` sends SIGTERM (then SIGKILL) and returns the exit code.
@@ -41,7 +48,7 @@ class LocalServer:
     temporary file, removed by ``stop()``."""
 
     def __init__(self, engines, *, weights=None, extra_args=(), address: str | None = None,
-                 env: dict | None = None, log_path: str | None = None):
+                 env: dict | None = None, log_path: str | None = None, new_session: bool = False):
         self.address = address or f"tcp://127.0.0.1:{free_loopback_port()}"
         self.command = serve_command(self.address, engines, weights, extra_args)
         self.env = dict(os.environ)
@@ -54,11 +61,17 @@ class LocalServer:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self._log_file = None
+        # Out of the caller's process group, so a signal to the group reaches the caller, which stops
+        # the job and then the server in order; the server still ends if the caller is killed outright.
+        self._new_session = new_session
 
     def start(self) -> "LocalServer":
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command, cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=self._log_file, stderr=subprocess.STDOUT)
+                                     stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=self._new_session,
+                                     preexec_fn=_end_with_parent if self._new_session and sys.platform == "linux"
+                                     else None)
         return self
 
     def log(self) -> str:

@@ -9,8 +9,8 @@ _registered_classes: list = []
 
 
 def _class_groups():
-    from .ui import operators, panels, preferences, properties
-    return (preferences.CLASSES, properties.CLASSES, operators.CLASSES, panels.CLASSES)
+    from .ui import keys, operators, panels, preferences, properties
+    return (preferences.CLASSES, properties.CLASSES, operators.CLASSES, keys.CLASSES, panels.CLASSES)
 
 
 def register():

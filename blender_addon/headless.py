@@ -5,13 +5,14 @@ drives from a timer is driven here by a blocking loop.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .core import jobs
-from .core.settings import ShotSettings
-from .session import open_session
+from .core import jobs, resume, takes
+from .core.settings import ShotSettings, validate_shot
+from .session import fetch_server_info, key_options, open_session
 
 
 @dataclass
@@ -24,6 +25,9 @@ class ShotResult:
     seconds: float
     state: str = jobs.DONE
     error: str | None = None
+    kept: int = 0           # --resume: frames that were on disk already and stayed as they were
+    regenerated: int = 0    # --resume: kept frames generated again from a window start
+    resumed: bool = False
 
 
 class ShotFailed(RuntimeError):
@@ -37,15 +41,40 @@ class ShotFailed(RuntimeError):
 def run_shot(scene, settings: ShotSettings, *, progress: Callable[[jobs.Progress], None] | None = None,
              should_cancel: Callable[[], bool] | None = None, info: dict | None = None,
              client_options: dict | None = None,
-             observe_frame: Callable[[int, dict], None] | None = None) -> ShotResult:
+             observe_frame: Callable[[int, dict], None] | None = None,
+             resume_take: bool = False, on_plan: Callable[[str], None] | None = None) -> ShotResult:
     """Run one shot to the end. Raises SetupError for bad input (before any
     long work), ShotFailed when the job fails; returns the result when done
     or cancelled (``result.state`` tells which). ``client_options`` go to
     ``core.client.Client`` (e.g. ``heartbeat_timeout``); ``observe_frame`` see
-    ``session.open_session``."""
+    ``session.open_session``. ``resume_take`` continues the shot's latest take
+    (frames on disk kept, only missing ones generated; ``on_plan`` hears one
+    line saying what will be done); without a take it starts one."""
     t0 = time.monotonic()
+    if resume_take:
+        validate_shot(settings)
+        if info is None:
+            opts = {**key_options(settings), **(client_options or {})}
+            info = fetch_server_info(settings.server, **{k: v for k, v in opts.items()
+                                                         if k.startswith("curve_") or k == "timeout"})
+        take_dir = takes.latest_take_dir(settings.output_dir, settings.name or scene.name)
+        if take_dir is not None:
+            return _resume(scene, settings, take_dir, t0, progress=progress, should_cancel=should_cancel, info=info,
+                           client_options=client_options, observe_frame=observe_frame, on_plan=on_plan)
     session = open_session(scene, settings, info=info, client_options=client_options,
                            observe_frame=observe_frame)
+    _drive(session, progress, should_cancel)
+    sink, job = session.sink, session.job
+    result = ShotResult(take_dir=sink.take_dir, frame_paths=[sink.frame_paths[i] for i in sorted(sink.frame_paths)],
+                        strip_name=sink.strip_name, channel=sink.channel, frames=len(sink.frame_paths),
+                        seconds=time.monotonic() - t0, state=job.state, error=job.error)
+    if job.state == jobs.FAILED:
+        raise ShotFailed(job.error or "the job failed", result)
+    return result
+
+
+def _drive(session, progress, should_cancel) -> None:
+    """The blocking loop: tick the job until it ends, report progress, pass cancel on."""
     job = session.job
     last_report = 0.0
     try:
@@ -66,10 +95,45 @@ def run_shot(scene, settings: ShotSettings, *, progress: Callable[[jobs.Progress
         session.close()
     if progress is not None:
         progress(job.progress)
-    sink = session.sink
-    result = ShotResult(take_dir=sink.take_dir, frame_paths=[sink.frame_paths[i] for i in sorted(sink.frame_paths)],
+
+
+def _resume(scene, settings, take_dir, t0, *, progress, should_cancel, info, client_options, observe_frame,
+            on_plan) -> ShotResult:
+    from .core.settings import validate_against_server
+    from .results import ResultSink
+    params = validate_against_server(settings, info)
+    resume.check_manifest(take_dir, resume.manifest_of(settings, params))
+    count = settings.frame_count
+    present = resume.frames_on_disk(take_dir, settings.frame_start, count)
+    engine_entry = next(e for e in info["engines"] if e.get("name") == settings.engine)
+    runs = resume.plan(present, count, engine_entry, params)
+    regenerated = sum(1 for r in runs for i in range(r.start, r.end + 1) if i in present)
+    missing = count - len(present)
+    if on_plan is not None:
+        line = (f"resuming {take_dir}: {len(present)} of {count} frames on disk, generating {missing}")
+        if regenerated:
+            line += (f" and regenerating {regenerated} kept frame(s) from the start of their window "
+                     f"(engine {settings.engine!r} carries frames between windows)")
+        on_plan(line if runs else f"resuming {take_dir}: all {count} frames are on disk, nothing to generate")
+    shot_name = settings.name or scene.name
+    sink = ResultSink(scene, take_dir=take_dir, shot_name=shot_name, frame_start=settings.frame_start,
+                      channel=settings.channel)
+    for i, path in sorted(present.items()):
+        sink.keep(i, path)
+    state, error = jobs.DONE, None
+    for run in runs:
+        part = dataclasses.replace(settings, frame_start=settings.frame_start + run.start,
+                                   frame_end=settings.frame_start + run.end)
+        session = open_session(scene, part, info=info, client_options=client_options, observe_frame=observe_frame,
+                               sink=sink, index_offset=run.start)
+        _drive(session, progress, should_cancel)
+        state, error = session.job.state, session.job.error
+        if state != jobs.DONE:
+            break
+    result = ShotResult(take_dir=take_dir, frame_paths=[sink.frame_paths[i] for i in sorted(sink.frame_paths)],
                         strip_name=sink.strip_name, channel=sink.channel, frames=len(sink.frame_paths),
-                        seconds=time.monotonic() - t0, state=job.state, error=job.error)
-    if job.state == jobs.FAILED:
-        raise ShotFailed(job.error or "the job failed", result)
+                        seconds=time.monotonic() - t0, state=state, error=error,
+                        kept=len(present) - regenerated, regenerated=regenerated, resumed=True)
+    if state == jobs.FAILED:
+        raise ShotFailed(error or "the job failed", result)
     return result

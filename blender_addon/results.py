@@ -36,6 +36,11 @@ class ResultSink:
         except ReferenceError:
             pass  # the scene was deleted meanwhile: the frames stay on disk
 
+    def keep(self, index: int, path: str) -> None:
+        """A frame already on disk (``--resume``): onto the strip, not rewritten."""
+        self.frame_paths[index] = path
+        self.strip.add(index, path)
+
     def discard_if_empty(self) -> bool:
         """Remove the take folder when no frame ever arrived (a refused job), so
         failed attempts do not litter the output with empty takes."""

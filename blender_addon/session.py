@@ -11,17 +11,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .core import jobs, takes
+from .core import jobs, resume, takes
 from .core.settings import SetupError, ShotSettings, validate_against_server, validate_shot
 from .results import ResultSink
 from .scene.export import ShotExporter, check_scene, load_reference
 
 
-def fetch_server_info(address: str, timeout: float = 3.0) -> dict:
-    """INFO from the server, or a SetupError saying how to reach it."""
+def fetch_server_info(address: str, timeout: float = 3.0, **client_kw) -> dict:
+    """INFO from the server, or a SetupError saying how to reach it. ``client_kw``
+    go to ``Client`` (the CurveZMQ keys of ``key_options``)."""
     from .core import client as client_mod
     try:
-        cl = client_mod.Client(address, timeout=timeout)
+        cl = client_mod.Client(address, timeout=timeout, **client_kw)
     except Exception as exc:
         raise SetupError("server", jobs.describe_error(exc, address)) from None
     try:
@@ -34,6 +35,15 @@ def fetch_server_info(address: str, timeout: float = 3.0) -> dict:
         except Exception:
             pass
     return info
+
+
+def key_options(settings: ShotSettings) -> dict:
+    """The shot's CurveZMQ key files as ``Client`` arguments ({} without keys)."""
+    from .core.curve_keys import KeyFileError, client_options
+    try:
+        return client_options(settings.curve_server_key, settings.curve_client_key)
+    except KeyFileError as exc:
+        raise SetupError("curve_keys", str(exc)) from None
 
 
 @dataclass
@@ -54,35 +64,49 @@ class Session:
 
 def open_session(scene, settings: ShotSettings, *, info: dict | None = None,
                  client_options: dict | None = None,
-                 observe_frame: Callable[[int, dict], None] | None = None) -> Session:
+                 observe_frame: Callable[[int, dict], None] | None = None,
+                 sink: ResultSink | None = None, index_offset: int = 0) -> Session:
     """Validate everything up front, then build (but do not start) the job.
 
     ``observe_frame(index, arrays)`` sees each exported frame's conditioning
     (main thread, before it is sent); the demo uses it for its contact sheet.
+    ``sink`` continues an existing take (``--resume``): this job's frame i is
+    the take's frame ``index_offset + i``.
     """
     validate_shot(settings)
     check_scene(scene, settings)
     reference, reference_kp = load_reference(settings)
+    client_options = {**key_options(settings), **(client_options or {})}
     if info is None:
+        keys = {k: v for k, v in client_options.items() if k.startswith("curve_")}
         info = fetch_server_info(settings.server, **({"timeout": client_options["timeout"]}
-                                                      if client_options and "timeout" in client_options else {}))
+                                                      if "timeout" in client_options else {}), **keys)
     params = validate_against_server(settings, info)
     shot_name = settings.name or scene.name
     exporter = ShotExporter(scene, settings)
     try:
         exporter.__enter__()
-        take_dir = takes.next_take_dir(settings.output_dir, shot_name)
-        sink = ResultSink(scene, take_dir=take_dir, shot_name=shot_name, frame_start=settings.frame_start,
-                          channel=settings.channel)
-        spec = exporter.job_spec(params, name=shot_name, request=os.path.basename(take_dir))
+        if sink is None:
+            take_dir = takes.next_take_dir(settings.output_dir, shot_name)
+            sink = ResultSink(scene, take_dir=take_dir, shot_name=shot_name, frame_start=settings.frame_start,
+                              channel=settings.channel)
+            resume.write_manifest(take_dir, resume.manifest_of(settings, params))
+        on_result = sink if not index_offset else _shifted(sink, index_offset)
+        spec = exporter.job_spec(params, name=shot_name, request=os.path.basename(sink.take_dir))
         job = jobs.ShotJob(spec=spec, address=settings.server, reference=reference,
                            reference_keypoints=reference_kp, export_frame=_observed(exporter.export_frame, observe_frame),
-                           on_result=sink,
+                           on_result=on_result,
                            client_options=client_options)
     except BaseException:
         exporter.close()
         raise
     return Session(scene=scene, settings=settings, exporter=exporter, sink=sink, job=job)
+
+
+def _shifted(sink: ResultSink, offset: int):
+    def on_result(index, rgba, matte):
+        sink(index + offset, rgba, matte)
+    return on_result
 
 
 def _observed(export_frame, observe_frame):

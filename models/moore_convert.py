@@ -95,17 +95,48 @@ class ConversionReport:
         return all(not c.mismatched for c in self.components)
 
 
-def load_checkpoint(path) -> dict:
-    """A Moore ``.pth`` file as a flat state dict; never unpickles code."""
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError(f"{path}: expected a flat state dict of tensors")
+# Prefixes that training wrappers put before every key: DataParallel / DDP
+# (``module.``), Lightning-style holders (``model.``), torch.compile (``_orig_mod.``).
+WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+
+def strip_wrapper_prefixes(sd: dict) -> dict:
+    """Remove prefixes that every key shares (repeatedly: ``module._orig_mod.``)."""
+    while sd:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in sd)), None)
+        if prefix is None:
+            return sd
+        sd = {k[len(prefix):]: v for k, v in sd.items()}
     return sd
 
 
-def _load_into(module, source: dict, report: ComponentReport, *, widen_conv_in: bool = False) -> None:
+def load_checkpoint(path, *, with_extras: bool = False):
+    """A Moore ``.pth`` file as a flat state dict; never unpickles code.
+
+    Memory-mapped (``mmap=True``): tensors are read from the file as they are
+    used, so a 3 GB checkpoint costs no 3 GB of RAM up front. Wrapper prefixes
+    are stripped. ``with_extras`` also returns the non-tensor entries of a
+    wrapped checkpoint (e.g. a ``config`` dict beside its ``state_dict``)."""
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc) and "zip" not in str(exc):
+            raise
+        sd = torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
+    extras = {}
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        extras = {k: v for k, v in sd.items() if k != "state_dict" and not isinstance(v, torch.Tensor)}
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"{path}: expected a flat state dict of tensors")
+    sd = strip_wrapper_prefixes(sd)
+    return (sd, extras) if with_extras else sd
+
+
+def _load_into(module, source: dict, report: ComponentReport, *, widen_conv_in: bool = False,
+               assign: bool = False) -> None:
+    """``assign``: the module takes the source tensors themselves (memory-mapped,
+    no copy) instead of copying them into its own freshly initialised ones."""
     target = module.state_dict()
     new = {}
     for k, v in source.items():
@@ -115,7 +146,7 @@ def _load_into(module, source: dict, report: ComponentReport, *, widen_conv_in: 
         t = target[k]
         if v.shape != t.shape:
             if widen_conv_in and k == "conv_in.weight" and v.shape[1] < t.shape[1] and v.shape[0] == t.shape[0]:
-                w = torch.zeros_like(t)
+                w = torch.zeros(t.shape, dtype=t.dtype, device="cpu" if t.is_meta else t.device)
                 w[:, :v.shape[1]] = v.to(t.dtype)
                 new[k] = w
                 report.notes.append(f"conv_in widened {v.shape[1]} -> {t.shape[1]} input channels "
@@ -127,14 +158,29 @@ def _load_into(module, source: dict, report: ComponentReport, *, widen_conv_in: 
     bad = {m[0] for m in report.mismatched}
     report.missing.extend(k for k in target if k not in new and k not in bad)
     report.loaded = len(new)
-    module.load_state_dict(new, strict=False)
+    module.load_state_dict(new, strict=False, assign=assign)
 
 
 def convert(*, denoising_unet, reference_unet, pose_guider, unet_sd: dict, reference_sd: dict,
             pose_sd: dict | None, motion_sd: dict | None) -> ConversionReport:
     """Load Moore's state dicts into our (already built) modules, in place."""
     report = ConversionReport()
+    report.components.append(convert_denoising(denoising_unet, unet_sd, motion_sd))
+    report.components.append(convert_reference(reference_unet, reference_sd, unet_sd))
+    report.components.append(convert_pose(pose_guider, pose_sd))
+    report.neutral_init = list(NEUTRAL_INIT)
+    return report
 
+
+NEUTRAL_INIT = (
+    "denoising_unet.conv_in[:, 4:9] (environment latent + mask): zero weights",
+    "depth_modulation: zero-init attention output and Conv3D (identity)",
+    "object_guider: blend gates closed (bias -6, alpha ~ 0.0025)",
+)
+
+
+def convert_denoising(denoising_unet, unet_sd: dict, motion_sd: dict | None, *,
+                      assign: bool = False) -> ComponentReport:
     den = ComponentReport("denoising_unet")
     combined = dict(unet_sd)
     dropped = 0
@@ -148,9 +194,11 @@ def convert(*, denoising_unet, reference_unet, pose_guider, unet_sd: dict, refer
         den.notes.append(f"{dropped} duplicate positional tables (attention_blocks.1.pos_encoder.pe) dropped")
     if motion_sd is None:
         den.notes.append("no motion_module.pth given: motion modules keep their random init")
-    _load_into(denoising_unet, combined, den, widen_conv_in=True)
-    report.components.append(den)
+    _load_into(denoising_unet, combined, den, widen_conv_in=True, assign=assign)
+    return den
 
+
+def convert_reference(reference_unet, reference_sd: dict, unet_sd: dict, *, assign: bool = False) -> ComponentReport:
     ref = ComponentReport("reference_unet")
     ref_source = dict(reference_sd)
     # Moore's ReferenceNet drops its output head (never used: only the banked
@@ -161,72 +209,16 @@ def convert(*, denoising_unet, reference_unet, pose_guider, unet_sd: dict, refer
         ref_source[k] = unet_sd[k]
     if filled:
         ref.notes.append(f"output head ({len(filled)} tensors) copied from denoising_unet; unused by fusion")
-    _load_into(reference_unet, ref_source, ref)
-    report.components.append(ref)
+    _load_into(reference_unet, ref_source, ref, assign=assign)
+    return ref
 
+
+def convert_pose(pose_guider, pose_sd: dict | None) -> ComponentReport:
     pg = ComponentReport("pose_guider")
     if pose_sd is None:
         pg.notes.append("no pose_guider.pth: pose guider at init (zero output)")
     else:
         _load_into(pose_guider, pose_sd, pg)
-    report.components.append(pg)
-
-    report.neutral_init = [
-        "denoising_unet.conv_in[:, 4:9] (environment latent + mask): zero weights",
-        "depth_modulation: zero-init attention output and Conv3D (identity)",
-        "object_guider: blend gates closed (bias -6, alpha ~ 0.0025)",
-    ]
-    return report
+    return pg
 
 
-def build_from_moore(*, moore_dir: str, sd15_dir: str, vae_dir: str, image_encoder_dir: str,
-                     motion_module: str | None = None, fusion_mode: str = "all"):
-    """Assemble a full-size pipeline from local folders; returns (pipeline, report).
-
-    ``fusion_mode`` defaults to "all": Moore's ReferenceNet was trained fused
-    into every block, so that is what its weights expect.
-    """
-    import os
-
-    from diffusers import AutoencoderKL, UNet2DConditionModel, UNetMotionModel
-    from transformers import CLIPVisionModelWithProjection
-
-    from .denoising_unet import expand_conv_in
-    from .depth_modulation import DepthModulation
-    from .object_guider import ObjectGuider, decoder_blend_levels
-    from .pipeline_aa2 import AnimateAnyone2Pipeline
-    from .pose_guider import PoseGuider
-    from .tiny import moore_scheduler
-
-    def need(path, what):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{what} not found: {path}")
-        return path
-
-    unet_dir = os.path.join(sd15_dir, "unet") if os.path.isdir(os.path.join(sd15_dir, "unet")) else sd15_dir
-    unet_config = UNet2DConditionModel.load_config(need(os.path.join(unet_dir, "config.json"), "SD-1.5 UNet config"))
-    unet_sd = load_checkpoint(need(os.path.join(moore_dir, "denoising_unet.pth"), "Moore denoising_unet.pth"))
-    ref_sd = load_checkpoint(need(os.path.join(moore_dir, "reference_unet.pth"), "Moore reference_unet.pth"))
-    pose_path = os.path.join(moore_dir, "pose_guider.pth")
-    pose_sd = load_checkpoint(pose_path) if os.path.exists(pose_path) else None
-    mm_path = motion_module or os.path.join(moore_dir, "motion_module.pth")
-    motion_sd = load_checkpoint(need(mm_path, "motion module")) if (motion_module or os.path.exists(mm_path)) else None
-
-    reference_unet = UNet2DConditionModel.from_config(unet_config)
-    unet2d = UNet2DConditionModel.from_config(unet_config)
-    denoising_unet = expand_conv_in(UNetMotionModel.from_unet2d(unet2d, load_weights=False))
-    del unet2d
-    ch = tuple(denoising_unet.config.block_out_channels)
-    pose_guider = PoseGuider(ch[0], 3, (16, 32, 96, 256))
-    report = convert(denoising_unet=denoising_unet, reference_unet=reference_unet, pose_guider=pose_guider,
-                     unet_sd=unet_sd, reference_sd=ref_sd, pose_sd=pose_sd, motion_sd=motion_sd)
-    vae = AutoencoderKL.from_pretrained(need(vae_dir, "VAE folder"), local_files_only=True)
-    image_encoder = CLIPVisionModelWithProjection.from_pretrained(
-        need(image_encoder_dir, "image encoder folder"), local_files_only=True)
-    _, levels = decoder_blend_levels(denoising_unet.config)
-    pipe = AnimateAnyone2Pipeline(
-        vae=vae, image_encoder=image_encoder, reference_unet=reference_unet, denoising_unet=denoising_unet,
-        pose_guider=pose_guider, depth_modulation=DepthModulation(ch[0], (16, 32, 96, 256)),
-        object_guider=ObjectGuider(vae.config.latent_channels, ch, blend_levels=levels),
-        scheduler=moore_scheduler(), fusion_mode=fusion_mode)
-    return pipe, report

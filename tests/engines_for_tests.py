@@ -103,3 +103,14 @@ class ExclusiveEngine(EchoEngine):
             super().run(ctx)
         finally:
             self.busy = False
+
+
+class WindowEchoEngine(EchoEngine):
+    """Echo that declares overlapping windows, as a video model that carries
+    frames from one window into the next does: a resumed shot must restart at
+    a window start (``restart_window`` names the params)."""
+    name = "window_echo"
+    params = (*EchoEngine.params,
+              ParamSpec("window", "int", 4, 1, 64, doc="frames per window"),
+              ParamSpec("overlap", "int", 1, 0, 63, doc="frames carried into the next window"))
+    restart_window = ("window", "overlap")

@@ -186,3 +186,68 @@ def test_weights_convert_cli_builds_a_loadable_folder(tmp_path):
     assert torch.equal(pipe.denoising_unet.conv_in.weight[:, :4], src.conv_in.weight)
     assert main(["weights", "convert", "--moore", str(tmp_path / "none"), "--sd15", str(sd15), "--vae", "x",
                  "--image-encoder", "y", "--out", str(tmp_path / "o2")]) == 1
+
+
+def _tiny_inputs(tmp_path, wrap=lambda sd: sd, ref_source=None):
+    """Tiny stand-ins of every folder ``inhabit weights convert`` reads; returns its arguments."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from diffusers import AutoencoderKL
+    sd15 = tmp_path / "sd15"
+    src = unet2d(1)
+    src.save_config(sd15 / "unet")
+    moore = tmp_path / "moore"
+    moore.mkdir()
+    torch.save(wrap(src.state_dict()), moore / "denoising_unet.pth")
+    ref_sd = ref_source or {k: v for k, v in unet2d(2).state_dict().items()
+                            if not k.startswith(("conv_norm_out", "conv_out"))}
+    torch.save(wrap(ref_sd), moore / "reference_unet.pth")
+    torch.save(wrap(PoseGuider(32, 3, (16, 32, 96, 256)).state_dict()), moore / "pose_guider.pth")
+    motion = {}
+    for k, v in motion_unet(3).state_dict().items():
+        if ".motion_modules." in k:
+            for name in to_animatediff(k):
+                motion[name] = v
+    torch.save(wrap(motion), moore / "motion_module.pth")
+    AutoencoderKL(block_out_channels=(8, 8, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
+                  up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
+                  layers_per_block=1).save_pretrained(tmp_path / "vae")
+    CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                                                   num_attention_heads=2, image_size=32, patch_size=8,
+                                                   projection_dim=16)).save_pretrained(tmp_path / "enc")
+    return src, ["weights", "convert", "--moore", str(moore), "--sd15", str(sd15), "--vae", str(tmp_path / "vae"),
+                 "--image-encoder", str(tmp_path / "enc")]
+
+
+@pytest.mark.parametrize("prefix", ["module.", "model.", "_orig_mod.", "module._orig_mod."])
+def test_convert_strips_wrapper_prefixes_and_takes_motion_heads(tmp_path, prefix, capsys):
+    from backend.cli import main
+    from models.pipeline_aa2 import load_pipeline
+    src, argv = _tiny_inputs(tmp_path, wrap=lambda sd: {prefix + k: v for k, v in sd.items()})
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--motion-heads", "2"]) == 0
+    assert "motion modules: 2 attention heads (--motion-heads)" in capsys.readouterr().out
+    pipe = load_pipeline(str(out))
+    assert pipe.denoising_unet.config.motion_num_attention_heads == 2
+    assert torch.equal(pipe.denoising_unet.conv_in.weight[:, :4], src.conv_in.weight)
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_motion_heads_come_from_the_checkpoints_config(tmp_path, capsys):
+    from backend.cli import main
+    _, argv = _tiny_inputs(tmp_path)
+    (tmp_path / "moore" / "motion_module.json").write_text(json.dumps({"motion_num_attention_heads": 2}))
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert "2 attention heads (from the checkpoint's config)" in capsys.readouterr().out
+
+
+def test_a_mismatch_exits_1_and_leaves_no_output_folder(tmp_path, capsys):
+    from backend.cli import main
+    ref = {k: v for k, v in unet2d(2).state_dict().items() if not k.startswith(("conv_norm_out", "conv_out"))}
+    ref["down_blocks.0.attentions.0.proj_in.weight"] = torch.zeros(3, 3)  # wrong shape
+    _, argv = _tiny_inputs(tmp_path, ref_source=ref)
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--motion-heads", "2"]) == 1
+    text = capsys.readouterr().out
+    assert "shape mismatch" in text and "nothing was written" in text
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]

@@ -85,7 +85,9 @@ def settings_from_args(args, scene) -> ShotSettings:
         frame_start=start, frame_end=end, width=width, height=height,
         engine=args.engine, params=dict(args.param), seed=args.seed, output_dir=os.path.abspath(args.out),
         channel=getattr(args, "channel", None), server=getattr(args, "server", None) or protocol.DEFAULT_ADDRESS,
-        keypoint_map=keypoint_map, samples=args.samples, name=scene.name)
+        keypoint_map=keypoint_map, samples=args.samples, name=scene.name,
+        curve_server_key=getattr(args, "curve_server_key", None),
+        curve_client_key=getattr(args, "curve_client_key", None))
 
 
 def open_blend(path: str, scene_name: str | None):
@@ -93,7 +95,17 @@ def open_blend(path: str, scene_name: str | None):
     import bpy
     if not os.path.isfile(path):
         raise SetupError("blend", f"{path!r} does not exist: give the path of a saved .blend file.")
-    bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path))
+    with open(path, "rb") as fh:
+        head = fh.read(7)
+    # Blender's own header, or a compressed .blend (gzip before 3.0, zstd since).
+    if not head.startswith((b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")):
+        raise SetupError("blend", f"{path!r} is not a .blend file: give the path of a file saved by Blender.")
+    try:
+        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path))
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "Blender could not read it"
+        raise SetupError("blend", f"{path!r} cannot be opened ({reason}): give a .blend file saved by this "
+                                  "or an earlier Blender.") from None
     if scene_name:
         scene = bpy.data.scenes.get(scene_name)
         if scene is None:

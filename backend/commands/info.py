@@ -16,20 +16,23 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
+    import zmq
+
     from blender_addon.core import client as client_mod
-    kw = {}
+    from blender_addon.core.address import AddressError
+    from blender_addon.core.curve_keys import KeyFileError, client_options
     try:
-        if args.curve_server_key or args.curve_client_key:
-            import zmq.auth
-            kw["curve_server_public_key"] = zmq.auth.load_certificate(args.curve_server_key)[0]
-            kw["curve_client_keys"] = zmq.auth.load_certificate(args.curve_client_key)
+        kw = client_options(args.curve_server_key, args.curve_client_key)
         cl = client_mod.Client(args.server, timeout=args.timeout, **kw)
         try:
             info = cl.info()
         finally:
             cl.close()
+    except (KeyFileError, AddressError) as exc:  # bad input: exit 2
+        print(f"inhabit info: {exc}", file=sys.stderr)
+        return 2
     except (client_mod.ServerUnreachable, client_mod.ProtocolMismatch, client_mod.ServerTimeout, OSError,
-            ValueError) as exc:
+            ValueError, zmq.ZMQError) as exc:  # bad keys and addresses are sentences, never tracebacks
         print(f"inhabit info: {exc}".replace("\n", " "), file=sys.stderr)
         return 1
     print(json.dumps(info, indent=2, sort_keys=True))

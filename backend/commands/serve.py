@@ -93,6 +93,8 @@ def run(args) -> int:
         return security.secure(ctx, sock, args.bind, args.curve_secret_key, args.allow_client_key)
     try:
         security.is_local(args.bind)  # early, readable error for a malformed address
+        from blender_addon.core.address import normalize
+        config.bind = args.bind = normalize(args.bind)  # host:port -> tcp://host:port
         server = Server(engines, config, security=secure)
     except security.SecurityError as exc:
         print(f"inhabit serve: {exc}", file=sys.stderr)

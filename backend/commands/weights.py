@@ -20,7 +20,11 @@ def add_parser(subparsers):
     c.add_argument("--motion-module", metavar="FILE", help="motion_module.pth (default: the one in --moore)")
     c.add_argument("--fusion", default="all", choices=("all", "mid_up"),
                    help="reference fusion blocks (Moore was trained with all; default %(default)s)")
-    c.add_argument("--out", required=True, metavar="DIR", help="output pipeline folder")
+    c.add_argument("--motion-heads", type=int, metavar="N",
+                   help="attention heads of the motion modules (default: from the checkpoint's config, else "
+                        "AnimateDiff's 8)")
+    c.add_argument("--out", required=True, metavar="DIR",
+                   help="output pipeline folder (written only when the conversion succeeds)")
     k = sub.add_parser("check", help="validate a pipeline folder")
     k.add_argument("dir", metavar="DIR")
     return p
@@ -33,17 +37,22 @@ def run(args) -> int:
         print("\n".join(lines))
         return 0 if ok else 1
     if args.weights_command == "convert":
-        from models.moore_convert import build_from_moore
+        from models.moore_folder import ConversionFailed, convert_to_folder
         try:
-            pipe, report = build_from_moore(moore_dir=args.moore, sd15_dir=args.sd15, vae_dir=args.vae,
-                                            image_encoder_dir=args.image_encoder,
-                                            motion_module=args.motion_module, fusion_mode=args.fusion)
+            report = convert_to_folder(moore_dir=args.moore, sd15_dir=args.sd15, vae_dir=args.vae,
+                                       image_encoder_dir=args.image_encoder, out=args.out,
+                                       motion_module=args.motion_module, fusion_mode=args.fusion,
+                                       motion_heads=args.motion_heads)
+        except ConversionFailed as exc:
+            if exc.report is not None:
+                print(exc.report.text())
+            print(f"inhabit weights convert: {exc}")
+            return 1
         except (FileNotFoundError, ValueError) as exc:
             print(f"inhabit weights convert: {exc}")
             return 1
         print(report.text())
-        pipe.save_pretrained(args.out, safe_serialization=True)
         print(f"written: {args.out}")
-        return 0 if report.ok else 1
+        return 0
     print("inhabit weights: give an action: convert or check")
     return 2

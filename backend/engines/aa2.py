@@ -38,6 +38,8 @@ class AA2Engine(Engine):
     # A window needs all its frames at once; the largest window is MAX_CONTEXT.
     input_window = MAX_CONTEXT
     streaming = True
+    # Windows overlap and are cross-faded: a resumed shot restarts at a window start.
+    restart_window = ("context_frames", "overlap")
 
     def __init__(self, *, device: str = "cpu", weights: str | None = None):
         super().__init__(device=device, weights=weights)

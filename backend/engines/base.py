@@ -103,8 +103,11 @@ class Engine(abc.ABC):
     # Per-frame inputs, names from protocol.FRAME_INPUTS.
     required_inputs: Sequence[str] = ()
     optional_inputs: Sequence[str] = ()
-    # Whether the job needs a reference image / reference keypoints.
+    # Whether the job needs a reference image / reference keypoints
+    # (float32 [18, 4], x and y in reference-image pixels).
     needs_reference: bool = True
+    needs_reference_keypoints: bool = False
+    reference_keypoints_hint: str = ""     # added to the missing_input sentence (e.g. an optional detector)
     # Parameters besides the common ones (seed).
     params: Sequence[ParamSpec] = ()
     # Frames the engine needs in memory at once; the server's input window
@@ -115,6 +118,12 @@ class Engine(abc.ABC):
     # refuses (or, for default engines, skips) them when --weights is absent,
     # so a client never queues a job that can only fail.
     needs_weights: bool = False
+    # Where a resumed shot may restart (``inhabit render --resume``). None: frames
+    # are independent, a job can start at any frame. Otherwise (frames, overlap)
+    # of the windows or segments the engine generates, each an int or the name of
+    # one of its params: an engine that carries frames from one window into the
+    # next restarts at a window start (see protocol.restart_frame).
+    restart_window: tuple | None = None
 
     def __init__(self, *, device: str = "cpu", weights: str | None = None):
         self.device = device
@@ -147,7 +156,10 @@ class Engine(abc.ABC):
             "required_inputs": list(cls.required_inputs),
             "optional_inputs": list(cls.optional_inputs),
             "needs_reference": cls.needs_reference,
+            "needs_reference_keypoints": bool(cls.needs_reference_keypoints),
             "params": [p.to_json() for p in (*COMMON_PARAMS, *cls.params)],
             "input_window": cls.input_window,
             "streaming": cls.streaming,
+            "restart_window": (None if cls.restart_window is None else
+                               {"frames": cls.restart_window[0], "overlap": cls.restart_window[1]}),
         }

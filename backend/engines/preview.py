@@ -7,9 +7,11 @@ diffusion engine is worth starting. No weights, no torch.
 """
 from __future__ import annotations
 
+from backend.warp import detector
 from blender_addon.core.protocol import ParamSpec
 
 from .base import Engine, JobContext, AdmittedJob
+
 
 
 class PreviewEngine(Engine):
@@ -19,6 +21,10 @@ class PreviewEngine(Engine):
     required_inputs = ("environment", "keypoints")
     optional_inputs = ("character_mask", "character_depth", "scene_depth", "object_labels")
     needs_reference = True
+    # Keypoints of the reference pose are needed unless the optional pose
+    # detector is installed on the server (find_spec looks without importing).
+    needs_reference_keypoints = not detector.installed()
+    reference_keypoints_hint = f"(or `pip install {detector.MEDIAPIPE_PIN}` on the server for the optional pose detector)"
     params = (
         ParamSpec("feather", "float", 1.5, 0.0, 20.0, doc="edge softening of the character matte, px"),
         ParamSpec("match_brightness", "bool", True,
@@ -31,14 +37,15 @@ class PreviewEngine(Engine):
     input_window = 2
     streaming = True
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        # The rig built while validating the latest job, so run() need not redo
-        # it (with the optional pose detector that is the slow part).
-        self._validated: tuple[str, object] | None = None
-
     def validate(self, job: AdmittedJob) -> None:
-        self._validated = (job.job_id, self._reference(job))
+        """Cheap checks only: this runs on the server's socket thread. Matting,
+        pose detection and the rig are built by ``run`` on the worker."""
+        from backend.warp.reference import check_reference_image, check_reference_keypoints, detect_keypoints
+        check_reference_image(job.reference)
+        if job.reference_keypoints is not None:
+            check_reference_keypoints(job.reference_keypoints, job.reference.shape[0], job.reference.shape[1])
+        elif self.needs_reference_keypoints:
+            detect_keypoints(None)  # raises the sentence saying what to send or install
 
     @staticmethod
     def _reference(job: AdmittedJob):
@@ -52,9 +59,7 @@ class PreviewEngine(Engine):
         from backend.warp.frame import CompositeOptions, render_frame
 
         job = ctx.job
-        cached, self._validated = self._validated, None
-        reuse = cached is not None and job.job_id and cached[0] == job.job_id
-        ref = cached[1] if reuse else self._reference(job)
+        ref = self._reference(job)
         p = job.params
         opts = CompositeOptions(feather=float(p.get("feather", 1.5)),
                                 match_brightness=bool(p.get("match_brightness", True)),

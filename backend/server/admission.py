@@ -42,10 +42,13 @@ def admit_submit(hdr: dict, arrays: dict, *, engine_classes: dict, validators: d
         raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs a reference image "
                                      f"buffer named {protocol.REFERENCE!r}", field=f"submit.{protocol.REFERENCE}")
     ref_kp = arrays.get(protocol.REFERENCE_KEYPOINTS)
-    if ref_kp is not None and (ref_kp.dtype != protocol.DTYPES["float32"]
-                               or ref_kp.shape != (protocol.NUM_KEYPOINTS, 4)):
-        raise protocol.ProtocolError(protocol.E_BAD_SHAPE, f"submit.{protocol.REFERENCE_KEYPOINTS} must be "
-                                     f"float32 [{protocol.NUM_KEYPOINTS}, 4], got {ref_kp.dtype}{list(ref_kp.shape)}",
+    if ref_kp is not None:
+        protocol.check_reference_keypoints(ref_kp)
+    elif cls.needs_reference_keypoints:
+        hint = f" {cls.reference_keypoints_hint}" if cls.reference_keypoints_hint else ""
+        raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs the reference's "
+                                     f"keypoints: send a float32 [{protocol.NUM_KEYPOINTS}, 4] buffer named "
+                                     f"{protocol.REFERENCE_KEYPOINTS!r} (x, y in reference-image pixels){hint}",
                                      field=f"submit.{protocol.REFERENCE_KEYPOINTS}")
     job = AdmittedJob(job_id=secrets.token_hex(8), engine=cls.name, width=spec.width, height=spec.height,
                       frames=spec.frames, params=params, objects=list(spec.objects),

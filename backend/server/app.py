@@ -9,6 +9,7 @@ between threads.
 from __future__ import annotations
 
 import collections
+import json
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ from blender_addon.core.wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_pa
 from . import log
 from .admission import admit_submit, check_frame, ranges
 from .config import ServerConfig
+from .handshakes import HandshakeWatch
 from .job import ServerJob
 from .outbox import Outbox
 from .scheduler import Scheduler
@@ -44,12 +46,15 @@ class Server:
         self.ctx: zmq.Context = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 500
-        # Hard cap per message part; the decode check below enforces the total
-        # with a proper ERROR reply.
-        self.router.setsockopt(zmq.MAXMSGSIZE, int(self.limits["max_message_bytes"]))
+        # No per-part cap at the socket (ZMQ_MAXMSGSIZE would drop the peer without
+        # a word): the decode check enforces max_message_bytes with a too_large
+        # reply. Off loopback only clients holding an allowed CurveZMQ key get here.
+        self.router.setsockopt(zmq.MAXMSGSIZE, -1)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.router.sndhwm = 1000
         self.auth = security(self.ctx, self.router) if security else None
+        # With CurveZMQ on, refused handshakes are logged with the peer's address.
+        self.handshakes = HandshakeWatch(self.router) if self.auth else None
         self.router.bind(config.bind)
         self.address = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
         self.outbox = Outbox(self.ctx, OUTBOX + f"-{id(self)}")
@@ -69,11 +74,15 @@ class Server:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.outbox.bell, zmq.POLLIN)
+        if self.handshakes is not None:
+            poller.register(self.handshakes.socket, zmq.POLLIN)
         next_hb = time.monotonic() + HEARTBEAT_CHECK_S
         while not self.stop.is_set():
             events = dict(poller.poll(100))
             if self.outbox.bell in events:
                 self._drain_outbox()
+            if self.handshakes is not None and self.handshakes.socket in events:
+                self.handshakes.drain()
             if self.router in events:
                 for _ in range(100):  # bounded so worker output is never starved
                     if not self.router.get(EVENTS) & POLLIN:
@@ -108,6 +117,8 @@ class Server:
                                                     job=job.id), outcome="cancelled", reason="shutdown")
         self.scheduler.stop(timeout=3.0)
         self.outbox.close()
+        if self.handshakes is not None:
+            self.handshakes.close()
         self.router.close(500)
         if self.auth:
             self.auth.stop()
@@ -148,7 +159,9 @@ class Server:
             hdr, arrays = protocol.decode(body, max_bytes=self.limits["max_message_bytes"],
                                           allowed_types=protocol.CLIENT_TYPES)
         except protocol.ProtocolError as err:
-            self._fail_owned(identity, err)
+            # A SUBMIT refused while decoding (buffer count, byte length, NaN) still
+            # names its request, so the client knows which submit failed.
+            self._fail_owned(identity, err, **_submit_request(body))
             return
         try:
             handler = {
@@ -317,6 +330,17 @@ class Server:
         log.event(outcome, job=job.id, engine=job.data.engine, frames=job.emitted, of=job.data.frames,
                   seconds=round(time.monotonic() - started, 2),
                   wall_seconds=round(time.monotonic() - job.submitted_at, 2), reason=reason)
+
+
+def _submit_request(body) -> dict:
+    """{"request": token} when the undecodable message is a SUBMIT naming one."""
+    try:
+        hdr = json.loads(bytes(body[0].bytes if hasattr(body[0], "bytes") else body[0]))
+    except (IndexError, ValueError, UnicodeDecodeError, TypeError):
+        return {}
+    if isinstance(hdr, dict) and hdr.get("type") == protocol.SUBMIT and isinstance(hdr.get("request"), str):
+        return {"request": hdr["request"]}
+    return {}
 
 
 def main_loop(server: Server) -> int:

@@ -7,11 +7,14 @@ in (pyzmq's own authenticator checks them on every connection).
 from __future__ import annotations
 
 import os
-import re
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+
+from blender_addon.core import address as address_mod
+
+from . import log
 
 
 class SecurityError(Exception):
@@ -19,14 +22,12 @@ class SecurityError(Exception):
 
 
 def is_local(address: str) -> bool:
-    """True for loopback TCP, ipc:// and inproc:// endpoints."""
-    if address.startswith(("ipc://", "inproc://")):
-        return True
-    m = re.match(r"^tcp://(.+):(\d+|\*)$", address)
-    if not m:
-        raise SecurityError(f"cannot read bind address {address!r}; expected tcp://HOST:PORT")
-    host = m.group(1).strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """True for ipc://, inproc:// and tcp endpoints whose host is (or resolves only to)
+    loopback; decided on the parsed address, never on a string prefix."""
+    try:
+        return address_mod.is_loopback(address)
+    except address_mod.AddressError as exc:
+        raise SecurityError(f"cannot bind: {exc}") from None
 
 
 def load_server_keys(secret_file: str) -> tuple[bytes, bytes]:
@@ -49,13 +50,31 @@ def load_client_keys(files) -> set[bytes]:
 
 
 class _AllowList:
-    """Credentials provider for the authenticator: only the listed client keys."""
+    """Credentials provider for the authenticator: only the listed client keys.
+    A refused key is logged with the peer's address (the ZAP request carries it)."""
 
-    def __init__(self, keys: set[bytes]):
+    def __init__(self, keys: set[bytes], authenticator: "_PeerAuthenticator"):
         self.keys = keys
+        self.authenticator = authenticator
 
     def callback(self, domain, key) -> bool:
-        return key in self.keys
+        allowed = key in self.keys
+        if not allowed:
+            log.event("handshake_refused", peer=self.authenticator.peer, reason="client_key_not_allowed",
+                      client_key=key.decode("ascii", "replace"))
+        return allowed
+
+
+class _PeerAuthenticator(ThreadAuthenticator):
+    """pyzmq's authenticator, remembering the address of the peer being checked
+    (ZAP requests are handled one at a time on the authenticator's thread)."""
+
+    peer = "?"
+
+    async def handle_zap_message(self, msg):
+        if len(msg) >= 4:
+            self.peer = msg[3].decode("utf-8", "replace") or "?"
+        await super().handle_zap_message(msg)
 
 
 def secure(ctx: zmq.Context, sock: zmq.Socket, bind: str, secret_file: str | None,
@@ -73,9 +92,9 @@ def secure(ctx: zmq.Context, sock: zmq.Socket, bind: str, secret_file: str | Non
         raise SecurityError("CurveZMQ needs both --curve-secret-key and at least one --allow-client-key")
     public, secret = load_server_keys(secret_file)
     allowed = load_client_keys(client_key_files)
-    auth = ThreadAuthenticator(ctx)
+    auth = _PeerAuthenticator(ctx)
     auth.start()
-    auth.configure_curve_callback(domain="*", credentials_provider=_AllowList(allowed))
+    auth.configure_curve_callback(domain="*", credentials_provider=_AllowList(allowed, auth))
     sock.curve_secretkey = secret
     sock.curve_publickey = public
     sock.curve_server = True

@@ -17,7 +17,8 @@ from blender_addon.core import protocol
 
 from models.errors import InputError
 
-MEDIAPIPE_PIN = "mediapipe==0.10.21"
+from .detector import MEDIAPIPE_PIN
+
 # mediapipe Pose landmark index for each OpenPose-18 keypoint (neck is derived).
 _MEDIAPIPE_OF_OPENPOSE = {
     "nose": 0, "right_shoulder": 12, "right_elbow": 14, "right_wrist": 16,
@@ -43,13 +44,7 @@ class Reference:
 def prepare_reference(image: np.ndarray | None, keypoints: np.ndarray | None, *,
                       matte_threshold: float = 40.0) -> Reference:
     """Validate the SUBMIT's reference and keypoints; matte an RGB image."""
-    if image is None:
-        raise InputError("the preview engine needs a reference image (uint8 [h, w, 3|4])",
-                               field="submit.reference")
-    img = np.asarray(image)
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4) or min(img.shape[:2]) < 8:
-        raise InputError(f"reference must be uint8 [h, w, 3|4] with h, w >= 8, got "
-                               f"{img.dtype}{list(img.shape)}", field="submit.reference")
+    img = check_reference_image(image)
     rgb = np.ascontiguousarray(img[..., :3])
     if img.shape[2] == 4:
         alpha = img[..., 3].astype(np.float32) / 255.0
@@ -64,6 +59,17 @@ def prepare_reference(image: np.ndarray | None, keypoints: np.ndarray | None, *,
     kp = check_reference_keypoints(keypoints, img.shape[0], img.shape[1])
     rgb, alpha, kp = crop_to_character(rgb, alpha, kp)
     return Reference(rgb_premult=rgb.astype(np.float32) * alpha[..., None], alpha=alpha, keypoints=kp)
+
+
+def check_reference_image(image: np.ndarray | None) -> np.ndarray:
+    if image is None:
+        raise InputError("the preview engine needs a reference image (uint8 [h, w, 3|4])",
+                               field="submit.reference")
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4) or min(img.shape[:2]) < 8:
+        raise InputError(f"reference must be uint8 [h, w, 3|4] with h, w >= 8, got "
+                               f"{img.dtype}{list(img.shape)}", field="submit.reference")
+    return img
 
 
 def crop_to_character(rgb: np.ndarray, alpha: np.ndarray, kp: np.ndarray, margin: int = 2):

@@ -20,12 +20,18 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import zmq
 
+from . import address as address_mod
 from . import logs, protocol
 from .wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_parts
 
 
 class ServerUnreachable(Exception):
     """No server answered at the address."""
+
+
+class HandshakeRefused(ServerUnreachable):
+    """A server answered at the address but the CurveZMQ handshake failed (the
+    client's socket monitor saw why); the message says which key to fix."""
 
 
 class ProtocolMismatch(Exception):
@@ -67,24 +73,52 @@ def _unreachable(address: str, timeout: float) -> ServerUnreachable:
                              f"start one with `inhabit serve --bind {address}`")
 
 
+_HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+def _refusal(event: int, address: str, keyed: bool) -> HandshakeRefused | None:
+    """The sentence for a failed handshake, or None for events that say nothing."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return HandshakeRefused(f"the server at {address} refused this client's key: add this client's public "
+                                "key file (client.key) to the server's --allow-client-key list, or use a key "
+                                "it allows")
+    if not keyed and event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        return HandshakeRefused(f"the server at {address} requires CurveZMQ keys: give --curve-server-key "
+                                "server.key --curve-client-key client.key_secret (`inhabit keys generate DIR` "
+                                "makes them; the server must allow client.key)")
+    if keyed and event in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+        return HandshakeRefused(f"the server at {address} did not accept the CurveZMQ handshake: check that "
+                                "--curve-server-key is that server's own public key (its server.key), or "
+                                "give no keys if the server runs without CurveZMQ")
+    return None
+
+
 class Client:
     def __init__(self, address: str = protocol.DEFAULT_ADDRESS, *, timeout: float = 5.0,
                  heartbeat_interval: float = protocol.DEFAULT_LIMITS["heartbeat_interval_s"],
                  heartbeat_timeout: float = protocol.DEFAULT_LIMITS["heartbeat_timeout_s"],
                  curve_server_public_key: bytes | None = None,
                  curve_client_keys: tuple[bytes, bytes] | None = None):
-        self.address = address
+        self.address = address_mod.normalize(address)  # host:port -> tcp://host:port; AddressError if malformed
+        address = self.address
         self.timeout = timeout
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self._ctx: zmq.Context = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.linger = 0
-        if curve_server_public_key or curve_client_keys:
+        self._keyed = bool(curve_server_public_key or curve_client_keys)
+        if self._keyed:
             if not (curve_server_public_key and curve_client_keys):
                 raise ValueError("CurveZMQ needs both the server's public key and this client's key pair")
             self._sock.curve_serverkey = curve_server_public_key
             self._sock.curve_publickey, self._sock.curve_secretkey = curve_client_keys
+        # The socket monitor is the only place a refused handshake shows: without
+        # it a client with the wrong key looks exactly like one with no server.
+        self._monitor = self._sock.get_monitor_socket(_HANDSHAKE_EVENTS)
+        self._handshake_ok = False
+        self._refused: HandshakeRefused | None = None
         self._sock.connect(address)
         self._poller = zmq.Poller()                  # one for the client's life: Socket.poll builds one per call
         self._poller.register(self._sock, zmq.POLLIN)
@@ -103,9 +137,13 @@ class Client:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
+            self._read_monitor()
+            if self._refused is not None and not self._handshake_ok:
+                raise self._refused
             if remaining <= 0:
                 raise _unreachable(self.address, timeout)
-            if not self._poller.poll(int(remaining * 1000) + 1):
+            # Short slices: a refused handshake shows on the monitor, not on this socket.
+            if not self._poller.poll(min(100, int(remaining * 1000) + 1)):
                 continue
             frames = recv_parts(self._sock)
             hdr = _peek_header(frames[0].bytes)
@@ -171,6 +209,15 @@ class Client:
                                                        "message": str(job.error)}))
         return events
 
+    def _read_monitor(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+        while self._monitor is not None and self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor, zmq.NOBLOCK)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._handshake_ok, self._refused = True, None
+            else:
+                self._refused = _refusal(event, self.address, self._keyed) or self._refused
+
     def _backlog_frames(self, frames):
         self._backlog.append(frames)
 
@@ -222,6 +269,10 @@ class Client:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._monitor is not None:
+                self._sock.disable_monitor()
+                self._monitor.close(0)
+                self._monitor = None
             self._sock.close(0)
 
     def __enter__(self):

@@ -316,6 +316,9 @@ class ShotJob:
 def describe_error(exc: BaseException, address: str) -> str:
     """One sentence for a client exception: what happened and what to do."""
     name = type(exc).__name__
+    if name in ("HandshakeRefused", "AddressError", "KeyFileError"):
+        text = str(exc).rstrip(".")
+        return text[:1].upper() + text[1:] + "."
     if name == "ServerUnreachable":
         return (f"Cannot reach the Inhabit server at {address}: start it with 'inhabit serve' "
                 "(or the Start Local Server button) or fix the address.")

@@ -240,6 +240,25 @@ def validate_params(specs: Sequence[ParamSpec], given: Any) -> dict:
             for name, spec in by_name.items()}
 
 
+def restart_frame(engine_entry: Mapping, params: Mapping, first_missing: int) -> int:
+    """Where a job that resumes a shot must start so that ``first_missing`` is
+    generated as the engine would: at that frame for engines whose frames are
+    independent, else at the start of the window (or segment) holding it.
+
+    ``engine_entry`` is the engine's INFO entry; its ``restart_window`` is None
+    or ``{"frames", "overlap"}``, each an int or the name of a param (whose
+    value ``params`` gives). Windows start at 0, stride, 2*stride, ...
+    (stride = frames - overlap)."""
+    window = engine_entry.get("restart_window")
+    if not window:
+        return first_missing
+
+    def value(v):
+        return int(params[v]) if isinstance(v, str) else int(v)
+    stride = max(1, value(window["frames"]) - value(window.get("overlap", 0)))
+    return (first_missing // stride) * stride
+
+
 # -- errors ---------------------------------------------------------------------
 class ProtocolError(Exception):
     """A message broke the protocol. Carries what an ERROR reply needs."""
@@ -416,12 +435,23 @@ def check_frame_inputs(arrays: Mapping[str, np.ndarray], *, height: int, width: 
 
 def check_reference(arr: np.ndarray, *, max_pixels: int, job: str | None = None) -> None:
     where = f"submit.{REFERENCE}"
-    if arr.dtype != DTYPES["uint8"] or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+    if arr.dtype != DTYPES["uint8"]:
+        raise ProtocolError(E_BAD_DTYPE, f"{where} must be uint8, got {_dtype_name(arr.dtype)}", field=where, job=job)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise ProtocolError(E_BAD_SHAPE, f"{where} must be uint8 [h, w, 3 or 4], got {arr.dtype}{list(arr.shape)}",
                             field=where, job=job)
     if arr.shape[0] < 8 or arr.shape[1] < 8 or arr.shape[0] * arr.shape[1] > max_pixels:
         raise ProtocolError(E_TOO_LARGE if arr.shape[0] * arr.shape[1] > max_pixels else E_BAD_SHAPE,
                             f"{where} must be between 8x8 and {max_pixels} pixels, got {arr.shape[1]}x{arr.shape[0]}",
+                            field=where, job=job)
+
+
+def check_reference_keypoints(arr: np.ndarray, job: str | None = None) -> None:
+    where = f"submit.{REFERENCE_KEYPOINTS}"
+    if arr.dtype != DTYPES["float32"]:
+        raise ProtocolError(E_BAD_DTYPE, f"{where} must be float32, got {_dtype_name(arr.dtype)}", field=where, job=job)
+    if tuple(arr.shape) != (NUM_KEYPOINTS, 4):
+        raise ProtocolError(E_BAD_SHAPE, f"{where} must have shape [{NUM_KEYPOINTS}, 4], got {list(arr.shape)}",
                             field=where, job=job)
 
 

@@ -41,6 +41,8 @@ class ShotSettings:
     keypoint_map: dict | None = None        # user overrides, see core.keypoint_map
     samples: int = 4                        # Cycles samples for the environment pass
     name: str = ""                          # shot name (default: the scene's)
+    curve_server_key: str | None = None     # the server's public key file (CurveZMQ, off-box servers)
+    curve_client_key: str | None = None     # this client's .key_secret file
 
     @property
     def frame_count(self) -> int:
@@ -121,6 +123,11 @@ def validate_against_server(s: ShotSettings, info: dict) -> dict:
         raise SetupError("engine", f"The server has no engine {s.engine!r}; it offers "
                          f"{sorted(str(n) for n in engines)}: pick one of those.")
     validate_shot(s, info.get("limits"))
+    if engines[s.engine].get("needs_reference_keypoints") and not s.reference_keypoints_path:
+        raise SetupError("reference_keypoints", f"Engine {s.engine!r} needs the reference image's keypoints: give "
+                                                f"a .npy or .json [{protocol.NUM_KEYPOINTS}, 4] array, x and y in "
+                                                "reference-image pixels (--reference-keypoints FILE, or Reference "
+                                                "Pose in the panel).")
     specs = [protocol.ParamSpec.from_json(p) for p in engines[s.engine].get("params", [])]
     given = dict(s.params)
     if any(p.name == "seed" for p in specs):

@@ -39,3 +39,13 @@ def frame_filename(scene_frame: int) -> str:
 
 def strip_name(shot_name: str, take_dir: str) -> str:
     return f"{safe_name(shot_name)}_{os.path.basename(take_dir)}"
+
+
+def latest_take_dir(output_dir: str, shot_name: str) -> str | None:
+    """The highest-numbered existing take of the shot (what ``--resume`` continues), or None."""
+    shot_dir = os.path.join(output_dir, safe_name(shot_name))
+    if not os.path.isdir(shot_dir):
+        return None
+    taken = [(int(m.group(1)), d) for d in os.listdir(shot_dir)
+             if (m := re.fullmatch(r"take_(\d+)", d)) and os.path.isdir(os.path.join(shot_dir, d))]
+    return os.path.join(shot_dir, max(taken)[1]) if taken else None

@@ -57,10 +57,17 @@ class INHABIT_OT_test_connection(bpy.types.Operator):
     bl_label = "Test Connection"
 
     def execute(self, context):
+        from ..core.curve_keys import KeyFileError, client_options
         from ..session import fetch_server_info
+        from .keys import key_settings
         props = context.scene.inhabit
         try:
-            info = fetch_server_info(props.server)
+            files = key_settings(context)
+            try:
+                keys = client_options(files["curve_server_key"], files["curve_client_key"])
+            except KeyFileError as exc:
+                raise SetupError("curve_keys", str(exc)) from None
+            info = fetch_server_info(props.server, **keys)
         except SetupError as exc:
             runner.state.server_status = "unreachable"
             runner.state.last_error = exc.message

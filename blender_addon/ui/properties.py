@@ -94,7 +94,12 @@ def settings_from_scene(scene) -> ShotSettings:
         engine=p.engine, params={prm.name: prm.value() for prm in p.params}, seed=p.seed,
         output_dir=bpy.path.abspath(p.output_dir) if p.output_dir else default_output_dir(bpy.data.filepath),
         channel=p.channel or None, server=p.server, keypoint_map=keypoint_map, samples=p.samples,
-        name=scene.name)
+        name=scene.name, **key_settings(bpy.context))
+
+
+def key_settings(context) -> dict:
+    from .keys import key_settings as from_prefs
+    return from_prefs(context)
 
 
 def fill_params_from_info(scene, info: dict) -> None:
