@@ -103,6 +103,26 @@ KEYPOINT_NAMES = (
     "right_eye", "left_eye", "right_ear", "left_ear",
 )
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+# Hands (optional frame input ``hand_keypoints``): 21 points per hand in the
+# OpenPose hand layout -- wrist, then thumb, index, middle, ring, pinky from
+# base to tip -- left hand first (rows 0-20), then the right (21-41), as in
+# COCO-WholeBody (its points 91-111 and 112-132). Same 4 columns as ``keypoints``.
+HAND_LAYOUT = "openpose_hand21"
+HAND_POINTS = ("wrist",
+               "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
+               "index_mcp", "index_pip", "index_dip", "index_tip",
+               "middle_mcp", "middle_pip", "middle_dip", "middle_tip",
+               "ring_mcp", "ring_pip", "ring_dip", "ring_tip",
+               "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip")
+HAND_KEYPOINT_NAMES = tuple(f"{side}_hand_{p}" for side in ("left", "right") for p in HAND_POINTS)
+NUM_HAND_KEYPOINTS = len(HAND_KEYPOINT_NAMES)   # 42
+# Bones of one hand (indices into HAND_POINTS) for drawing.
+HAND_LIMBS = tuple((0 if j % 4 == 1 else j - 1, j) for j in range(1, 21))
+# Face box (optional frame input ``face_box``): float32 [5] = x0, y0, x1, y1
+# (pixels, top-left origin, clipped to the frame) of the character's head,
+# then its visibility: 1 facing the camera and not hidden, 0.5 turned away or
+# hidden by the scene, 0 absent (no head, or out of frame; the box is then 0).
+FACE_BOX_LAYOUT = ("x0", "y0", "x1", "y1", "visibility")
 # Limb pairs (indices into KEYPOINT_NAMES) drawn by skeleton renderers.
 KEYPOINT_LIMBS = (
     (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
@@ -140,7 +160,16 @@ FRAME_INPUTS: dict[str, InputSpec] = {s.name: s for s in (
               "visibility (1 visible, 0.5 occluded by the scene, 0 absent)"),
     InputSpec("object_labels", "uint8", ("H", "W"),
               "0 = none, i = the i-th name of the job's 'objects' list"),
+    # Optional (added in v1 without a version change: engines list them in
+    # optional_inputs; servers that do not know them drop nothing they need).
+    InputSpec("hand_keypoints", "float32", (NUM_HAND_KEYPOINTS, 4),
+              "21 points per hand (HAND_POINTS), left then right, columns as in "
+              "'keypoints'; visibility 0 where the rig has no such finger bone"),
+    InputSpec("face_box", "float32", (len(FACE_BOX_LAYOUT),),
+              "x0, y0, x1, y1 of the head in pixels, then visibility (FACE_BOX_LAYOUT)"),
 )}
+# Inputs an older client may leave out; nothing required depends on them.
+OPTIONAL_FRAME_INPUTS = ("hand_keypoints", "face_box")
 
 # Job-level buffers sent with SUBMIT.
 REFERENCE = "reference"                    # uint8 [h, w, 3|4] (alpha = matte)
