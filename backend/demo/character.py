@@ -139,7 +139,6 @@ def build_character_scene(path: str, frames: int, size: int, samples: int = 4, *
     if motion:
         src = import_bvh(motion, scene, fps=FPS)
         from .retarget import retarget_bvh
-        src.parent = place
         start = retarget_bvh(src, arm, mapping, scene, frames)
     else:
         act = _pick_action(arm, action)

@@ -1,0 +1,130 @@
+"""Drive a character with a BVH through the two keypoint maps (bpy).
+
+Both skeletons are mapped (``core.rig_map``), so the BVH's names never have
+to match the character's. Per frame: the character's hips bone takes the
+mocap's body frame (hips left-right, hips-to-neck up) and its root motion
+(scaled by leg length, the performer's first heading turned to the
+character's), then every limb bone -- upper arm, forearm, thigh, shin -- is
+swung so that its segment points where the performer's does. The result is
+baked as keyframes on the character; the BVH armature is removed again.
+"""
+from __future__ import annotations
+
+import math
+
+import bpy
+from mathutils import Matrix
+
+from blender_addon.core import keypoint_map
+from blender_addon.core.settings import SetupError
+from blender_addon.scene.rig import PosedRig, map_armature
+
+SEGMENTS = tuple((f"{s}_{a}", f"{s}_{b}") for s in ("left", "right")
+                 for a, b in (("hip", "knee"), ("knee", "ankle"), ("shoulder", "elbow"), ("elbow", "wrist")))
+NEEDED = ("neck", "left_hip", "right_hip", "left_shoulder", "right_shoulder", "left_knee", "right_knee",
+          "left_elbow", "right_elbow", "left_ankle", "right_ankle", "left_wrist", "right_wrist")
+
+
+def _map_source(src):
+    try:
+        m = map_armature(src)
+    except keypoint_map.MappingError as exc:
+        raise SetupError("motion", f"The BVH skeleton {src.name!r} cannot be mapped to a body ({exc}): "
+                                   "use a humanoid BVH (CMU-style names, or any two-armed, two-legged skeleton).") from None
+    missing = [k for k in NEEDED if m.joints.get(k) is None]
+    if missing:
+        raise SetupError("motion", f"The BVH skeleton {src.name!r} has no {', '.join(missing)} joint: "
+                                   "use a BVH of a whole humanoid body.")
+    return m
+
+
+def _frame(p) -> Matrix:
+    """3x3 whose columns are the body's left, forward, up (from hips and neck)."""
+    mid = (p["left_hip"] + p["right_hip"]) / 2
+    up = (p["neck"] - mid).normalized()
+    left = p["left_hip"] - p["right_hip"]
+    left = (left - up * left.dot(up)).normalized()
+    fwd = left.cross(up)
+    return Matrix((left, fwd, up)).transposed()
+
+
+def _lca(arm, a: str, b: str) -> str:
+    chain = []
+    bone = arm.data.bones[a]
+    while bone is not None:
+        chain.append(bone.name)
+        bone = bone.parent
+    bone = arm.data.bones[b]
+    while bone is not None and bone.name not in chain:
+        bone = bone.parent
+    return bone.name if bone is not None else a
+
+
+def _world(posed: PosedRig, names) -> dict:
+    return {k: posed.world(posed.mapping.joints[k]).copy() for k in names}
+
+
+def retarget_bvh(src, dst, dst_map, scene, frames: int) -> int:
+    """Bake ``frames`` frames of ``src``'s motion onto ``dst``; return the first scene frame."""
+    src_map = _map_source(src)
+    missing = [k for k in NEEDED if dst_map.joints.get(k) is None]
+    if missing:
+        raise SetupError("character", f"The character's rig has no {', '.join(missing)} joint to drive from a BVH.")
+    act = src.animation_data.action if src.animation_data else None
+    start = int(math.floor(act.frame_range[0])) if act else 1
+    view = bpy.context.view_layer
+    dst.animation_data_clear()  # the character's own action would fight the baked keys
+    src_posed, dst_posed = PosedRig(src, src_map), PosedRig(dst, dst_map)
+    for pb in dst.pose.bones:
+        pb.rotation_mode = "QUATERNION"
+        pb.matrix_basis = Matrix.Identity(4)
+    view.update()
+    rest = _world(dst_posed, NEEDED)
+    scene.frame_set(start)
+    first = _world(src_posed, NEEDED)
+
+    def leg(p):
+        return sum(((p[f"{s}_hip"] - p[f"{s}_knee"]).length + (p[f"{s}_knee"] - p[f"{s}_ankle"]).length)
+                   for s in ("left", "right"))
+    scale = leg(rest) / max(leg(first), 1e-9)
+    # Turn the performer's first heading onto the character's rest heading.
+    f_src, f_dst = _frame(first).col[0], _frame(rest).col[0]
+    turn = Matrix.Rotation(math.atan2(f_dst.y, f_dst.x) - math.atan2(f_src.y, f_src.x), 3, "Z")
+    src_mid0 = (first["left_hip"] + first["right_hip"]) / 2
+    dst_mid0 = (rest["left_hip"] + rest["right_hip"]) / 2
+    root = _lca(dst, dst_map.joints["left_hip"].bone, dst_map.joints["right_hip"].bone)
+    mw = dst.matrix_world
+    touched = {root} | {dst_map.joints[a].bone for a, _ in SEGMENTS}
+    for f in range(start, start + frames):
+        scene.frame_set(f)
+        raw = _world(src_posed, NEEDED)
+        target = {k: dst_mid0 + turn @ ((p - src_mid0) * scale) for k, p in raw.items()}
+        for pb in dst.pose.bones:
+            pb.matrix_basis = Matrix.Identity(4)
+        view.update()
+        rot = (_frame(target) @ _frame(rest).transposed()).to_4x4()
+        mid = (target["left_hip"] + target["right_hip"]) / 2
+        pb = dst.pose.bones[root]
+        world = Matrix.Translation(mid) @ rot @ Matrix.Translation(-dst_mid0) @ (mw @ pb.matrix)
+        pb.matrix = mw.inverted() @ world
+        view.update()
+        for a, b in SEGMENTS:
+            pa, pb_pos = dst_posed.world(dst_map.joints[a]), dst_posed.world(dst_map.joints[b])
+            want = target[b] - target[a]
+            have = pb_pos - pa
+            if have.length < 1e-9 or want.length < 1e-9:
+                continue
+            q = have.rotation_difference(want).to_matrix().to_4x4()
+            bone = dst.pose.bones[dst_map.joints[a].bone]
+            world = Matrix.Translation(pa) @ q @ Matrix.Translation(-pa) @ (mw @ bone.matrix)
+            bone.matrix = mw.inverted() @ world
+            view.update()
+        for name in touched:
+            pbone = dst.pose.bones[name]
+            pbone.keyframe_insert("rotation_quaternion", frame=f)
+            if name == root:
+                pbone.keyframe_insert("location", frame=f)
+    if dst.animation_data is not None and dst.animation_data.action is not None:
+        dst.animation_data.action.name = f"{src.name} (retargeted)"
+    bpy.data.objects.remove(src)
+    return start
