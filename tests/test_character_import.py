@@ -223,3 +223,30 @@ def test_export_cli_finds_armature_and_body_and_prints_the_mapping(tmp_path):
     assert header["keypoint_mapping"]["joints"]["left_knee"] == {"bone": "B_Knee_Left", "how": "convention"}
     with np.load(out / "frame_00000.npz") as z:
         assert z["hand_keypoints"].shape == (42, 4) and z["face_box"].shape == (5,)
+
+
+def test_panel_shows_the_mapping_and_keeps_joint_fixes_in_the_blend(tmp_path):
+    import blender_addon
+    from blender_addon.ui.properties import settings_from_scene
+    blender_addon.register()
+    try:
+        scene, arm, _ = _bcn()
+        p = scene.inhabit
+        p.reference_path, p.output_dir = str(BCN), str(tmp_path)   # any file: only the mapping matters here
+        assert bpy.ops.inhabit.find_mapping() == {"FINISHED"}
+        rows = {r.keypoint: (r.bone, r.how) for r in p.mapping_rows}
+        assert rows["left_knee"] == ("B_Knee_Left", "convention") and rows["nose"][1] == "derived"
+        assert "$dummy_root" in p.mapping_summary and "13/13 body" in p.mapping_summary
+        p.fix_keypoint, p.fix_bone, p.fix_end = "nose", "B_UpperLip", "head"
+        assert bpy.ops.inhabit.fix_joint() == {"FINISHED"}
+        assert {r.keypoint: (r.bone, r.how) for r in p.mapping_rows}["nose"] == ("B_UpperLip", "user")
+        blend = str(tmp_path / "fixed.blend")
+        bpy.ops.wm.save_as_mainfile(filepath=blend)
+        bpy.ops.wm.open_mainfile(filepath=blend)
+        scene = bpy.context.scene
+        assert [(f.keypoint, f.bone) for f in scene.inhabit.joint_fixes] == [("nose", "B_UpperLip")]
+        s = settings_from_scene(scene)                    # no armature picked: found, fix applied
+        assert s.armature == "$dummy_root" and s.keypoint_map == {"nose": ["B_UpperLip", "head"]}
+        assert bpy.ops.inhabit.clear_fix(index=0) == {"FINISHED"} and not len(scene.inhabit.joint_fixes)
+    finally:
+        blender_addon.unregister()
