@@ -250,3 +250,30 @@ def test_panel_shows_the_mapping_and_keeps_joint_fixes_in_the_blend(tmp_path):
         assert bpy.ops.inhabit.clear_fix(index=0) == {"FINISHED"} and not len(scene.inhabit.joint_fixes)
     finally:
         blender_addon.unregister()
+
+
+def test_a_generated_rigify_rig_maps_its_def_and_org_bones_and_follows_its_controls():
+    import addon_utils
+    from mathutils import Vector
+    _fresh()
+    addon_utils.enable("rigify", default_set=True)
+    try:
+        bpy.ops.object.armature_human_metarig_add()
+        meta = bpy.context.object
+        bpy.ops.pose.rigify_generate()
+        rig = next(o for o in bpy.data.objects if o.type == "ARMATURE" and o != meta)
+    finally:
+        addon_utils.disable("rigify")
+    m_meta, m_rig = map_armature(meta), map_armature(rig)
+    assert m_rig.convention == "Rigify" and len(rig.data.bones) > 500
+    for k, j in m_rig.joints.items():                  # the same joints as the metarig it came from
+        assert j is not None and j.bone.startswith(("DEF-", "ORG-")), (k, j)
+        assert np.linalg.norm(np.subtract(j.point, m_meta.joints[k].point)) < 1e-3, k
+    # The DEF bones follow the controls: swing the FK upper arm and move the IK hand.
+    posed = PosedRig(rig, m_rig)
+    before = posed.world(m_rig.joints["left_wrist"]).copy()
+    rig.pose.bones["upper_arm_fk.L"].rotation_mode = "XYZ"
+    rig.pose.bones["upper_arm_fk.L"].rotation_euler = (0.8, 0, 0)
+    rig.pose.bones["hand_ik.L"].location = Vector((0.0, 0.0, 0.3))
+    bpy.context.view_layer.update()
+    assert (posed.world(m_rig.joints["left_wrist"]) - before).length > 0.1

@@ -33,7 +33,7 @@ CONVENTION, STRUCTURE, USER, DERIVED = "convention", "structure", "user", "deriv
 BODY_KEYPOINTS = tuple(n for n in protocol.KEYPOINT_NAMES if n not in FACE_OFFSETS)
 ALL_KEYPOINTS = protocol.KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES
 FINGER_ORDER = ("thumb", "index", "middle", "ring", "pinky")
-_LAYER_RANK = {"def": 0, "": 1, "org": 2}
+_LAYER_RANK = {"def": 0, "org": 1, "": 2}  # a plain name beside ORG/DEF layers is a control
 _LIMBS = {  # keypoint prefix -> (upper, middle, end) roles; keypoints (upper, middle, end)
     "arm": (("upperarm", "forearm", "hand"), ("shoulder", "elbow", "wrist")),
     "leg": (("thigh", "shin", "foot"), ("hip", "knee", "ankle")),
@@ -128,8 +128,8 @@ class _Rig:
         return False
 
     def best(self, role, side=None, *, under=None, above=None):
-        """The bone that best plays ``role``: deforming first, then DEF- over plain
-        over ORG-, then the first segment (nearest the root)."""
+        """The bone that best plays ``role``: deforming first, then DEF- over ORG-
+        over plain (Rigify's plain names are controls), then the first segment."""
         cands = [n for n, i in self.info.items()
                  if i.role == role and i.side == side and not i.rejected and not i.twist
                  and (under is None or self.is_ancestor(under, n))
@@ -310,7 +310,10 @@ def _structure(rig: _Rig) -> tuple[dict, dict]:
     if not central:
         return {}, {}
     top = max(central, key=lambda n: U(tip[n]))
-    spine = path(pelvis, top)
+    # The spine may branch off above the legs' common bone (Character Creator:
+    # Hip -> Pelvis -> thighs, Hip -> Waist -> spine).
+    base = lca(pelvis, top)
+    spine = path(base, top) if base is not None else None
     if spine is None:
         return {}, {}
     out, bones = {}, {}
@@ -402,7 +405,15 @@ def _finger_chains(rig: _Rig, wrist: str, kids: dict | None) -> dict:
             f = "middle" if i.finger == "finger" else i.finger
             named.setdefault(f, []).append(n)
     if named:
-        return {f: sorted(bs, key=lambda n: (rig.depth[n], rig.info[n].split)) for f, bs in named.items()}
+        out = {}
+        for f, bs in named.items():
+            # One layer per finger: deforming bones if any, else the best layer (ORG over controls).
+            if any(rig.bones[n].deform for n in bs):
+                bs = [n for n in bs if rig.bones[n].deform]
+            top = min(_LAYER_RANK[rig.info[n].layer] for n in bs)
+            bs = [n for n in bs if _LAYER_RANK[rig.info[n].layer] == top]
+            out[f] = sorted(bs, key=lambda n: (rig.depth[n], rig.info[n].split))
+        return out
     children = (kids or rig.children).get(wrist, [])
     chains = []
     for c in children:
