@@ -277,3 +277,32 @@ def test_a_generated_rigify_rig_maps_its_def_and_org_bones_and_follows_its_contr
     rig.pose.bones["hand_ik.L"].location = Vector((0.0, 0.0, 0.3))
     bpy.context.view_layer.update()
     assert (posed.world(m_rig.joints["left_wrist"]) - before).length > 0.1
+
+
+def test_bcn_with_meaningless_names_maps_by_structure_to_the_same_joints():
+    scene, arm, _ = _bcn()
+    named = map_armature(arm)
+    for i, b in enumerate(list(arm.data.bones)):
+        b.name = f"j{(i * 7919) % 1000:03d}"
+    m = map_armature(arm)
+    assert m.convention == "structure"
+    for k in ("neck", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+              "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"):
+        assert np.linalg.norm(np.subtract(m.joints[k].point, named.joints[k].point)) < 0.03, (k, m.joints[k])
+
+
+def test_a_bvh_skeleton_alone_exports_with_a_proxy_body(tmp_path):
+    scene = _fresh()
+    src = import_bvh(str(ASSETS / "cmu_01_01_start.bvh"), scene, fps=24)
+    src.scale = (0.07,) * 3                  # CMU units: about 24 from feet to head, a 1.7 m performer
+    scene.frame_set(1)
+    hips = src.matrix_world @ src.pose.bones["Hips"].head
+    cam = _camera(scene, y=hips.y - 5.0, z=hips.z)
+    cam.location.x = hips.x
+    scene.render.engine = "CYCLES"
+    s = ShotSettings(armature=src.name, reference_path="", frame_start=1, frame_end=1, width=64, height=64,
+                     output_dir=str(tmp_path), samples=1)
+    with ShotExporter(scene, s) as ex:
+        assert ex.body_objects and all(o.get("inhabit_proxy") for o in ex.body_objects)   # nothing driven: capsules
+        arrays = ex.export_frame(0)
+    assert (arrays["keypoints"][:, 3] > 0).all() and (arrays["character_mask"] > 0).sum() > 20

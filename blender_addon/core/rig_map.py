@@ -228,14 +228,18 @@ def _body_axes(points: np.ndarray):
     spread sideways (the feet); forward is where the feet's lowest points lie.
     """
     ext = points.max(0) - points.min(0)
-    scale = float(ext.max()) or 1.0
-    mids = (points.max(0) + points.min(0)) / 2
+    # The mirror plane passes through the median: the central bones (spine,
+    # head, face) sit on it even when the two hands reach unequally far.
+    mids = np.median(points, axis=0)
     errs = []
     for a in range(3):
         q = points.copy()
         q[:, a] = 2 * mids[a] - q[:, a]
         d = np.sqrt(((q[:, None, :] - points[None, :, :]) ** 2).sum(-1)).min(1)
-        errs.append(float(np.median(d)) / scale)
+        # Relative to how far the mirror moved the points: mirroring across a
+        # thin axis (front-back) moves little, so its raw error is small too.
+        moved = float(np.abs(points[:, a] - mids[a]).mean()) * 2 or 1e-9
+        errs.append(float(np.mean(d)) / moved)
     lat = int(np.argmin(errs))
     others = [a for a in range(3) if a != lat]
     upax = max(others, key=lambda a: ext[a])
@@ -248,7 +252,7 @@ def _body_axes(points: np.ndarray):
     low = (c < lo + band) if up_sign > 0 else (c > hi - band)
     df = float(points[low, fwdax].mean() - points[:, fwdax].mean())
     # Feet point forward; with no feet to tell, Blender's convention (front = -Y).
-    fwd_sign = np.sign(df) if abs(df) > 0.01 * scale else (-1.0 if fwdax == 1 else 1.0)
+    fwd_sign = np.sign(df) if abs(df) > 0.01 * float(ext.max()) else (-1.0 if fwdax == 1 else 1.0)
     e = np.eye(3)
     up, fwd = e[upax] * up_sign, e[fwdax] * fwd_sign
     return up, np.cross(up, fwd), fwd, mids
@@ -272,7 +276,8 @@ def _structure(rig: _Rig) -> tuple[dict, dict]:
         return {}, {}
     tip = {n: (rig.tail(n) if not kids[n] else rig.head(n)) for n in keep}
     pts = np.array([rig.head(n) for n in keep] + [rig.tail(n) for n in leaves])
-    up, left, fwd, centre = _body_axes(pts)
+    # Axes from the heads only: importers guess tails (glTF has none).
+    up, left, fwd, centre = _body_axes(np.array([rig.head(n) for n in keep]))
     height = float((pts @ up).max() - (pts @ up).min()) or 1.0
     U = lambda p: float((p - centre) @ up)    # noqa: E731
     L = lambda p: float((p - centre) @ left)  # noqa: E731
@@ -372,7 +377,9 @@ def _structure(rig: _Rig) -> tuple[dict, dict]:
             lp = np.linalg.norm(rig.tail(parent_of_top) - rig.head(parent_of_top))
             if np.linalg.norm(rig.tail(top) - rig.head(top)) < 0.6 * lp:
                 head = parent_of_top
-        bones["head"] = head
+        # A head with eye/face bones branches: the last branching bone above the chest is the head.
+        branching = [n for n in spine[ci + 1:-1] if len(kids[n]) >= 2]
+        bones["head"] = branching[-1] if branching else head
     bones["_axes"] = (up, left, fwd)
     bones["_kids"] = kids
     return out, bones
