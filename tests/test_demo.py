@@ -223,3 +223,29 @@ def test_unknown_action_names_the_ones_there_are(tmp_path):
                  "--action", "Moonwalk"])
     assert proc.returncode == 2
     assert "has no action 'Moonwalk'; it has Epileptisch" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def bcn_variants(tmp_path_factory):
+    """The same public character as .blend and as .fbx (with a light: the importer trap)."""
+    out = tmp_path_factory.mktemp("variants")
+    code = ("import bpy, sys\nfrom blender_addon.scene.imports import import_character\n"
+            "bpy.ops.wm.read_factory_settings(use_empty=True)\nsc = bpy.context.scene\n"
+            "import_character(sys.argv[1], sc, fps=24)\nbpy.ops.wm.save_as_mainfile(filepath=sys.argv[2] + '/bcn.blend')\n"
+            "lamp = bpy.data.objects.new('Lamp', bpy.data.lights.new('Lamp', 'POINT'))\nsc.collection.objects.link(lamp)\n"
+            "bpy.ops.export_scene.fbx(filepath=sys.argv[2] + '/bcn.fbx', add_leaf_bones=False, bake_anim=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(BCN), str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("name", ["bcn.blend", "bcn.fbx"])
+def test_demo_character_from_blend_and_fbx(bcn_variants, tmp_path, name):
+    out = tmp_path / "out"
+    proc = _run(["demo", "--out", str(out), "--frames", "6", "--size", "128", "--character",
+                 str(bcn_variants / name)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["character"] == name
+    assert metrics["engine"]["ssim"] > metrics["baseline"]["ssim"]
