@@ -198,6 +198,31 @@ def test_render_command_saves_the_strip(server, tmp_path, reference):
     assert len(strips) == 1 and strips[0].frame_final_duration == 2
 
 
+def test_render_command_on_the_public_character_needs_no_armature_body_or_map(server, tmp_path, reference):
+    import argparse
+    import math
+    from backend.commands import render
+    from blender_addon.scene.imports import import_character
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    import_character(os.path.join(os.path.dirname(__file__), "assets", "BCN_Epileptic.glb"), scene, fps=24)
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    cam.location, cam.rotation_euler = (0, -4.0, -0.2), (math.pi / 2, 0, 0)
+    scene.camera = cam
+    scene.frame_start, scene.frame_end = 1, 2
+    blend = str(tmp_path / "bcn.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    parser = argparse.ArgumentParser()
+    render.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["render", blend, "--reference", reference, "--engine", "echo", "--server",
+                              server.address, "--resolution", f"{SIZE}x{SIZE}", "--samples", "1",
+                              "--out", str(tmp_path / "out")])
+    assert render.run(args) == 0
+    take = next((tmp_path / "out").glob("*/take_001"))
+    assert len(list(take.glob("frame_*.png"))) == 2
+
+
 @pytest.fixture()
 def registered():
     import blender_addon
