@@ -95,7 +95,13 @@ def test_bcn_maps_by_name_with_face_bones_and_three_meshes():
         if k.startswith("left_"):
             assert m.joints[k].point[0] > 0 > m.joints[k.replace("left_", "right_")].point[0], k
     assert m.joints["left_hand_thumb_tip"] is not None and m.joints["left_hand_middle_tip"] is not None
-    assert len(m.face_box) == 6
+    assert len(m.face_box) == 8 and m.face_box[0].how == "geometry"     # fitted to the head mesh
+    # No nose or ear bones: taken from the head's surface, the nose in front of the eyes, ears outside them.
+    nose, eye_l, eye_r = (np.array(m.joints[k].point) for k in ("nose", "left_eye", "right_eye"))
+    assert m.joints["nose"].how == "geometry" and nose[1] < min(eye_l[1], eye_r[1])
+    assert m.joints["left_ear"].point[0] > eye_l[0] and m.joints["right_ear"].point[0] < eye_r[0]
+    box = np.array([j.point for j in m.face_box])
+    assert 0.15 < np.ptp(box[:, 2]) < 0.4 and np.ptp(box[:, 0]) < 0.3   # a head's size, in metres
 
 
 def test_bcn_frame_export_has_hands_and_a_face_box_around_the_face(tmp_path):
@@ -235,7 +241,7 @@ def test_panel_shows_the_mapping_and_keeps_joint_fixes_in_the_blend(tmp_path):
         p.reference_path, p.output_dir = str(BCN), str(tmp_path)   # any file: only the mapping matters here
         assert bpy.ops.inhabit.find_mapping() == {"FINISHED"}
         rows = {r.keypoint: (r.bone, r.how) for r in p.mapping_rows}
-        assert rows["left_knee"] == ("B_Knee_Left", "convention") and rows["nose"][1] == "derived"
+        assert rows["left_knee"] == ("B_Knee_Left", "convention") and rows["nose"][1] == "geometry"
         assert "$dummy_root" in p.mapping_summary and "13/13 body" in p.mapping_summary
         p.fix_keypoint, p.fix_bone, p.fix_end = "nose", "B_UpperLip", "head"
         assert bpy.ops.inhabit.fix_joint() == {"FINISHED"}

@@ -29,7 +29,7 @@ def test_every_convention_maps_every_body_joint_to_the_real_joint(name):
         assert m.joints[k] is not None
     assert m.joints["left_eye"].point[0] > 0 > m.joints["right_eye"].point[0]
     assert m.joints["nose"].point[1] < m.joints["neck"].point[1]      # front is -Y
-    assert len(m.face_box) == 6
+    assert len(m.face_box) == 8
     if name in HAND_CONVENTIONS:
         for k, p in rb.EXPECTED_HAND.items():
             j = m.joints[k]

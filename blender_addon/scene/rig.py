@@ -23,9 +23,43 @@ def rig_bones(armature) -> list:
             for b in armature.data.bones]
 
 
-def map_armature(armature, user_mapping=None) -> rig_map.RigMap:
-    """The keypoint map of ``armature`` (raises keypoint_map.MappingError)."""
-    return rig_map.map_rig(rig_bones(armature), user_mapping, armature_name=armature.name)
+def map_armature(armature, user_mapping=None, scene=None) -> rig_map.RigMap:
+    """The keypoint map of ``armature`` (raises keypoint_map.MappingError),
+    its face fitted to the head's geometry when a driven mesh is skinned to it."""
+    rm = rig_map.map_rig(rig_bones(armature), user_mapping, armature_name=armature.name)
+    if rm.head_frame is not None:
+        rig_map.fit_head(rm, head_vertices(armature, rm.head_frame[0], scene or bpy.context.scene))
+    return rm
+
+
+MAX_VERTICES_READ = 60000  # per mesh: enough to find a head's extent, bounded time on dense meshes
+
+
+def head_vertices(armature, head_bone: str, scene) -> list:
+    """Rest-pose vertices (armature space) mostly weighted to the head bone or
+    the bones under it (jaw, eyes, lids), over the meshes the armature deforms."""
+    bone = armature.data.bones.get(head_bone)
+    if bone is None:
+        return []
+    names = {head_bone} | {b.name for b in bone.children_recursive}
+    try:
+        meshes = [o for o in driven_objects(scene, armature) if o.type == "MESH" and armature in _modifier_armatures(o)]
+    except SetupError:
+        return []
+    to_arm = armature.matrix_world.inverted()
+    out = []
+    for obj in meshes:
+        groups = {g.index for g in obj.vertex_groups if g.name in names}
+        if not groups:
+            continue
+        m = to_arm @ obj.matrix_world
+        verts = obj.data.vertices
+        step = max(1, len(verts) // MAX_VERTICES_READ)
+        for i in range(0, len(verts), step):
+            v = verts[i]
+            if sum(g.weight for g in v.groups if g.group in groups) >= 0.5:
+                out.append(tuple(m @ v.co))
+    return out
 
 
 class PosedRig:
