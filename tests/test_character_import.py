@@ -128,23 +128,46 @@ def test_bcn_frame_export_has_hands_and_a_face_box_around_the_face(tmp_path):
     assert (arrays["character_mask"] > 0).sum() > 40
 
 
-def test_bcn_through_fbx_with_a_light_and_unit_scale_keeps_its_size(tmp_path):
+def _mesh_heights(scene, arm):
+    dg = bpy.context.evaluated_depsgraph_get()
+    out = {}
+    for obj in driven_objects(scene, arm):
+        ev = obj.evaluated_get(dg)
+        me = ev.to_mesh()
+        zs = [(ev.matrix_world @ v.co).z for v in me.vertices]
+        out[obj.name] = (min(zs), max(zs))
+        ev.to_mesh_clear()
+    return out
+
+
+def test_bcn_as_a_centimetre_fbx_with_a_light_keeps_its_size(tmp_path):
+    """The Mixamo layout: bones in centimetres, the armature object scaled 0.01, a light in the file."""
     scene, arm, _ = _bcn()
     m = map_armature(arm)
-    want = {k: PosedRig(arm, m).world(m.joints[k]).copy() for k in ("neck", "left_ankle", "right_wrist")}
+    want = {k: PosedRig(arm, m).world(m.joints[k]).copy() for k in ("neck", "left_ankle", "right_wrist", "nose")}
+    heights = _mesh_heights(scene, arm)
+    for o in scene.objects:
+        o.select_set(True)
+    bpy.context.view_layer.objects.active = arm
+    arm.scale = (100.0,) * 3
+    bpy.context.view_layer.update()
+    bpy.ops.object.transform_apply(location=False, rotation=False, scale=True)   # everything in centimetres
+    arm.scale = (0.01,) * 3
     light = bpy.data.objects.new("Lamp", bpy.data.lights.new("Lamp", "POINT"))
-    scene.collection.objects.link(light)          # the file carries a light: the importer trap
-    scene.unit_settings.scale_length = 0.01       # centimetre units, rig scaled 0.01 on import
+    scene.collection.objects.link(light)
     fbx = str(tmp_path / "bcn_cm.fbx")
-    bpy.ops.export_scene.fbx(filepath=fbx, apply_unit_scale=True, apply_scale_options="FBX_SCALE_ALL",
-                             global_scale=100.0, add_leaf_bones=False, bake_anim=False)
+    bpy.ops.export_scene.fbx(filepath=fbx, apply_scale_options="FBX_SCALE_NONE", add_leaf_bones=False,
+                             bake_anim=False)
     scene = _fresh()
     objs = import_character(fbx, scene)
     arm = next(o for o in objs if o.type == "ARMATURE")
+    assert arm.scale[0] == pytest.approx(0.01) and arm.data.bones["B_Neck"].head_local.z > 10   # cm bones
     m = map_armature(arm)
     for k, p in want.items():
         assert (PosedRig(arm, m).world(m.joints[k]) - p).length < 0.01, k
-    assert len(driven_objects(scene, arm)) == 3
+    got = _mesh_heights(scene, arm)
+    assert got.keys() == heights.keys()
+    assert all(abs(got[n][i] - heights[n][i]) < 0.01 for n in got for i in (0, 1))
 
 
 @pytest.mark.parametrize("bone_scale, obj_scale, y_up", [(100.0, 0.01, True), (0.1, 10.0, False), (1.0, 1.0, True)])
