@@ -335,3 +335,33 @@ def test_a_bvh_skeleton_alone_exports_with_a_proxy_body(tmp_path):
         assert ex.body_objects and all(o.get("inhabit_proxy") for o in ex.body_objects)   # nothing driven: capsules
         arrays = ex.export_frame(0)
     assert (arrays["keypoints"][:, 3] > 0).all() and (arrays["character_mask"] > 0).sum() > 20
+
+
+@pytest.mark.parametrize("alpha, adds_pixels", [(1.0, True), (0.0, False)])
+def test_bone_parented_hair_card_is_body_and_its_alpha_is_respected(tmp_path, alpha, adds_pixels):
+    from mathutils import Matrix
+
+    def mask(with_card):
+        scene, arm, _ = _bcn()
+        _camera(scene, y=-4.0, z=-0.2)
+        scene.render.engine = "CYCLES"
+        if with_card:
+            me = bpy.data.meshes.new("Card")
+            me.from_pydata([(-0.3, 0, -0.3), (0.3, 0, -0.3), (0.3, 0, 0.3), (-0.3, 0, 0.3)], [], [(0, 1, 2, 3)])
+            card = bpy.data.objects.new("HairCard", me)
+            scene.collection.objects.link(card)
+            mat = bpy.data.materials.new("CardMat")
+            mat.node_tree.nodes["Principled BSDF"].inputs["Alpha"].default_value = alpha
+            me.materials.append(mat)
+            card.parent, card.parent_type, card.parent_bone = arm, "BONE", "B_Neck"   # a card on the head
+            bpy.context.view_layer.update()
+            card.matrix_world = Matrix.Translation((0.5, -0.1, 0.6))
+        s = ShotSettings(armature=arm.name, reference_path="", frame_start=1, frame_end=1, width=64, height=64,
+                         output_dir=str(tmp_path), samples=1)
+        with ShotExporter(scene, s) as ex:
+            names = sorted(o.name for o in ex.body_objects)
+            return names, int((ex.export_frame(0)["character_mask"] > 0).sum())
+    names, with_card = mask(True)
+    assert "HairCard" in names
+    _, without = mask(False)
+    assert (with_card > without + 20) == adds_pixels
