@@ -106,7 +106,8 @@ def _limbs(r: _Rig, side, names, chest, pelvis, *, fingers=None, finger_end=Fals
             for i in range(3):
                 prev = r.add(fingers(f, i + 1), prev, finger_point(f, i, side), finger_point(f, i + 1, side))
             if finger_end:
-                r.add(fingers(f, 4), prev, finger_point(f, 3, side), pos(np.add(finger_point(f, 3, None), (0.02, 0, 0)), side))
+                tip = pos(np.add(finger_point(f, 3, None), (0.02, 0, 0)), side)
+                r.add(fingers(f, 4), prev, finger_point(f, 3, side), tip)
     th = seg("thigh", pelvis, "hip", "knee", n)
     sh = seg("shin", th, "knee", "ankle", n)
     ft = r.add(names["foot"], sh, pos("ankle", side), pos("ball", side))
@@ -161,8 +162,8 @@ def rigify():
             names = {k: f"{layer}{v}.{S}" for k, v in dict(clavicle="shoulder", upperarm="upper_arm",
                                                            forearm="forearm", hand="hand", thigh="thigh",
                                                            shin="shin", foot="foot", toe="toe").items()}
-            fingers = (lambda f, i, S=S, layer=layer:
-                       f"{layer}{'thumb' if f == 'thumb' else 'f_' + f}.{i:02d}.{S}" if i <= 3 else None)
+            def fingers(f, i, S=S, layer=layer):
+                return f"{layer}{'thumb' if f == 'thumb' else 'f_' + f}.{i:02d}.{S}" if i <= 3 else None
             _limbs(r, s, names, chest, hips, fingers=fingers, splits=layer == "DEF-",
                    eye=f"{layer}eye.{S}", eye_parent=head)
     for b in list(r.bones):
@@ -306,7 +307,8 @@ def scrambled(seed=0, source=mixamo):
     root = out[0].name
     for s in ("l", "r"):
         out.append(Bone(f"bone_ik{rnd.randrange(999)}", root, pos((0.9, 0.4, 1.9), s), pos((0.9, 0.5, 1.9), s), False))
-        out.append(Bone(f"bone_ik{rnd.randrange(999)}x", None, pos((0.5, 0.5, -0.2), s), pos((0.5, 0.6, -0.2), s), False))
+        out.append(Bone(f"bone_ik{rnd.randrange(999)}x", None, pos((0.5, 0.5, -0.2), s), pos((0.5, 0.6, -0.2), s),
+                        False))
     rnd.shuffle(out)
     return out, new
 

@@ -231,8 +231,10 @@ def bcn_variants(tmp_path_factory):
     out = tmp_path_factory.mktemp("variants")
     code = ("import bpy, sys\nfrom blender_addon.scene.imports import import_character\n"
             "bpy.ops.wm.read_factory_settings(use_empty=True)\nsc = bpy.context.scene\n"
-            "import_character(sys.argv[1], sc, fps=24)\nbpy.ops.wm.save_as_mainfile(filepath=sys.argv[2] + '/bcn.blend')\n"
-            "lamp = bpy.data.objects.new('Lamp', bpy.data.lights.new('Lamp', 'POINT'))\nsc.collection.objects.link(lamp)\n"
+            "import_character(sys.argv[1], sc, fps=24)\n"
+            "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2] + '/bcn.blend')\n"
+            "lamp = bpy.data.objects.new('Lamp', bpy.data.lights.new('Lamp', 'POINT'))\n"
+            "sc.collection.objects.link(lamp)\n"
             "bpy.ops.export_scene.fbx(filepath=sys.argv[2] + '/bcn.fbx', add_leaf_bones=False, bake_anim=True)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(BCN), str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))

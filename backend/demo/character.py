@@ -134,7 +134,7 @@ def build_character_scene(path: str, frames: int, size: int, samples: int = 4, *
         mapping = map_armature(arm)
     except keypoint_map.MappingError as exc:
         raise SetupError("character", f"{exc}.") from None
-    place = place_character(scene, arm, body, mapping)
+    place_character(scene, arm, body, mapping)
     start = 1
     if motion:
         src = import_bvh(motion, scene, fps=FPS)

@@ -29,8 +29,8 @@ def _map_source(src):
     try:
         m = map_armature(src)
     except keypoint_map.MappingError as exc:
-        raise SetupError("motion", f"The BVH skeleton {src.name!r} cannot be mapped to a body ({exc}): "
-                                   "use a humanoid BVH (CMU-style names, or any two-armed, two-legged skeleton).") from None
+        raise SetupError("motion", f"The BVH skeleton {src.name!r} cannot be mapped to a body ({exc}): use a "
+                                   "humanoid BVH (CMU-style names, or any two-armed, two-legged skeleton).") from None
     missing = [k for k in NEEDED if m.joints.get(k) is None]
     if missing:
         raise SetupError("motion", f"The BVH skeleton {src.name!r} has no {', '.join(missing)} joint: "

@@ -303,7 +303,8 @@ def _structure(rig: _Rig) -> tuple[dict, dict]:
                 return n
         return None
 
-    side_leaves = {s: [n for n in leaves if (L(tip[n]) > 0.02 * height) == (s == "l") and abs(L(tip[n])) > 0.02 * height]
+    side_leaves = {s: [n for n in leaves
+                       if (L(tip[n]) > 0.02 * height) == (s == "l") and abs(L(tip[n])) > 0.02 * height]
                    for s in ("l", "r")}
     if not side_leaves["l"] or not side_leaves["r"]:
         return {}, {}
@@ -340,7 +341,7 @@ def _structure(rig: _Rig) -> tuple[dict, dict]:
                 knee = _middle_joint(rig, seg[:seg.index(ankle) + 1])
                 if knee is not None:
                     out[f"{name}_knee"] = _at(rig, knee, HEAD, STRUCTURE)
-        arm_leaves = [n for n in side_leaves[s] if n not in leg_nodes[s] and n not in leg_nodes["l" if s == "r" else "r"]]
+        arm_leaves = [n for n in side_leaves[s] if n not in leg_nodes["l"] and n not in leg_nodes["r"]]
         if not arm_leaves:
             continue
         hand_leaf = max(arm_leaves, key=lambda n: abs(L(tip[n])))
@@ -434,8 +435,10 @@ def _finger_chains(rig: _Rig, wrist: str, kids: dict | None) -> dict:
         return {}
     w = rig.head(wrist)
     thumb = min(chains, key=lambda ch: np.linalg.norm(rig.head(ch[0]) - w))
-    rest = sorted((ch for ch in chains if ch is not thumb), key=lambda ch: np.linalg.norm(rig.head(ch[0]) - rig.head(thumb[0])))
-    names = {1: ("middle",), 2: ("index", "pinky"), 3: ("index", "middle", "pinky"), 4: ("index", "middle", "ring", "pinky")}
+    rest = sorted((ch for ch in chains if ch is not thumb),
+                  key=lambda ch: np.linalg.norm(rig.head(ch[0]) - rig.head(thumb[0])))
+    names = {1: ("middle",), 2: ("index", "pinky"), 3: ("index", "middle", "pinky"),
+             4: ("index", "middle", "ring", "pinky")}
     out = {"thumb": thumb}
     out.update(dict(zip(names[len(rest)], rest)))
     return out

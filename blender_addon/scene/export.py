@@ -72,7 +72,8 @@ def check_scene(scene, s: ShotSettings):
         if not s.body and not driven:
             raise SetupError("armature", f"Armature {arm.name!r} drives no mesh and its {len(arm.data.bones)} bones "
                                          "do not make a body (hips, spine, head, two arms, two legs): bind the "
-                                         "character's mesh to a full humanoid rig, or set a keypoint mapping.") from None
+                                         "character's mesh to a full humanoid rig, or set a keypoint "
+                                         "mapping.") from None
         raise SetupError("keypoint_map", str(exc) + ".") from None
     return arm, mapping
 

@@ -133,9 +133,11 @@ def user_mapping(p) -> dict | None:
         try:
             keypoint_map = json.loads(p.keypoint_map)
         except ValueError as exc:
-            raise SetupError("keypoint_map", f"Keypoint mapping is not valid JSON ({exc}): fix it in the panel.") from None
+            raise SetupError("keypoint_map", f"Keypoint mapping is not valid JSON ({exc}): "
+                                             "fix it in the panel.") from None
         if not isinstance(keypoint_map, dict):
-            raise SetupError("keypoint_map", "Keypoint mapping must be a JSON object {keypoint: bone}: fix it in the panel.")
+            raise SetupError("keypoint_map", "Keypoint mapping must be a JSON object {keypoint: bone}: "
+                                             "fix it in the panel.")
     if len(p.joint_fixes):
         keypoint_map = dict(keypoint_map or {})
         for fix in p.joint_fixes:
@@ -158,8 +160,9 @@ def refresh_mapping_rows(scene) -> str:
     for k, bone, how in m.rows(protocol.KEYPOINT_NAMES):
         row = p.mapping_rows.add()
         row.keypoint, row.bone, row.how = k, bone, how
+    box = "yes" if m.face_box else "no"
     p.mapping_summary = (f"{arm.name}: {m.convention}, {m.body_mapped()}/13 body, "
-                         f"{m.hands_mapped()}/{protocol.NUM_HAND_KEYPOINTS} hand, face box {'yes' if m.face_box else 'no'}")
+                         f"{m.hands_mapped()}/{protocol.NUM_HAND_KEYPOINTS} hand, face box {box}")
     return p.mapping_summary
 
 
