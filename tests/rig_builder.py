@@ -293,7 +293,28 @@ def blender_camel():
     return r.bones
 
 
-CONVENTIONS = {"mixamo": mixamo, "mixamo1": lambda: mixamo("mixamorig1:"), "bare_mixamo": lambda: mixamo(""),
+def biped():
+    """3ds Max Biped: "Bip01 L UpperArm", thighs under the spine, Finger0 = thumb .. Finger4 = pinky."""
+    r = _Rig()
+    root = r.add("Bip01", None, P["root"], (0, 0.1, 0), deform=False)
+    hips = r.add("Bip01 Pelvis", root, P["pelvis"], P["sp1"])
+    s1 = r.add("Bip01 Spine", hips, P["sp1"], P["sp2"])
+    s2 = r.add("Bip01 Spine1", s1, P["sp2"], P["sp3"])
+    chest = r.add("Bip01 Spine2", s2, P["sp3"], P["neck"])
+    neck = r.add("Bip01 Neck", chest, P["neck"], P["head"])
+    head = r.add("Bip01 Head", neck, P["head"], P["top"])
+    r.add("Bip01 HeadNub", head, P["top"], (0, 0, 1.85))
+    for s, S in (("l", "L"), ("r", "R")):
+        names = {k: f"Bip01 {S} {v}" for k, v in dict(clavicle="Clavicle", upperarm="UpperArm", forearm="Forearm",
+                                                       hand="Hand", thigh="Thigh", shin="Calf", foot="Foot",
+                                                       toe="Toe0").items()}
+        order = ("thumb", "index", "middle", "ring", "pinky")
+        _limbs(r, s, names, chest, s1,
+               fingers=lambda f, i, S=S: f"Bip01 {S} Finger{order.index(f)}{'' if i == 1 else i - 1}")
+    return r.bones
+
+
+CONVENTIONS = {"biped": biped, "mixamo": mixamo, "mixamo1": lambda: mixamo("mixamorig1:"), "bare_mixamo": lambda: mixamo(""),
                "rigify": rigify, "unreal": unreal, "character_creator": character_creator, "vrm": vrm,
                "smpl": smpl, "smplx": smplx, "bvh_cmu": bvh_cmu, "blender": blender_camel}
 

@@ -7,7 +7,7 @@ from blender_addon.core import protocol, rig_map, rig_names
 from tests import rig_builder as rb
 
 TOL = 1e-3
-HAND_CONVENTIONS = {"mixamo", "mixamo1", "bare_mixamo", "rigify", "unreal", "character_creator", "vrm", "smplx",
+HAND_CONVENTIONS = {"biped", "mixamo", "mixamo1", "bare_mixamo", "rigify", "unreal", "character_creator", "vrm", "smplx",
                     "blender"}
 
 
@@ -105,7 +105,7 @@ def test_name_parsing_across_conventions():
         "L_Elbow": ("forearm", "l"), "right_elbow": ("forearm", "r"), "B_ForeArm_Left": ("forearm", "l"),
         "LeftUpLeg": ("thigh", "l"), "L_Hip": ("thigh", "l"), "B_Hip_Right": ("thigh", "r"), "pelvis": ("hips", None),
         "Bip01 L UpperArm": ("upperarm", "l"), "calf_r": ("shin", "r"), "leftLowerLeg": ("shin", "l"),
-        "CC_Base_NeckTwist01": ("neck", None), "spine.004": ("neck", None),
+        "CC_Base_NeckTwist01": ("neck", None), "spine.004": ("neck", None), "Bip01 L Calf": ("shin", "l"),
     }
     for name, (role, side) in cases.items():
         info = rig_names.classify(name)

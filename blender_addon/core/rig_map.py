@@ -413,6 +413,22 @@ def _finger_chains(rig: _Rig, wrist: str, kids: dict | None) -> dict:
         if i.role == "finger" and not i.rejected and not i.metacarpal and rig.is_ancestor(wrist, n):
             f = "middle" if i.finger == "finger" else i.finger
             named.setdefault(f, []).append(n)
+    generic = set(named.get("middle", [])) & {n for n in named.get("middle", []) if rig.info[n].finger == "finger"}
+    roots = [n for n in generic if rig.parent(n) not in generic]
+    if len(roots) > 1:
+        # Numbered "Finger" chains (3ds Max Biped: Finger0 = thumb .. Finger4 = pinky):
+        # the names say "a finger", the hand's geometry says which.
+        chains = []
+        for r in roots:
+            chain = [r]
+            while True:
+                nxt = [c for c in rig.children[chain[-1]] if c in generic]
+                if not nxt:
+                    break
+                chain.append(nxt[0])
+            chains.append(chain)
+        thumb = sorted(named["thumb"], key=lambda n: rig.depth[n]) if "thumb" in named else None
+        return _order_fingers(rig, wrist, chains, thumb)
     if named:
         out = {}
         for f, bs in named.items():
@@ -433,11 +449,21 @@ def _finger_chains(rig: _Rig, wrist: str, kids: dict | None) -> dict:
             chains.append(chain)
     if len(chains) < 2 or len(chains) > 5:
         return {}
-    w = rig.head(wrist)
-    thumb = min(chains, key=lambda ch: np.linalg.norm(rig.head(ch[0]) - w))
-    rest = sorted((ch for ch in chains if ch is not thumb),
+    return _order_fingers(rig, wrist, chains)
+
+
+def _order_fingers(rig: _Rig, wrist: str, chains: list, thumb=None) -> dict:
+    """Thumb = the chain starting nearest the wrist (unless named); the others
+    index .. pinky by how far their base is from the thumb's."""
+    if thumb is None:
+        if len(chains) < 2:
+            return {"middle": chains[0]} if chains else {}
+        w = rig.head(wrist)
+        thumb = min(chains, key=lambda ch: np.linalg.norm(rig.head(ch[0]) - w))
+    chains = [ch for ch in chains if ch is not thumb][:4]
+    rest = sorted((ch for ch in chains),
                   key=lambda ch: np.linalg.norm(rig.head(ch[0]) - rig.head(thumb[0])))
-    names = {1: ("middle",), 2: ("index", "pinky"), 3: ("index", "middle", "pinky"),
+    names = {0: (), 1: ("middle",), 2: ("index", "pinky"), 3: ("index", "middle", "pinky"),
              4: ("index", "middle", "ring", "pinky")}
     out = {"thumb": thumb}
     out.update(dict(zip(names[len(rest)], rest)))
