@@ -83,16 +83,22 @@ def _limbs(r: _Rig, side, names, chest, pelvis, *, fingers=None, finger_end=Fals
             return r.add(names[key], parent, pos(a, side), pos(b, side))
         prev = parent
         for k in range(n):
-            nm = names[key] if k == 0 else f"{names[key]}.{k:03d}"
+            if "{" in names[key]:   # "UpperArm.{:02d}.L": every segment numbered, from 01
+                nm = names[key].format(k + 1)
+            else:                   # Rigify: "upper_arm.L", "upper_arm.L.001"
+                nm = names[key] if k == 0 else f"{names[key]}.{k:03d}"
             prev = r.add(nm, prev, pos(_mid(a, b, k / n), side), pos(_mid(a, b, (k + 1) / n), side))
         return prev
     n = 2 if splits else 1
     up = chest
+    names = {k: (v.format(1) if "{" in v and not splits else v) for k, v in names.items()}
     if clavicle:
         up = r.add(names["clavicle"], chest, pos("clav", side), pos("shoulder", side))
-    ua_first = names["upperarm"]
+    def first(key):
+        return names[key].format(1) if "{" in names[key] else names[key]
+    ua_first = first("upperarm")
     ua = seg("upperarm", up, "shoulder", "elbow", n)
-    fa_first = names["forearm"]
+    fa_first = first("forearm")
     fa = seg("forearm", ua, "elbow", "wrist", n)
     hand = r.add(names["hand"], fa, pos("wrist", side), finger_point("middle", 0, side))
     if twists:
@@ -114,7 +120,7 @@ def _limbs(r: _Rig, side, names, chest, pelvis, *, fingers=None, finger_end=Fals
     if toe:
         r.add(names["toe"], ft, pos("ball", side), pos("toetip", side))
     if twists and "thigh" in twists:
-        r.add(twists["thigh"], names["thigh"], pos(_mid("hip", "knee"), side), pos("knee", side))
+        r.add(twists["thigh"], first("thigh"), pos(_mid("hip", "knee"), side), pos("knee", side))
     if eye:
         r.add(eye, eye_parent, pos("eye", side), pos(np.add(P["eye"], (0, -0.02, 0)), side))
 
@@ -314,7 +320,19 @@ def biped():
     return r.bones
 
 
-CONVENTIONS = {"biped": biped, "mixamo": mixamo, "mixamo1": lambda: mixamo("mixamorig1:"), "bare_mixamo": lambda: mixamo(""),
+def blender_numbered_splits():
+    """Every limb in two numbered segments: "UpperArm.01.L", "UpperArm.02.L"."""
+    r = _Rig()
+    hips, chest, head = _spine(r, ["Hips", "Spine", "Spine.001", "Chest", "Neck", "Head"])
+    for s, S in (("l", "L"), ("r", "R")):
+        names = {k: f"{v}.{S}" for k, v in dict(clavicle="Shoulder", hand="Hand", foot="Foot", toe="Toe").items()}
+        names.update({k: v + ".{:02d}." + S for k, v in dict(upperarm="UpperArm", forearm="ForeArm", thigh="Thigh",
+                                                              shin="Shin").items()})
+        _limbs(r, s, names, chest, hips, splits=True)
+    return r.bones
+
+
+CONVENTIONS = {"biped": biped, "numbered_splits": blender_numbered_splits, "mixamo": mixamo, "mixamo1": lambda: mixamo("mixamorig1:"), "bare_mixamo": lambda: mixamo(""),
                "rigify": rigify, "unreal": unreal, "character_creator": character_creator, "vrm": vrm,
                "smpl": smpl, "smplx": smplx, "bvh_cmu": bvh_cmu, "blender": blender_camel}
 

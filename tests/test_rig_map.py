@@ -42,6 +42,8 @@ def test_twist_bones_and_splits_never_become_joints():
         m = rig_map.map_rig(rb.CONVENTIONS[name]())
         used = {m.joints[k].bone for k in rb.EXPECTED if k != "neck"}  # CC names its neck "NeckTwist01"
         assert not any("twist" in b.lower() or b.endswith(".001") for b in used), (name, used)
+    m = rig_map.map_rig(rb.blender_numbered_splits())
+    assert m.joints["left_elbow"].bone == "ForeArm.01.L" and m.joints["left_knee"].bone == "Shin.01.L"
     m = rig_map.map_rig(rb.rigify())
     assert m.joints["left_elbow"].bone == "DEF-forearm.L" and m.joints["left_shoulder"].bone == "DEF-upper_arm.L"
     assert not any(m.joints[k].bone.startswith(("ORG-", "MCH-")) or "_ik" in m.joints[k].bone for k in rb.EXPECTED)
