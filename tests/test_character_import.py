@@ -221,6 +221,10 @@ def test_bvh_imports_and_an_unmappable_bvh_is_refused(tmp_path):
     src = import_bvh(str(ASSETS / "cmu_01_01_start.bvh"), scene, fps=24)
     src_map = map_armature(src)
     assert src_map.convention == "BVH/CMU" and src_map.body_mapped() == 13
+    boxing = map_armature(import_bvh(str(ASSETS / "boxing_toes_start.bvh"), scene, fps=24))
+    assert boxing.body_mapped() == 13 and all(boxing.joints[k].how == "convention" for k in rb.EXPECTED)
+    # Here "LeftShoulder" is the upper arm (its child is LeftElbow), not a clavicle as in CMU/Mixamo.
+    assert boxing.joints["left_shoulder"].bone == "LeftShoulder" and src_map.joints["left_shoulder"].bone == "LeftArm"
     bad = tmp_path / "snake.bvh"
     bad.write_text("HIERARCHY\nROOT A\n{\n OFFSET 0 0 0\n CHANNELS 3 Xrotation Yrotation Zrotation\n JOINT B\n {\n"
                    "  OFFSET 0 1 0\n  CHANNELS 3 Xrotation Yrotation Zrotation\n  End Site\n  {\n   OFFSET 0 1 0\n"

@@ -145,6 +145,9 @@ def convention(names) -> str:
         ("SMPL", lambda: any(n in ("L_Hip", "left_hip", "L_Elbow", "left_elbow") for n in names)),
         ("BVH/CMU", lambda: any(n in ("LHipJoint", "LeftUpLeg") for n in names) and "LHipJoint" in names),
         ("Mixamo/BVH", lambda: "LeftUpLeg" in names),
+        ("3ds Max Biped", lambda: any(n.startswith("Bip01 ") for n in names)),
+        ("joint names (LeftElbow/LeftKnee)", lambda: any(n in ("LeftElbow", "LeftKnee", "LeftCollar") for n in names)),
+        ("B_ prefixed (B_ForeArm_Left)", lambda: sum(n.startswith("B_") for n in names) > len(names) / 2),
         ("Blender .L/.R", lambda: any(n.endswith((".L", ".R")) for n in names)),
     )
     for label, test in checks:
