@@ -52,6 +52,8 @@ for _s, _n in (("l", "left"), ("r", "right")):
     for _k, _p in (("shoulder", "shoulder"), ("elbow", "elbow"), ("wrist", "wrist"), ("hip", "hip"),
                    ("knee", "knee"), ("ankle", "ankle")):
         EXPECTED[f"{_n}_{_k}"] = pos(_p, _s)
+# The toe keypoint: the toe bone's tip (every builder rig has a horizontal toe bone, or an end bone there).
+EXPECTED_TOE = {"left_toe": pos("toetip", "l"), "right_toe": pos("toetip", "r")}
 EXPECTED_HAND = {}
 for _s, _n in (("l", "left"), ("r", "right")):
     for _f, _slots in (("thumb", ("cmc", "mcp", "ip", "tip")), ("index", ("mcp", "pip", "dip", "tip")),

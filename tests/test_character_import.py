@@ -120,6 +120,11 @@ def test_bcn_frame_export_has_hands_and_a_face_box_around_the_face(tmp_path):
     assert kps[left, 0] > kps[right, 0]                             # facing the camera: left is image-right
     assert np.allclose(hands[0, :2], kps[protocol.KEYPOINT_NAMES.index("left_wrist"), :2])
     assert (hands[:, 3] > 0).sum() >= 10
+    toes = arrays["toe_keypoints"]
+    assert (toes[:, 3] > 0).all() and toes[0, 0] > toes[1, 0]          # both feet, left on the image's right
+    for i, side in enumerate(("left", "right")):
+        ankle = kps[protocol.KEYPOINT_NAMES.index(f"{side}_ankle")]
+        assert toes[i, 1] >= ankle[1] - 1 and toes[i, 2] < ankle[2]   # at or below the ankle, nearer the camera
     x0, y0, x1, y1, vis = box
     assert vis == protocol.VIS_VISIBLE and x1 > x0 and y1 > y0
     for name in ("nose", "left_eye", "right_eye"):

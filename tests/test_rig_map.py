@@ -127,5 +127,18 @@ def test_protocol_layouts_for_hands_and_face_box():
     assert protocol.HAND_KEYPOINT_NAMES[8] == "left_hand_index_tip"
     assert protocol.FRAME_INPUTS["hand_keypoints"].concrete_shape(64, 64) == (42, 4)
     assert protocol.FRAME_INPUTS["face_box"].concrete_shape(64, 64) == (5,)
+    assert protocol.FRAME_INPUTS["toe_keypoints"].concrete_shape(64, 64) == (2, 4)
+    assert set(protocol.OPTIONAL_FRAME_INPUTS) <= set(protocol.FRAME_INPUTS)
     # Old clients that send neither still pass the frame check.
     protocol.check_frame_inputs({"keypoints": np.zeros((18, 4), np.float32)}, height=64, width=64)
+
+
+@pytest.mark.parametrize("name", sorted(rb.CONVENTIONS))
+def test_toes_sit_at_the_front_of_each_foot(name):
+    m = rig_map.map_rig(rb.CONVENTIONS[name]())
+    for k, p in rb.EXPECTED_TOE.items():
+        j = m.joints[k]
+        assert j is not None, (name, k)
+        # The toe tip, or (SMPL, whose toe bone ends the chain) at least the ball of the foot.
+        ball = rb.pos("ball", k[0])
+        assert min(np.linalg.norm(np.subtract(j.point, p)), np.linalg.norm(np.subtract(j.point, ball))) < TOL, (k, j)

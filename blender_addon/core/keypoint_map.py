@@ -52,7 +52,7 @@ def parse_user_mapping(text_or_dict) -> dict:
         raise MappingError("keypoint mapping must be a JSON object {keypoint: bone or [bone, 'head'|'tail']}")
     out = {}
     for key, value in data.items():
-        if key not in protocol.KEYPOINT_NAMES and key not in protocol.HAND_KEYPOINT_NAMES:
+        if key not in protocol.KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES:
             raise MappingError(f"keypoint mapping names unknown keypoint {key!r}; expected one of "
                                f"{list(protocol.KEYPOINT_NAMES)} or a hand point such as 'left_hand_index_tip'")
         if isinstance(value, str):

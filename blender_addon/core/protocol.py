@@ -118,6 +118,10 @@ HAND_KEYPOINT_NAMES = tuple(f"{side}_hand_{p}" for side in ("left", "right") for
 NUM_HAND_KEYPOINTS = len(HAND_KEYPOINT_NAMES)   # 42
 # Bones of one hand (indices into HAND_POINTS) for drawing.
 HAND_LIMBS = tuple((0 if j % 4 == 1 else j - 1, j) for j in range(1, 21))
+# Toes (optional frame input ``toe_keypoints``): the front of each foot (the
+# toe tip, else the ball of the foot), left then right -- the two extra body
+# points of Wan-Animate's OpenPose-20. Same 4 columns as ``keypoints``.
+TOE_KEYPOINT_NAMES = ("left_toe", "right_toe")
 # Face box (optional frame input ``face_box``): float32 [5] = x0, y0, x1, y1
 # (pixels, top-left origin, clipped to the frame) of the character's head,
 # then its visibility: 1 facing the camera and not hidden, 0.5 turned away or
@@ -165,11 +169,13 @@ FRAME_INPUTS: dict[str, InputSpec] = {s.name: s for s in (
     InputSpec("hand_keypoints", "float32", (NUM_HAND_KEYPOINTS, 4),
               "21 points per hand (HAND_POINTS), left then right, columns as in "
               "'keypoints'; visibility 0 where the rig has no such finger bone"),
+    InputSpec("toe_keypoints", "float32", (len(TOE_KEYPOINT_NAMES), 4),
+              "left and right toe (TOE_KEYPOINT_NAMES), columns as in 'keypoints'"),
     InputSpec("face_box", "float32", (len(FACE_BOX_LAYOUT),),
               "x0, y0, x1, y1 of the head in pixels, then visibility (FACE_BOX_LAYOUT)"),
 )}
 # Inputs an older client may leave out; nothing required depends on them.
-OPTIONAL_FRAME_INPUTS = ("hand_keypoints", "face_box")
+OPTIONAL_FRAME_INPUTS = ("hand_keypoints", "toe_keypoints", "face_box")
 
 # Job-level buffers sent with SUBMIT.
 REFERENCE = "reference"                    # uint8 [h, w, 3|4] (alpha = matte)

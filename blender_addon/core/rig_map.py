@@ -31,7 +31,7 @@ from .rig_names import NameInfo, classify, convention
 
 CONVENTION, STRUCTURE, USER, DERIVED, GEOMETRY = "convention", "structure", "user", "derived", "geometry"
 BODY_KEYPOINTS = tuple(n for n in protocol.KEYPOINT_NAMES if n not in FACE_OFFSETS)
-ALL_KEYPOINTS = protocol.KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES
+ALL_KEYPOINTS = protocol.KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES
 FINGER_ORDER = ("thumb", "index", "middle", "ring", "pinky")
 _LAYER_RANK = {"def": 0, "org": 1, "": 2}  # a plain name beside ORG/DEF layers is a control
 _LIMBS = {  # keypoint prefix -> (upper, middle, end) roles; keypoints (upper, middle, end)
@@ -522,6 +522,10 @@ def map_rig(bones, user_mapping=None, *, armature_name: str = "armature") -> Rig
     head = named_bones.get("head") or struct_bones.get("head")
     if head is not None and axes is not None:
         _face(rm, rig, head, axes, user)
+    if axes is not None:
+        for side in ("left", "right"):
+            if f"{side}_toe" not in user and joints.get(f"{side}_ankle") is not None:
+                joints[f"{side}_toe"] = _toe(rig, joints[f"{side}_ankle"], side[0], axes[0])
     for side in ("left", "right"):
         wrist_joint = joints.get(f"{side}_wrist")
         wrist = named_bones.get(f"{side}_hand") or (wrist_joint.bone if wrist_joint else None)
@@ -538,6 +542,27 @@ def map_rig(bones, user_mapping=None, *, armature_name: str = "armature") -> Rig
                 if key not in user:
                     joints[key] = p
     return rm
+
+
+def _toe(rig: _Rig, ankle: Joint, side: str, up) -> Joint | None:
+    """The front of the foot below ``ankle``: the toe chain's tip, or the ball of
+    the foot when the tip is only an importer's guess (a tail pointing up)."""
+    foot = ankle.bone
+    named = rig.best("toe", side, under=foot)
+    if named is None:
+        kids = [c for c in rig.children[foot] if not rig.info[c].rejected and not rig.info[c].twist]
+        named = max(kids, key=lambda c: np.linalg.norm(rig.head(c) - rig.head(foot)), default=None)
+    chain = [named] if named is not None else [foot]
+    while len(rig.children[chain[-1]]) == 1:
+        chain.append(rig.children[chain[-1]][0])
+    last = chain[-1]
+    if last != foot and (rig.info[last].end or rig.info[last].role == "toe_end"):
+        return _at(rig, last, HEAD, ankle.how)
+    seg = rig.tail(last) - rig.head(last)
+    length = float(np.linalg.norm(seg))
+    if length > 1e-9 and abs(float(seg @ up)) < 0.5 * length:
+        return _at(rig, last, "tail", ankle.how)
+    return _at(rig, last, HEAD, ankle.how) if last != foot else None
 
 
 def _frame(joints, struct_axes, scale: float):

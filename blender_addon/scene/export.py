@@ -162,6 +162,7 @@ class ShotExporter:
         args = (self.scene, self.camera, self.armature, self.mapping, s.width, s.height, arrays["scene_depth"])
         arrays["keypoints"] = kp_mod.project_keypoints(*args)
         arrays["hand_keypoints"] = kp_mod.project_hands(*args)
+        arrays["toe_keypoints"] = kp_mod.project_toes(*args)
         arrays["face_box"] = kp_mod.project_face_box(*args)
         protocol.check_frame_inputs(arrays, height=s.height, width=s.width, n_objects=len(self.labelled))
         return arrays

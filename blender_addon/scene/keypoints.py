@@ -55,6 +55,13 @@ def project_hands(scene, camera, armature, mapping, width: int, height: int,
     return project_points(scene, camera, posed.points(protocol.HAND_KEYPOINT_NAMES), width, height, scene_depth)
 
 
+def project_toes(scene, camera, armature, mapping, width: int, height: int,
+                 scene_depth: np.ndarray | None) -> np.ndarray:
+    """float32 [2, 4] in TOE_KEYPOINT_NAMES order (left toe, right toe)."""
+    posed = PosedRig(armature, mapping)
+    return project_points(scene, camera, posed.points(protocol.TOE_KEYPOINT_NAMES), width, height, scene_depth)
+
+
 def project_face_box(scene, camera, armature, mapping, width: int, height: int,
                      scene_depth: np.ndarray | None) -> np.ndarray:
     """float32 [5]: the head's box in pixels (clipped) and its visibility
