@@ -61,9 +61,11 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
     params: bpy.props.CollectionProperty(type=InhabitParam)
 
     armature: bpy.props.PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,
-                                        description="The armature that drives the character")
+                                        description="The armature that drives the character; empty = the scene's one "
+                                                    "character armature")
     body: bpy.props.PointerProperty(name="Body", type=bpy.types.Object, poll=_is_mesh,
-                                    description="Mesh that stands for the character; empty = proxy capsules along the bones")
+                                    description="Mesh that stands for the character; empty = the meshes the armature "
+                                                "drives (proxy capsules along the bones if none)")
     objects_collection: bpy.props.PointerProperty(name="Interacts With", type=bpy.types.Collection,
                                                   description="Objects the character touches (one label each)")
     reference_path: bpy.props.StringProperty(name="Reference", subtype="FILE_PATH",
