@@ -374,3 +374,30 @@ def test_bone_parented_hair_card_is_body_and_its_alpha_is_respected(tmp_path, al
     assert "HairCard" in names
     _, without = mask(False)
     assert (with_card > without + 20) == adds_pixels
+
+
+def test_bvh_retarget_points_every_limb_where_the_performer_does():
+    from backend.demo.retarget import SEGMENTS, _frame
+    scene, arm, _ = _bcn()
+    src = import_bvh(str(ASSETS / "cmu_01_01_start.bvh"), scene, fps=24)
+    src_map = map_armature(src)
+    names = ["neck", "left_hip", "right_hip"] + sorted({k for seg in SEGMENTS for k in seg})
+
+    def body_dirs(posed):
+        p = {k: posed.world(posed.mapping.joints[k]).copy() for k in names}
+        basis = _frame(p).transposed()     # world -> (left, forward, up) of that body
+        return {(a, b): (basis @ (p[b] - p[a])).normalized() for a, b in SEGMENTS}
+    frames = (6, 12, 18)
+    want = {}
+    for f in frames:
+        scene.frame_set(f)
+        want[f] = body_dirs(PosedRig(src, src_map))
+    from backend.demo.retarget import retarget_bvh
+    src_name = src.name
+    start = retarget_bvh(src, arm, map_armature(arm), scene, 20)
+    assert start == 1 and src_name not in bpy.data.objects     # baked, the BVH removed
+    for f in frames:
+        scene.frame_set(f)
+        got = body_dirs(PosedRig(arm, map_armature(arm)))
+        for seg, d in want[f].items():
+            assert math.degrees(d.angle(got[seg])) < 3, (f, seg)

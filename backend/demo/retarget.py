@@ -4,8 +4,9 @@ Both skeletons are mapped (``core.rig_map``), so the BVH's names never have
 to match the character's. Per frame: the character's hips bone takes the
 mocap's body frame (hips left-right, hips-to-neck up) and its root motion
 (scaled by leg length, the performer's first heading turned to the
-character's), then every limb bone -- upper arm, forearm, thigh, shin -- is
-swung so that its segment points where the performer's does. The result is
+character's); the first spine bone bends the torso towards the neck, the head
+bone turns towards the nose, and every limb bone -- upper arm, forearm,
+thigh, shin -- is swung so that its segment points where the performer's does. The result is
 baked as keyframes on the character; the BVH armature is removed again.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from blender_addon.scene.rig import PosedRig, map_armature
 
 SEGMENTS = tuple((f"{s}_{a}", f"{s}_{b}") for s in ("left", "right")
                  for a, b in (("hip", "knee"), ("knee", "ankle"), ("shoulder", "elbow"), ("elbow", "wrist")))
-NEEDED = ("neck", "left_hip", "right_hip", "left_shoulder", "right_shoulder", "left_knee", "right_knee",
+NEEDED = ("nose", "neck", "left_hip", "right_hip", "left_shoulder", "right_shoulder", "left_knee", "right_knee",
           "left_elbow", "right_elbow", "left_ankle", "right_ankle", "left_wrist", "right_wrist")
 
 
@@ -60,6 +61,14 @@ def _lca(arm, a: str, b: str) -> str:
     return bone.name if bone is not None else a
 
 
+def _child_towards(arm, root: str, bone: str) -> str | None:
+    """The child of ``root`` on the way to ``bone`` (the first spine bone), or None."""
+    b = arm.data.bones[bone]
+    while b.parent is not None and b.parent.name != root:
+        b = b.parent
+    return b.name if b.parent is not None and b.name != root else None
+
+
 def _world(posed: PosedRig, names) -> dict:
     return {k: posed.world(posed.mapping.joints[k]).copy() for k in names}
 
@@ -92,9 +101,15 @@ def retarget_bvh(src, dst, dst_map, scene, frames: int) -> int:
     turn = Matrix.Rotation(math.atan2(f_dst.y, f_dst.x) - math.atan2(f_src.y, f_src.x), 3, "Z")
     src_mid0 = (first["left_hip"] + first["right_hip"]) / 2
     dst_mid0 = (rest["left_hip"] + rest["right_hip"]) / 2
-    root = _lca(dst, dst_map.joints["left_hip"].bone, dst_map.joints["right_hip"].bone)
+    # The bone above both legs and the spine (BCN: the legs hang from a lower pelvis bone).
+    root = _lca(dst, _lca(dst, dst_map.joints["left_hip"].bone, dst_map.joints["right_hip"].bone),
+                dst_map.joints["neck"].bone)
     mw = dst.matrix_world
-    touched = {root} | {dst_map.joints[a].bone for a, _ in SEGMENTS}
+    spine = _child_towards(dst, root, dst_map.joints["neck"].bone)
+    head = dst_map.joints["nose"].bone if dst_map.joints["nose"].bone != dst_map.joints["neck"].bone else None
+    if head in (root, spine):
+        head = None
+    touched = {root} | {dst_map.joints[a].bone for a, _ in SEGMENTS} | {b for b in (spine, head) if b}
     for f in range(start, start + frames):
         scene.frame_set(f)
         raw = _world(src_posed, NEEDED)
@@ -108,15 +123,21 @@ def retarget_bvh(src, dst, dst_map, scene, frames: int) -> int:
         world = Matrix.Translation(mid) @ rot @ Matrix.Translation(-dst_mid0) @ (mw @ pb.matrix)
         pb.matrix = mw.inverted() @ world
         view.update()
-        for a, b in SEGMENTS:
-            pa, pb_pos = dst_posed.world(dst_map.joints[a]), dst_posed.world(dst_map.joints[b])
-            want = target[b] - target[a]
-            have = pb_pos - pa
+        # The spine bends (hips -> neck), the head turns (neck -> nose), then the limbs swing.
+        for bone_name, a, b in ([(spine, "_mid", "neck"), (head, "neck", "nose")]
+                                + [(dst_map.joints[a].bone, a, b) for a, b in SEGMENTS]):
+            if bone_name is None:
+                continue
+            bone = dst.pose.bones[bone_name]
+            pivot = (mw @ bone.matrix).to_translation()
+            tip = dst_posed.world(dst_map.joints[b])
+            start_w = pivot if a == "_mid" else dst_posed.world(dst_map.joints[a])
+            want = target[b] - (mid if a == "_mid" else target[a])
+            have = tip - start_w
             if have.length < 1e-9 or want.length < 1e-9:
                 continue
             q = have.rotation_difference(want).to_matrix().to_4x4()
-            bone = dst.pose.bones[dst_map.joints[a].bone]
-            world = Matrix.Translation(pa) @ q @ Matrix.Translation(-pa) @ (mw @ bone.matrix)
+            world = Matrix.Translation(pivot) @ q @ Matrix.Translation(-pivot) @ (mw @ bone.matrix)
             bone.matrix = mw.inverted() @ world
             view.update()
         for name in touched:
