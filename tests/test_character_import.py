@@ -307,6 +307,17 @@ def test_a_generated_rigify_rig_maps_its_def_and_org_bones_and_follows_its_contr
     for k, j in m_rig.joints.items():                  # the same joints as the metarig it came from
         assert j is not None and j.bone.startswith(("DEF-", "ORG-")), (k, j)
         assert np.linalg.norm(np.subtract(j.point, m_meta.joints[k].point)) < 1e-3, k
+    # The same rig with every name replaced by noise: the structure alone (deforming bones
+    # re-joined across the ORG/MCH layers) finds every body and hand joint exactly.
+    from blender_addon.core import rig_map
+    from blender_addon.scene.rig import rig_bones
+    bones = rig_bones(rig)
+    noise = {b.name: f"b{i:04d}" for i, b in enumerate(bones)}
+    m_noise = rig_map.map_rig([rig_map.Bone(noise[b.name], noise.get(b.parent), b.head, b.tail, b.deform)
+                               for b in bones])
+    assert m_noise.convention == "structure"
+    for k in list(rb.EXPECTED) + list(protocol.HAND_KEYPOINT_NAMES):
+        assert np.linalg.norm(np.subtract(m_noise.joints[k].point, m_rig.joints[k].point)) < 1e-3, k
     # The DEF bones follow the controls: swing the FK upper arm and move the IK hand.
     posed = PosedRig(rig, m_rig)
     before = posed.world(m_rig.joints["left_wrist"]).copy()

@@ -272,13 +272,14 @@ def _structure(rig: _Rig) -> tuple[dict, dict]:
         par[n] = p
         if p is not None:
             kids[p].append(n)
+    # Axes from the heads only: importers guess tails (glTF has none).
+    up, left, fwd, centre = _body_axes(np.array([rig.head(n) for n in keep]))
+    _join_islands(rig, keep, par, kids, left, centre)
     leaves = [n for n in keep if not kids[n]]
     if len(leaves) < 4:
         return {}, {}
     tip = {n: (rig.tail(n) if not kids[n] else rig.head(n)) for n in keep}
     pts = np.array([rig.head(n) for n in keep] + [rig.tail(n) for n in leaves])
-    # Axes from the heads only: importers guess tails (glTF has none).
-    up, left, fwd, centre = _body_axes(np.array([rig.head(n) for n in keep]))
     height = float((pts @ up).max() - (pts @ up).min()) or 1.0
     U = lambda p: float((p - centre) @ up)    # noqa: E731
     L = lambda p: float((p - centre) @ left)  # noqa: E731
@@ -387,6 +388,54 @@ def _structure(rig: _Rig) -> tuple[dict, dict]:
     return out, bones
 
 
+def _join_islands(rig: _Rig, keep: list, par: dict, kids: dict, left, centre) -> None:
+    """Join deforming bones whose parents are all helpers (a generated Rigify
+    rig hangs DEF-thigh.L from ORG/MCH bones) to the deforming bone whose
+    segment passes nearest their head, never one on the other side of the
+    body (the two clavicles touch at the sternum), so the body is one tree."""
+    roots = [n for n in keep if par[n] is None]
+    if len(roots) < 2:
+        return
+    heads = np.array([rig.head(n) for n in keep])
+    tails = np.array([rig.tail(n) for n in keep])
+    reach = 0.15 * (float(np.ptp(heads, axis=0).max()) or 1.0)
+    comp = {}
+    for n in keep:  # component = the island root
+        r = n
+        while par[r] is not None:
+            r = par[r]
+        comp[n] = r
+    size = {r: 0 for r in roots}
+    for n in keep:
+        size[comp[n]] += 1
+    seg = tails - heads
+    seg_len2 = np.maximum((seg ** 2).sum(1), 1e-12)
+    side = (((heads + tails) / 2 - centre) @ left)
+    margin = 0.1 * reach
+    # The island nearest the real root stays the root (Rigify: DEF-spine under "root").
+    main = min(roots, key=lambda r: (rig.depth[r], -size[r]))
+    for r in sorted(roots, key=lambda r: size[r]):
+        if r == main:
+            continue
+        p = rig.head(r)
+        t = np.clip(((p - heads) * seg).sum(1) / seg_len2, 0.0, 1.0)
+        d = np.linalg.norm(heads + t[:, None] * seg - p, axis=1)
+        d[[comp[n] == comp[r] for n in keep]] = np.inf
+        own = float(((rig.head(r) + rig.tail(r)) / 2 - centre) @ left)
+        if abs(own) > margin:
+            d[(np.sign(side) != np.sign(own)) & (np.abs(side) > margin)] = np.inf
+        j = int(np.argmin(d))
+        if not np.isfinite(d[j]) or d[j] > reach:
+            continue
+        target = keep[j]
+        par[r] = target
+        kids[target].append(r)
+        old, new = comp[r], comp[target]
+        for n in keep:
+            if comp[n] == old:
+                comp[n] = new
+
+
 def _arc(rig, chain, end_point):
     pts = [rig.head(n) for n in chain] + [end_point]
     return np.concatenate([[0.0], np.cumsum([np.linalg.norm(b - a) for a, b in zip(pts, pts[1:])])])
@@ -447,7 +496,13 @@ def _finger_chains(rig: _Rig, wrist: str, kids: dict | None) -> dict:
             chain.append((kids or rig.children)[chain[-1]][0])
         if len(chain) >= 2 or (kids or rig.children).get(chain[-1]) == []:
             chains.append(chain)
-    if len(chains) < 2 or len(chains) > 5:
+    if len(chains) > 5:
+        # Metacarpals (Rigify's DEF-palm) and helpers also hang from the hand: fingers are
+        # the chains of most segments, then the longest.
+        def rank(ch):
+            return len(ch), sum(float(np.linalg.norm(rig.tail(n) - rig.head(n))) for n in ch)
+        chains = sorted(chains, key=rank)[-5:]
+    if len(chains) < 2:
         return {}
     return _order_fingers(rig, wrist, chains)
 
