@@ -412,3 +412,19 @@ def test_bvh_retarget_points_every_limb_where_the_performer_does():
         got = body_dirs(PosedRig(arm, map_armature(arm)))
         for seg, d in want[f].items():
             assert math.degrees(d.angle(got[seg])) < 3, (f, seg)
+
+
+def test_blend_import_leaves_bone_widgets_and_lights_out_of_the_scene(tmp_path):
+    scene = _fresh()
+    arm = rb.build_armature(rb.mixamo(), "Rig")
+    widget = bpy.data.objects.new("WGT-circle", bpy.data.meshes.new("WGT-circle"))
+    scene.collection.objects.link(widget)
+    arm.pose.bones["mixamorig:Hips"].custom_shape = widget
+    lamp = bpy.data.objects.new("Lamp", bpy.data.lights.new("Lamp", "POINT"))
+    scene.collection.objects.link(lamp)
+    blend = str(tmp_path / "rig.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    scene = _fresh()
+    objs = import_character(blend, scene)
+    assert sorted(o.name for o in objs) == ["Rig"]
+    assert sorted(o.name for o in scene.objects) == ["Rig"]

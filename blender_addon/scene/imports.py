@@ -61,7 +61,10 @@ def import_character(path: str, scene, *, fps: int | None = None) -> list:
         scene.render.fps, scene.render.fps_base = int(fps), 1.0
     try:
         if ext in (".glb", ".gltf"):
-            bpy.ops.import_scene.gltf(filepath=path, disable_bone_shape=True, import_select_created_objects=False)
+            have = bpy.ops.import_scene.gltf.get_rna_type().properties.keys()
+            options = {k: v for k, v in (("disable_bone_shape", True), ("import_select_created_objects", False))
+                       if k in have}
+            bpy.ops.import_scene.gltf(filepath=path, **options)
         elif ext == ".fbx":
             fbx_light_trap()
             bpy.ops.import_scene.fbx(filepath=path)
@@ -79,7 +82,15 @@ def import_character(path: str, scene, *, fps: int | None = None) -> list:
     # Importers bring their own lights and cameras; the shot keeps its own.
     for obj in [o for o in new if o.type in ("LIGHT", "CAMERA")]:
         bpy.data.objects.remove(obj)
-    return [o for o in bpy.data.objects if o not in before]
+    # Bone display shapes (a glTF importer's "Icosphere" where the option is missing,
+    # Rigify's WGT- widgets in an appended .blend) are not part of the character.
+    shapes = {pb.custom_shape for o in bpy.data.objects if o.type == "ARMATURE" for pb in o.pose.bones
+              if pb.custom_shape is not None}
+    for obj in shapes:
+        in_scene = {scene.collection, *scene.collection.children_recursive}
+        for coll in [c for c in obj.users_collection if c in in_scene]:
+            coll.objects.unlink(obj)
+    return [o for o in bpy.data.objects if o not in before and o.name in scene.objects]
 
 
 def _append_blend(path: str) -> None:
