@@ -371,6 +371,8 @@ def test_bone_parented_hair_card_is_body_and_its_alpha_is_respected(tmp_path, al
             card = bpy.data.objects.new("HairCard", me)
             scene.collection.objects.link(card)
             mat = bpy.data.materials.new("CardMat")
+            if mat.node_tree is None:
+                mat.use_nodes = True   # Blender 4.x; 5.0 makes the node tree itself
             mat.node_tree.nodes["Principled BSDF"].inputs["Alpha"].default_value = alpha
             me.materials.append(mat)
             card.parent, card.parent_type, card.parent_bone = arm, "BONE", "B_Neck"   # a card on the head
