@@ -142,3 +142,16 @@ def test_toes_sit_at_the_front_of_each_foot(name):
         # The toe tip, or (SMPL, whose toe bone ends the chain) at least the ball of the foot.
         ball = rb.pos("ball", k[0])
         assert min(np.linalg.norm(np.subtract(j.point, p)), np.linalg.norm(np.subtract(j.point, ball))) < TOL, (k, j)
+
+
+def test_names_for_some_joints_structure_for_the_rest():
+    # A Mixamo rig whose legs were renamed to noise: arms by name, legs by structure.
+    leg_words = ("UpLeg", "Leg", "Foot", "ToeBase")
+    rename = {b.name: f"zz{i}" for i, b in enumerate(rb.mixamo()) if b.name.split(":")[-1][4:] in leg_words
+              or b.name.split(":")[-1][5:] in leg_words}
+    bones = [rig_map.Bone(rename.get(b.name, b.name), rename.get(b.parent, b.parent), b.head, b.tail, b.deform)
+             for b in rb.mixamo()]
+    m = rig_map.map_rig(bones)
+    _check_body(m)
+    assert m.joints["left_elbow"].how == rig_map.CONVENTION and m.joints["left_knee"].how == rig_map.STRUCTURE
+    assert m.convention == "Mixamo + structure"
