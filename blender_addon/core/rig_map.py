@@ -83,7 +83,7 @@ class RigMap:
         lines = [f"bone mapping ({self.convention}; {self.body_mapped()}/{len(BODY_KEYPOINTS)} body joints, "
                  f"{self.hands_mapped()}/{protocol.NUM_HAND_KEYPOINTS} hand points, "
                  f"face box {'yes' if self.face_box else 'no'}):"]
-        for k, bone, how in self.rows():
+        for k, bone, how in self.rows(protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES):
             lines.append(f"  {k:<15} {bone or '-':<28} {how}")
         return "\n".join(lines)
 

@@ -36,7 +36,8 @@ def _keypoint_items(self, context):
     return _KEYPOINT_ITEMS
 
 
-_KEYPOINT_ITEMS = [(k, k.replace("_", " "), "") for k in protocol.KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES]
+_KEYPOINT_ITEMS = [(k, k.replace("_", " "), "")
+                   for k in protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES]
 
 
 class InhabitJointFix(bpy.types.PropertyGroup):
@@ -159,7 +160,7 @@ def refresh_mapping_rows(scene) -> str:
     except (SetupError, MappingError) as exc:
         p.mapping_summary = str(getattr(exc, "message", exc))
         return p.mapping_summary
-    for k, bone, how in m.rows(protocol.KEYPOINT_NAMES):
+    for k, bone, how in m.rows(protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES):
         row = p.mapping_rows.add()
         row.keypoint, row.bone, row.how = k, bone, how
     box = "yes" if m.face_box else "no"
