@@ -244,6 +244,19 @@ def vrm():
     return r.bones
 
 
+def vrm_humanoid():
+    """VRM's humanoid bone names as a VRM importer names the bones ("leftLowerArm", "leftIndexProximal")."""
+    r = _Rig()
+    hips, chest, head = _spine(r, ["hips", "spine", "chest", "upperChest", "neck", "head"])
+    for s, S in (("l", "left"), ("r", "right")):
+        names = {k: S + v for k, v in dict(clavicle="Shoulder", upperarm="UpperArm", forearm="LowerArm", hand="Hand",
+                                            thigh="UpperLeg", shin="LowerLeg", foot="Foot", toe="Toes").items()}
+        seg = {1: "Proximal", 2: "Intermediate", 3: "Distal"}
+        _limbs(r, s, names, chest, hips, fingers=lambda f, i, S=S: f"{S}{'Little' if f == 'pinky' else f.capitalize()}"
+               f"{seg[i]}", eye=S + "Eye", eye_parent=head)
+    return r.bones
+
+
 def smpl():
     r = _Rig()
     hips, chest, head = _spine(r, ["Pelvis", "Spine1", "Spine2", "Spine3", "Neck", "Head"])
@@ -334,7 +347,7 @@ def blender_numbered_splits():
     return r.bones
 
 
-CONVENTIONS = {"biped": biped, "numbered_splits": blender_numbered_splits, "mixamo": mixamo, "mixamo1": lambda: mixamo("mixamorig1:"), "bare_mixamo": lambda: mixamo(""),
+CONVENTIONS = {"biped": biped, "vrm_humanoid": vrm_humanoid, "numbered_splits": blender_numbered_splits, "mixamo": mixamo, "mixamo1": lambda: mixamo("mixamorig1:"), "bare_mixamo": lambda: mixamo(""),
                "rigify": rigify, "unreal": unreal, "character_creator": character_creator, "vrm": vrm,
                "smpl": smpl, "smplx": smplx, "bvh_cmu": bvh_cmu, "blender": blender_camel}
 

@@ -7,7 +7,7 @@ from blender_addon.core import protocol, rig_map, rig_names
 from tests import rig_builder as rb
 
 TOL = 1e-3
-HAND_CONVENTIONS = {"biped", "mixamo", "mixamo1", "bare_mixamo", "rigify", "unreal", "character_creator", "vrm", "smplx",
+HAND_CONVENTIONS = {"biped", "vrm_humanoid", "mixamo", "mixamo1", "bare_mixamo", "rigify", "unreal", "character_creator", "vrm", "smplx",
                     "blender"}
 
 

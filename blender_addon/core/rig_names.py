@@ -141,6 +141,7 @@ def convention(names) -> str:
         ("Blender metarig", lambda: "spine.004" in names),
         ("Character Creator", lambda: "CC_Base_" in joined),
         ("VRM", lambda: "J_Bip_" in joined),
+        ("VRM humanoid", lambda: "leftUpperArm" in names or "leftLowerArm" in names),
         ("Unreal", lambda: any(n.lower() in ("upperarm_l", "lowerarm_l", "calf_l") for n in names)),
         ("SMPL", lambda: any(n in ("L_Hip", "left_hip", "L_Elbow", "left_elbow") for n in names)),
         ("BVH/CMU", lambda: any(n in ("LHipJoint", "LeftUpLeg") for n in names) and "LHipJoint" in names),
