@@ -90,6 +90,7 @@ def test_bcn_maps_by_name_with_face_bones_and_three_meshes():
     body = [k for k in protocol.KEYPOINT_NAMES if k not in ("nose", "left_ear", "right_ear")]
     assert all(m.joints[k] is not None and m.joints[k].how == "convention" for k in body), m.describe()
     assert m.joints["left_eye"].bone == "B_Eye_Left" and m.joints["left_elbow"].bone == "B_ForeArm_Left"
+    assert m.notes == []
     # BCN faces -Y with its left at +X: every left joint is at +X, every right one at -X.
     for k in body:
         if k.startswith("left_"):
@@ -225,9 +226,10 @@ def test_bvh_imports_and_an_unmappable_bvh_is_refused(tmp_path):
     scene, arm, _ = _bcn()
     src = import_bvh(str(ASSETS / "cmu_01_01_start.bvh"), scene, fps=24)
     src_map = map_armature(src)
-    assert src_map.convention == "BVH/CMU" and src_map.body_mapped() == 13
+    assert src_map.convention == "BVH/CMU" and src_map.body_mapped() == 13 and src_map.notes == []
     boxing = map_armature(import_bvh(str(ASSETS / "boxing_toes_start.bvh"), scene, fps=24))
     assert boxing.body_mapped() == 13 and all(boxing.joints[k].how == "convention" for k in rb.EXPECTED)
+    assert boxing.notes == []
     # Here "LeftShoulder" is the upper arm (its child is LeftElbow), not a clavicle as in CMU/Mixamo.
     assert boxing.joints["left_shoulder"].bone == "LeftShoulder" and src_map.joints["left_shoulder"].bone == "LeftArm"
     bad = tmp_path / "snake.bvh"
@@ -303,7 +305,7 @@ def test_a_generated_rigify_rig_maps_its_def_and_org_bones_and_follows_its_contr
     finally:
         addon_utils.disable("rigify")
     m_meta, m_rig = map_armature(meta), map_armature(rig)
-    assert m_rig.convention == "Rigify" and len(rig.data.bones) > 500
+    assert m_rig.convention == "Rigify" and len(rig.data.bones) > 500 and m_rig.notes == []
     for k, j in m_rig.joints.items():                  # the same joints as the metarig it came from
         assert j is not None and j.bone.startswith(("DEF-", "ORG-")), (k, j)
         assert np.linalg.norm(np.subtract(j.point, m_meta.joints[k].point)) < 1e-3, k

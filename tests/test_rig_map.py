@@ -24,6 +24,7 @@ def test_every_convention_maps_every_body_joint_to_the_real_joint(name):
     m = rig_map.map_rig(rb.CONVENTIONS[name]())
     _check_body(m)
     assert {m.joints[k].how for k in rb.EXPECTED} == {rig_map.CONVENTION}, m.describe()
+    assert m.notes == []
     # Face: every face point exists, on the character's correct side, in front.
     for k in ("nose", "left_eye", "right_eye", "left_ear", "right_ear"):
         assert m.joints[k] is not None
@@ -82,6 +83,7 @@ def test_any_scale_and_axes(matrix):
     for bones in (rb.mixamo(), rb.scrambled(5)[0]):
         m = rig_map.map_rig(rb.transformed(bones, matrix))
         _check_body(m, matrix=matrix, tol=TOL * scale)
+        assert m.notes == []
         # Derived nose: in front of and above the neck, in the rig's own frame.
         up = matrix[:3, :3] @ np.array([0, 0, 1.0])
         fwd = matrix[:3, :3] @ np.array([0, -1.0, 0])
@@ -155,3 +157,13 @@ def test_names_for_some_joints_structure_for_the_rest():
     _check_body(m)
     assert m.joints["left_elbow"].how == rig_map.CONVENTION and m.joints["left_knee"].how == rig_map.STRUCTURE
     assert m.convention == "Mixamo + structure"
+
+
+def test_swapped_side_names_are_noted_not_silently_trusted():
+    assert rig_map.map_rig(rb.mixamo()).notes == []
+    bones = [rig_map.Bone(b.name.replace("Left", "\0").replace("Right", "Left").replace("\0", "Right"),
+                          b.parent and b.parent.replace("Left", "\0").replace("Right", "Left").replace("\0", "Right"),
+                          b.head, b.tail, b.deform) for b in rb.mixamo()]
+    m = rig_map.map_rig(bones)
+    assert m.notes and "named left but sits on the body's right" in m.notes[0]
+    assert "note:" in m.describe()

@@ -85,10 +85,11 @@ class RigMap:
                  f"face box {'yes' if self.face_box else 'no'}):"]
         for k, bone, how in self.rows(protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES):
             lines.append(f"  {k:<15} {bone or '-':<28} {how}")
+        lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"convention": self.convention,
+        return {"convention": self.convention, "notes": list(self.notes),
                 "joints": {k: ({"bone": j.bone, "how": j.how} if j else None) for k, j in self.joints.items()},
                 "face_box": bool(self.face_box)}
 
@@ -574,6 +575,7 @@ def map_rig(bones, user_mapping=None, *, armature_name: str = "armature") -> Rig
     scale = float(np.ptp(np.array([b.head for b in bones], float), axis=0).max()) if bones else 1.0
     struct_axes = struct_bones.get("_axes") if struct_bones else _structure(rig)[1].get("_axes")
     axes = _frame(joints, struct_axes, scale)
+    _check_sides(rm, struct_axes)
     head = named_bones.get("head") or struct_bones.get("head")
     if head is not None and axes is not None:
         _face(rm, rig, head, axes, user)
@@ -597,6 +599,22 @@ def map_rig(bones, user_mapping=None, *, armature_name: str = "armature") -> Rig
                 if key not in user:
                     joints[key] = p
     return rm
+
+
+def _check_sides(rm: RigMap, struct_axes) -> None:
+    """A note (shown with the mapping) when the names put "left" on the side the
+    rest geometry calls right -- a mirrored rig or swapped side names."""
+    if struct_axes is None:
+        return
+    left_axis = struct_axes[1]
+    for a, b in (("left_shoulder", "right_shoulder"), ("left_hip", "right_hip")):
+        ja, jb = rm.joints.get(a), rm.joints.get(b)
+        if ja is None or jb is None or CONVENTION not in (ja.how, jb.how):
+            continue
+        if float((np.asarray(ja.point) - np.asarray(jb.point)) @ left_axis) < 0:
+            rm.notes.append(f"{ja.bone!r} is named left but sits on the body's right (judged by where the feet "
+                            "point): if the character is mirrored, fix the sides in the panel")
+            return
 
 
 def _toe(rig: _Rig, ankle: Joint, side: str, up) -> Joint | None:

@@ -165,7 +165,8 @@ def refresh_mapping_rows(scene) -> str:
         row.keypoint, row.bone, row.how = k, bone, how
     box = "yes" if m.face_box else "no"
     p.mapping_summary = (f"{arm.name}: {m.convention}, {m.body_mapped()}/13 body, "
-                         f"{m.hands_mapped()}/{protocol.NUM_HAND_KEYPOINTS} hand, face box {box}")
+                         f"{m.hands_mapped()}/{protocol.NUM_HAND_KEYPOINTS} hand, face box {box}"
+                         + "".join(f"; {n}" for n in m.notes))
     return p.mapping_summary
 
 
