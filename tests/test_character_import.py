@@ -227,7 +227,18 @@ def test_bvh_imports_and_an_unmappable_bvh_is_refused(tmp_path):
     src = import_bvh(str(ASSETS / "cmu_01_01_start.bvh"), scene, fps=24)
     src_map = map_armature(src)
     assert src_map.convention == "BVH/CMU" and src_map.body_mapped() == 13 and src_map.notes == []
-    boxing = map_armature(import_bvh(str(ASSETS / "boxing_toes_start.bvh"), scene, fps=24))
+    boxing_arm = import_bvh(str(ASSETS / "boxing_toes_start.bvh"), scene, fps=24)
+    boxing = map_armature(boxing_arm)
+    # Its rest is a T-pose (arms a head below the top): the structure still finds up, and every joint.
+    from blender_addon.core import rig_map
+    from blender_addon.scene.rig import rig_bones
+    for armature, by_name in ((boxing_arm, boxing), (src, src_map)):
+        bones = rig_bones(armature)
+        noise = {b.name: f"n{i}" for i, b in enumerate(bones)}
+        by_shape = rig_map.map_rig([rig_map.Bone(noise[b.name], noise.get(b.parent), b.head, b.tail, b.deform)
+                                    for b in bones])
+        for k in rb.EXPECTED:
+            assert np.linalg.norm(np.subtract(by_shape.joints[k].point, by_name.joints[k].point)) < 1e-3, k
     assert boxing.body_mapped() == 13 and all(boxing.joints[k].how == "convention" for k in rb.EXPECTED)
     assert boxing.notes == []
     # Here "LeftShoulder" is the upper arm (its child is LeftElbow), not a clavicle as in CMU/Mixamo.

@@ -248,7 +248,8 @@ def _body_axes(points: np.ndarray):
     fwdax = [a for a in others if a != upax][0]
     c = points[:, upax]
     lo, hi = c.min(), c.max()
-    band = 0.08 * (hi - lo)
+    # Only the very ends: in a T-pose the arms lie a head's height below the top.
+    band = 0.03 * (hi - lo)
     spread = lambda sel: float(np.abs(points[sel, lat] - mids[lat]).mean()) if sel.any() else 0.0  # noqa: E731
     up_sign = 1.0 if spread(c > hi - band) <= spread(c < lo + band) else -1.0
     low = (c < lo + band) if up_sign > 0 else (c > hi - band)
@@ -329,7 +330,10 @@ def _structure(rig: _Rig) -> tuple[dict, dict]:
     for s in ("l", "r"):
         name = _SIDE[s]
         legs = path(pelvis, feet[s])[1:]
-        hip = next((n for n in legs if abs(L(rig.head(n))) >= 0.5 * abs(L(tip[feet[s]]))), None)
+        # The hip: the first leg joint off the midline (pelvis-side bones -- CMU's LHipJoint,
+        # Rigify's pelvis.L -- start on it); a fixed fraction of height, since mocap rests
+        # with the feet splayed far wider than the hips.
+        hip = next((n for n in legs if abs(L(rig.head(n))) >= 0.03 * height), None)
         if hip is not None:
             seg = legs[legs.index(hip):]
             ankle = hip
