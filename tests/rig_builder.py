@@ -347,7 +347,8 @@ def blender_numbered_splits():
     return r.bones
 
 
-CONVENTIONS = {"biped": biped, "vrm_humanoid": vrm_humanoid, "numbered_splits": blender_numbered_splits, "mixamo": mixamo, "mixamo1": lambda: mixamo("mixamorig1:"), "bare_mixamo": lambda: mixamo(""),
+CONVENTIONS = {"biped": biped, "vrm_humanoid": vrm_humanoid, "numbered_splits": blender_numbered_splits,
+               "mixamo": mixamo, "mixamo1": lambda: mixamo("mixamorig1:"), "bare_mixamo": lambda: mixamo(""),
                "rigify": rigify, "unreal": unreal, "character_creator": character_creator, "vrm": vrm,
                "smpl": smpl, "smplx": smplx, "bvh_cmu": bvh_cmu, "blender": blender_camel}
 

@@ -7,8 +7,8 @@ from blender_addon.core import protocol, rig_map, rig_names
 from tests import rig_builder as rb
 
 TOL = 1e-3
-HAND_CONVENTIONS = {"biped", "vrm_humanoid", "mixamo", "mixamo1", "bare_mixamo", "rigify", "unreal", "character_creator", "vrm", "smplx",
-                    "blender"}
+HAND_CONVENTIONS = {"biped", "vrm_humanoid", "mixamo", "mixamo1", "bare_mixamo", "rigify", "unreal",
+                    "character_creator", "vrm", "smplx", "blender"}
 
 
 def _check_body(m, expected=rb.EXPECTED, matrix=None, tol=TOL):

@@ -582,7 +582,7 @@ def map_rig(bones, user_mapping=None, *, armature_name: str = "armature") -> Rig
     _check_sides(rm, struct_axes)
     head = named_bones.get("head") or struct_bones.get("head")
     if head is not None and axes is not None:
-        _face(rm, rig, head, axes, user)
+        _face(rm, rig, head, axes)
     if axes is not None:
         for side in ("left", "right"):
             if f"{side}_toe" not in user and joints.get(f"{side}_ankle") is not None:
@@ -669,14 +669,14 @@ def _frame(joints, struct_axes, scale: float):
     return up, left, np.cross(left, up), 0.4 * torso
 
 
-def _face(rm: RigMap, rig: _Rig, head: str, axes, user) -> None:
+def _face(rm: RigMap, rig: _Rig, head: str, axes) -> None:
     up, left, fwd, unit = axes
     j = rm.joints
     origin = rig.head(head)
     eyes = [j[k] for k in ("left_eye", "right_eye")]
     if all(e is not None and e.how != DERIVED for e in eyes):
         mid = (np.asarray(eyes[0].point) + np.asarray(eyes[1].point)) / 2
-        a, b, c = FACE_OFFSETS["left_eye"]
+        _, b, c = FACE_OFFSETS["left_eye"]
         origin = mid - unit * (b * up + c * fwd)
 
     def at(offset_left, offset_up, offset_fwd):
