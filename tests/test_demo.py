@@ -251,3 +251,15 @@ def test_demo_character_from_blend_and_fbx(bcn_variants, tmp_path, name):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["character"] == name
     assert metrics["engine"]["ssim"] > metrics["baseline"]["ssim"]
+
+
+def test_unmappable_bvh_is_one_sentence_and_exit_2(tmp_path):
+    snake = tmp_path / "snake.bvh"
+    snake.write_text("HIERARCHY\nROOT A\n{\n OFFSET 0 0 0\n CHANNELS 3 Xrotation Yrotation Zrotation\n JOINT B\n {\n"
+                     "  OFFSET 0 1 0\n  CHANNELS 3 Xrotation Yrotation Zrotation\n  End Site\n  {\n   OFFSET 0 1 0\n"
+                     "  }\n }\n}\nMOTION\nFrames: 2\nFrame Time: 0.04\n0 0 0 0 0 0\n0 0 0 0 10 0\n")
+    proc = _run(["demo", "--out", str(tmp_path / "o"), "--frames", "2", "--size", "64", "--character", str(BCN),
+                 "--motion", str(snake)])
+    assert proc.returncode == 2
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("inhabit demo: ")]
+    assert len(line) == 1 and "The BVH skeleton 'snake' cannot be mapped to a body" in line[0]
