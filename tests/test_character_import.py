@@ -407,12 +407,13 @@ def test_bvh_retarget_points_every_limb_where_the_performer_does():
     scene, arm, _ = _bcn()
     src = import_bvh(str(ASSETS / "cmu_01_01_start.bvh"), scene, fps=24)
     src_map = map_armature(src)
-    names = ["neck", "left_hip", "right_hip"] + sorted({k for seg in SEGMENTS for k in seg})
+    feet = [("left_ankle", "left_toe"), ("right_ankle", "right_toe")]
+    names = ["neck", "left_hip", "right_hip"] + sorted({k for seg in list(SEGMENTS) + feet for k in seg})
 
     def body_dirs(posed):
         p = {k: posed.world(posed.mapping.joints[k]).copy() for k in names}
         basis = _frame(p).transposed()     # world -> (left, forward, up) of that body
-        return {(a, b): (basis @ (p[b] - p[a])).normalized() for a, b in SEGMENTS}
+        return {(a, b): (basis @ (p[b] - p[a])).normalized() for a, b in list(SEGMENTS) + feet}
     frames = (6, 12, 18)
     want = {}
     for f in frames:

@@ -6,7 +6,7 @@ mocap's body frame (hips left-right, hips-to-neck up) and its root motion
 (scaled by leg length, the performer's first heading turned to the
 character's); the first spine bone bends the torso towards the neck, the head
 bone turns towards the nose, and every limb bone -- upper arm, forearm,
-thigh, shin -- is swung so that its segment points where the performer's does. The result is
+thigh, shin, foot -- is swung so that its segment points where the performer's does. The result is
 baked as keyframes on the character; the BVH armature is removed again.
 """
 from __future__ import annotations
@@ -109,10 +109,13 @@ def retarget_bvh(src, dst, dst_map, scene, frames: int) -> int:
     head = dst_map.joints["nose"].bone if dst_map.joints["nose"].bone != dst_map.joints["neck"].bone else None
     if head in (root, spine):
         head = None
-    touched = {root} | {dst_map.joints[a].bone for a, _ in SEGMENTS} | {b for b in (spine, head) if b}
+    # Feet point their toes where the performer's do, when both skeletons have toes.
+    feet = [(f"{s}_ankle", f"{s}_toe") for s in ("left", "right")
+            if src_map.joints.get(f"{s}_toe") is not None and dst_map.joints.get(f"{s}_toe") is not None]
+    touched = {root} | {dst_map.joints[a].bone for a, _ in list(SEGMENTS) + feet} | {b for b in (spine, head) if b}
     for f in range(start, start + frames):
         scene.frame_set(f)
-        raw = _world(src_posed, NEEDED)
+        raw = _world(src_posed, NEEDED + tuple(k for seg in feet for k in seg))
         target = {k: dst_mid0 + turn @ ((p - src_mid0) * scale) for k, p in raw.items()}
         for pb in dst.pose.bones:
             pb.matrix_basis = Matrix.Identity(4)
@@ -125,7 +128,7 @@ def retarget_bvh(src, dst, dst_map, scene, frames: int) -> int:
         view.update()
         # The spine bends (hips -> neck), the head turns (neck -> nose), then the limbs swing.
         for bone_name, a, b in ([(spine, "_mid", "neck"), (head, "neck", "nose")]
-                                + [(dst_map.joints[a].bone, a, b) for a, b in SEGMENTS]):
+                                + [(dst_map.joints[a].bone, a, b) for a, b in list(SEGMENTS) + feet]):
             if bone_name is None:
                 continue
             bone = dst.pose.bones[bone_name]
