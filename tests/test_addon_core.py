@@ -13,7 +13,8 @@ from blender_addon.core.settings import (SetupError, ShotSettings, validate_agai
 def test_package_imports_without_bpy():
     import subprocess, sys
     code = ("import sys, blender_addon, blender_addon.core.jobs, blender_addon.core.settings, "
-            "blender_addon.core.keypoint_map, blender_addon.core.rig_map, blender_addon.core.exr; "
+            "blender_addon.core.keypoint_map, blender_addon.core.rig_map, blender_addon.core.rig_structure, "
+            "blender_addon.core.rig_hands, blender_addon.core.rig_face, blender_addon.core.exr; "
             "assert 'bpy' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
 
