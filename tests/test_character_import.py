@@ -444,3 +444,24 @@ def test_blend_import_leaves_bone_widgets_and_lights_out_of_the_scene(tmp_path):
     objs = import_character(blend, scene)
     assert sorted(o.name for o in objs) == ["Rig"]
     assert sorted(o.name for o in scene.objects) == ["Rig"]
+
+
+def test_export_without_armature_refuses_two_candidates_in_one_sentence(tmp_path, capsys):
+    import argparse
+    from backend.commands import export
+    scene, arm, _ = _bcn()
+    second = rb.build_armature(rb.mixamo(), "Second")
+    twin = driven_objects(scene, arm)[0].copy()
+    scene.collection.objects.link(twin)
+    twin.parent = None
+    twin.modifiers[0].object = second
+    _camera(scene)
+    blend = str(tmp_path / "two.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    parser = argparse.ArgumentParser()
+    export.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["export", blend, "--reference", str(BCN), "--out", str(tmp_path / "o")])
+    assert export.run(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "several candidate armatures ('$dummy_root', 'Second')" in err
+    assert "--armature NAME" in err
