@@ -6,70 +6,44 @@ import cv2
 import numpy as np
 import pytest
 
-from blender_addon.core import exr, jobs, keypoint_map, png, protocol, takes
+from blender_addon.core import exr, jobs, keypoint_map, png, protocol, rig_map, takes
 from blender_addon.core.settings import (SetupError, ShotSettings, validate_against_server,
                                          validate_shot)
-
-MIXAMO = ["Hips", "Spine", "Spine1", "Spine2", "Neck", "Head", "HeadTop_End"] + [
-    f"{s}{b}" for s in ("Left", "Right")
-    for b in ("Shoulder", "Arm", "ForeArm", "Hand", "UpLeg", "Leg", "Foot", "ToeBase")]
-METARIG = ["spine", "spine.001", "spine.002", "spine.003", "spine.004", "spine.005", "spine.006"] + [
-    f"{b}.{s}" for s in "LR" for b in ("shoulder", "upper_arm", "forearm", "hand", "thigh", "shin", "foot", "toe")]
-
 
 def test_package_imports_without_bpy():
     import subprocess, sys
     code = ("import sys, blender_addon, blender_addon.core.jobs, blender_addon.core.settings, "
-            "blender_addon.core.keypoint_map, blender_addon.core.exr; assert 'bpy' not in sys.modules")
+            "blender_addon.core.keypoint_map, blender_addon.core.rig_map, blender_addon.core.rig_structure, "
+            "blender_addon.core.rig_hands, blender_addon.core.rig_face, blender_addon.core.exr; "
+            "assert 'bpy' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
 
 
-@pytest.mark.parametrize("prefix", ["mixamorig:", "", "mixamorig1:"])
-def test_mixamo_names_map_with_and_without_prefix(prefix):
-    m = keypoint_map.resolve([prefix + b for b in MIXAMO])
-    assert m["left_elbow"] == (prefix + "LeftForeArm", "head")
-    assert m["right_knee"] == (prefix + "RightLeg", "head")
-    assert m["neck"] == (prefix + "Neck", "head")
-    # no face bones: face points come from the head bone
-    assert m["nose"] == ("derived", prefix + "Head")
-    assert all(m[k] is not None for k in protocol.KEYPOINT_NAMES)
-
-
-@pytest.mark.parametrize("prefix", ["", "DEF-", "ORG-"])
-def test_rigify_and_metarig_names_map(prefix):
-    names = [prefix + b for b in METARIG] + (["ORG-" + b for b in METARIG] if prefix == "DEF-" else [])
-    m = keypoint_map.resolve(names)
-    assert m["left_wrist"] == (prefix + "hand.L", "head")
-    assert m["right_hip"] == (prefix + "thigh.R", "head")
-    assert m["neck"] == (prefix + "spine.004", "head")
-    assert m["left_eye"] == ("derived", prefix + "spine.006")
+def _names(names):
+    """Bones-only rig from names alone: a chain, no geometry to speak of."""
+    from blender_addon.core.rig_map import Bone
+    return [Bone(n, None, (0.0, 0.0, 0.1 * i), (0.0, 0.0, 0.1 * i + 0.05)) for i, n in enumerate(names)]
 
 
 def test_user_mapping_overrides_and_errors():
-    bones = MIXAMO + ["Jaw"]
-    m = keypoint_map.resolve(bones, '{"nose": ["Jaw", "tail"], "left_wrist": "LeftForeArm"}')
-    assert m["nose"] == ("Jaw", "tail") and m["left_wrist"] == ("LeftForeArm", "head")
+    from tests import rig_builder
+    bones = rig_builder.mixamo("") + _names(["Jaw"])
+    m = rig_map.map_rig(bones, '{"nose": ["Jaw", "tail"], "left_wrist": "LeftForeArm"}')
+    assert (m.joints["nose"].bone, m.joints["nose"].how) == ("Jaw", "user")
+    assert m.joints["left_wrist"].bone == "LeftForeArm"
     with pytest.raises(keypoint_map.MappingError, match="not valid JSON"):
-        keypoint_map.resolve(bones, "{nose: Jaw")
+        rig_map.map_rig(bones, "{nose: Jaw")
     with pytest.raises(keypoint_map.MappingError, match="unknown keypoint 'snout'"):
-        keypoint_map.resolve(bones, {"snout": "Jaw"})
+        rig_map.map_rig(bones, {"snout": "Jaw"})
     with pytest.raises(keypoint_map.MappingError, match="does not have"):
-        keypoint_map.resolve(bones, {"nose": "Beak"})
+        rig_map.map_rig(bones, {"nose": "Beak"})
     with pytest.raises(keypoint_map.MappingError, match="\\['Jaw', 'middle'\\]|head'\\|'tail"):
-        keypoint_map.resolve(bones, {"nose": ["Jaw", "middle"]})
+        rig_map.map_rig(bones, {"nose": ["Jaw", "middle"]})
 
 
 def test_armature_without_mapped_bones_is_refused():
     with pytest.raises(keypoint_map.MappingError, match="no bones Inhabit recognises.*keypoint mapping"):
-        keypoint_map.resolve(["Bone", "Bone.001", "Bone.002"], armature_name="Armature")
-
-
-def test_derived_face_points_face_the_front():
-    # Rig facing -Y, left at +X, head bone pointing up.
-    nose = keypoint_map.derive_face_point("nose", (0, 0, 1.5), (0, 0, 1.7), (0.2, 0, 1.4), (-0.2, 0, 1.4))
-    left_eye = keypoint_map.derive_face_point("left_eye", (0, 0, 1.5), (0, 0, 1.7), (0.2, 0, 1.4), (-0.2, 0, 1.4))
-    assert nose[1] < 0 and nose[2] > 1.5      # in front, above the neck
-    assert left_eye[0] > 0                    # on the character's left
+        rig_map.map_rig(_names(["Bone", "Bone.001", "Bone.002"]), armature_name="Armature")
 
 
 def _settings(tmp_path, **kw):

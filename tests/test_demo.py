@@ -161,3 +161,105 @@ def test_demo_runs_the_aa2_engine_with_local_weights(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["engine"]["name"] == "aa2" and metrics["frames"] == 2
     assert (out / "demo.mp4").stat().st_size > 0 and (out / "demo.blend").is_file()
+
+
+BCN = ROOT / "tests" / "assets" / "BCN_Epileptic.glb"
+BODY = [n for n in ("neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+                    "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle")]
+
+
+@pytest.mark.parametrize("extra", [[], ["--motion", str(ROOT / "tests" / "assets" / "cmu_01_01_start.bvh")]],
+                         ids=["own_action", "cmu_bvh"])
+def test_demo_with_a_real_character_beats_the_baseline(tmp_path, extra):
+    from blender_addon.core import protocol
+    out = tmp_path / "out"
+    proc = _run(["demo", "--out", str(out), "--frames", "6", "--size", "128", "--character", str(BCN), *extra])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["character"] == "BCN_Epileptic.glb" and metrics["frames"] == 6
+    assert metrics["engine"]["ssim"] > metrics["baseline"]["ssim"]
+    assert metrics["engine"]["psnr"] > metrics["baseline"]["psnr"]
+    # The reference: every keypoint on the character, left on the image's right (it faces the camera).
+    names = protocol.KEYPOINT_NAMES
+    ref = cv2.imread(str(out / "reference.png"), cv2.IMREAD_UNCHANGED)
+    kps = np.asarray(json.loads((out / "reference_keypoints.json").read_text()), np.float32)
+    assert (kps[:, 3] == 1).all()
+    on_body = cv2.dilate((ref[..., 3] > 0).astype(np.uint8), np.ones((5, 5), np.uint8))
+    assert all(on_body[int(y), int(x)] for x, y in kps[:, :2])
+    for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle", "eye", "ear"):
+        assert kps[names.index("left_" + part), 0] > kps[names.index("right_" + part), 0], part
+    # Every shot frame, exported from the saved demo with no --armature, --body or map: the
+    # body joints are all there and never swap sides (the character keeps facing the camera).
+    exp = tmp_path / "export"
+    proc = _run(["export", str(out / "demo.blend"), "--reference", str(out / "reference.png"), "--samples", "1",
+                 "--resolution", "64x64", "--out", str(exp)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    frames = sorted(exp.glob("frame_*.npz"))
+    assert len(frames) == 6
+    for f in frames:
+        with np.load(f) as z:
+            k = z["keypoints"]
+        assert all(k[names.index(n), 3] > 0 for n in BODY), f.name
+        for part in ("shoulder", "hip"):
+            assert k[names.index("left_" + part), 0] > k[names.index("right_" + part), 0], (f.name, part)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--character", "nope.glb"], ["--character", "does not exist"]),
+    (["--character", "notes.txt"], ["--character", ".glb"]),
+    (["--action", "Walk"], ["--action", "--character"]),
+    (["--character", str(BCN), "--motion", "walk.txt"], ["--motion", ".bvh"]),
+])
+def test_character_bad_input_is_one_sentence(tmp_path, capsys, args, words):
+    assert main(["demo", "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    for w in words:
+        assert w in err
+
+
+def test_unknown_action_names_the_ones_there_are(tmp_path):
+    proc = _run(["demo", "--out", str(tmp_path / "o"), "--frames", "2", "--size", "64", "--character", str(BCN),
+                 "--action", "Moonwalk"])
+    assert proc.returncode == 2
+    assert "has no action 'Moonwalk'; it has Epileptisch" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def bcn_variants(tmp_path_factory):
+    """The same public character as .blend and as .fbx (with a light: the importer trap)."""
+    out = tmp_path_factory.mktemp("variants")
+    code = ("import bpy, sys\nfrom blender_addon.scene.imports import import_character\n"
+            "bpy.ops.wm.read_factory_settings(use_empty=True)\nsc = bpy.context.scene\n"
+            "import_character(sys.argv[1], sc, fps=24)\n"
+            "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2] + '/bcn.blend')\n"
+            "lamp = bpy.data.objects.new('Lamp', bpy.data.lights.new('Lamp', 'POINT'))\n"
+            "sc.collection.objects.link(lamp)\n"
+            "bpy.ops.export_scene.fbx(filepath=sys.argv[2] + '/bcn.fbx', add_leaf_bones=False, bake_anim=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(BCN), str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("name", ["bcn.blend", "bcn.fbx"])
+def test_demo_character_from_blend_and_fbx(bcn_variants, tmp_path, name):
+    out = tmp_path / "out"
+    proc = _run(["demo", "--out", str(out), "--frames", "6", "--size", "128", "--character",
+                 str(bcn_variants / name)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["character"] == name
+    assert metrics["engine"]["ssim"] > metrics["baseline"]["ssim"]
+
+
+def test_unmappable_bvh_is_one_sentence_and_exit_2(tmp_path):
+    snake = tmp_path / "snake.bvh"
+    snake.write_text("HIERARCHY\nROOT A\n{\n OFFSET 0 0 0\n CHANNELS 3 Xrotation Yrotation Zrotation\n JOINT B\n {\n"
+                     "  OFFSET 0 1 0\n  CHANNELS 3 Xrotation Yrotation Zrotation\n  End Site\n  {\n   OFFSET 0 1 0\n"
+                     "  }\n }\n}\nMOTION\nFrames: 2\nFrame Time: 0.04\n0 0 0 0 0 0\n0 0 0 0 10 0\n")
+    proc = _run(["demo", "--out", str(tmp_path / "o"), "--frames", "2", "--size", "64", "--character", str(BCN),
+                 "--motion", str(snake)])
+    assert proc.returncode == 2
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("inhabit demo: ")]
+    assert len(line) == 1 and "The BVH skeleton 'snake' cannot be mapped to a body" in line[0]

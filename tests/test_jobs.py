@@ -127,7 +127,7 @@ def _garbage_png(tmp_path):
 @pytest.mark.parametrize("case, words", [
     ("no_armature", "No armature chosen"),
     ("not_an_armature", "is a mesh, not an armature"),
-    ("unmapped", "no bones Inhabit recognises"),
+    ("unmapped", "do not make a body"),
     ("no_camera", "has no active camera"),
     ("missing_reference", "does not exist"),
     ("unreadable_reference", "cannot be read"),
@@ -145,9 +145,13 @@ def test_bad_input_is_refused_before_long_work(server, tmp_path, reference, case
         kw["armature"] = ""
     elif case == "not_an_armature":
         kw["armature"] = "Table"
-    elif case == "unmapped":
-        for b in bpy.data.objects["Rig"].data.bones:
-            b.name = "Bone"
+    elif case == "unmapped":  # meaningless names still map by structure; three bones do not
+        rig = bpy.data.objects["Rig"]
+        bpy.context.view_layer.objects.active = rig
+        bpy.ops.object.mode_set(mode="EDIT")
+        for eb in list(rig.data.edit_bones)[3:]:
+            rig.data.edit_bones.remove(eb)
+        bpy.ops.object.mode_set(mode="OBJECT")
     elif case == "no_camera":
         scene.camera = None
     elif case == "missing_reference":
@@ -192,6 +196,31 @@ def test_render_command_saves_the_strip(server, tmp_path, reference):
     bpy.ops.wm.open_mainfile(filepath=saved)
     strips = list(compat.strips(bpy.context.scene.sequence_editor))
     assert len(strips) == 1 and strips[0].frame_final_duration == 2
+
+
+def test_render_command_on_the_public_character_needs_no_armature_body_or_map(server, tmp_path, reference):
+    import argparse
+    import math
+    from backend.commands import render
+    from blender_addon.scene.imports import import_character
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    import_character(os.path.join(os.path.dirname(__file__), "assets", "BCN_Epileptic.glb"), scene, fps=24)
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    cam.location, cam.rotation_euler = (0, -4.0, -0.2), (math.pi / 2, 0, 0)
+    scene.camera = cam
+    scene.frame_start, scene.frame_end = 1, 2
+    blend = str(tmp_path / "bcn.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    parser = argparse.ArgumentParser()
+    render.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["render", blend, "--reference", reference, "--engine", "echo", "--server",
+                              server.address, "--resolution", f"{SIZE}x{SIZE}", "--samples", "1",
+                              "--out", str(tmp_path / "out")])
+    assert render.run(args) == 0
+    take = next((tmp_path / "out").glob("*/take_001"))
+    assert len(list(take.glob("frame_*.png"))) == 2
 
 
 @pytest.fixture()

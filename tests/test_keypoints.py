@@ -79,17 +79,31 @@ def test_offscreen_joints_are_absent():
     assert (kps[:, 3] == protocol.VIS_ABSENT).all()
 
 
-def test_rigify_names_and_unmapped_rig():
+def test_rigify_names_then_meaningless_names_then_too_few_bones():
     scene = build_scene(size=SIZE, frames=1, prefix="")
     arm = bpy.data.objects["Rig"]
+    scene.frame_set(1)
+    before = kp_mod.project_keypoints(scene, scene.camera, arm, kp_mod.resolve_for(arm), SIZE, SIZE, None)
     rename = {"LeftArm": "DEF-upper_arm.L", "LeftForeArm": "DEF-forearm.L", "LeftHand": "DEF-hand.L",
               "RightArm": "DEF-upper_arm.R", "Neck": "DEF-spine.004", "Head": "DEF-spine.006"}
     for old, new in rename.items():
         arm.data.bones[old].name = new
     mapping = kp_mod.resolve_for(arm)
-    assert mapping["left_elbow"] == ("DEF-forearm.L", "head")
-    assert mapping["neck"] == ("DEF-spine.004", "head")
+    assert mapping.joints["left_elbow"].bone == "DEF-forearm.L"
+    assert mapping.joints["neck"].bone == "DEF-spine.004"
     for b in arm.data.bones:
         b.name = f"Bone{b.name[:3]}_{id(b) % 1000}"
-    with pytest.raises(SetupError, match="no bones Inhabit recognises"):
+    # Meaningless names: the structure finds the same joints at the same pixels.
+    mapping = kp_mod.resolve_for(arm)
+    assert {mapping.joints[k].how for k in BONE_OF} == {"structure"}
+    after = kp_mod.project_keypoints(scene, scene.camera, arm, mapping, SIZE, SIZE, None)
+    body = [NAMES.index(k) for k in BONE_OF]
+    assert abs(after[body] - before[body]).max() < 1e-3
+    # Three bones are no body, and the armature drives nothing: one sentence.
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    for eb in list(arm.data.edit_bones)[3:]:
+        arm.data.edit_bones.remove(eb)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    with pytest.raises(SetupError, match="drives no mesh and its 3 bones do not make a body"):
         check_scene(scene, _settings())

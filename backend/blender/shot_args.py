@@ -44,8 +44,10 @@ def param(text: str) -> tuple[str, object]:
 def add_shot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("blend", help="the .blend file holding the shot")
     p.add_argument("--scene", help="scene name (default: the file's active scene)")
-    p.add_argument("--armature", required=True, help="armature object that drives the character")
-    p.add_argument("--body", help="mesh standing for the character (default: a proxy of capsules along the bones)")
+    p.add_argument("--armature", help="armature object that drives the character (default: the scene's one "
+                                      "character armature)")
+    p.add_argument("--body", help="mesh or collection standing for the character (default: the meshes the "
+                                  "armature drives, else a proxy of capsules along the bones)")
     p.add_argument("--objects", help="collection of objects the character interacts with")
     p.add_argument("--reference", required=True, help="reference image of the character")
     p.add_argument("--reference-keypoints", help="optional [18, 4] keypoints of the reference (.npy or .json)")
@@ -79,8 +81,12 @@ def settings_from_args(args, scene) -> ShotSettings:
             keypoint_map = json.loads(text)
         except ValueError as exc:
             raise SetupError("keypoint_map", f"--keypoint-map is not valid JSON ({exc}): give a JSON object or file.") from None
+    armature = args.armature
+    if not armature:
+        from blender_addon.scene.rig import find_character_armature  # bpy: the scene is open already
+        armature = find_character_armature(scene).name
     return ShotSettings(
-        armature=args.armature, body=args.body, objects_collection=args.objects,
+        armature=armature, body=args.body, objects_collection=args.objects,
         reference_path=os.path.abspath(args.reference), reference_keypoints_path=args.reference_keypoints,
         frame_start=start, frame_end=end, width=width, height=height,
         engine=args.engine, params=dict(args.param), seed=args.seed, output_dir=os.path.abspath(args.out),

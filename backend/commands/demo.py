@@ -28,6 +28,10 @@ def add_parser(subparsers):
     p.add_argument("--size", type=int, default=384, metavar="PX", help="square frame size, multiple of 8 "
                                                                        "(default %(default)s)")
     p.add_argument("--samples", type=int, default=4, help="Cycles samples per render (default %(default)s)")
+    p.add_argument("--character", metavar="FILE", help="your rigged character (.glb, .gltf, .fbx or .blend) "
+                                                       "instead of the procedural one")
+    p.add_argument("--action", metavar="NAME", help="the character's action to play (default: its current one)")
+    p.add_argument("--motion", metavar="FILE.bvh", help="drive the character with a BVH mocap file instead")
     return p
 
 
@@ -51,6 +55,19 @@ def check_args(args) -> str | None:
         return "The aa2 engine needs its weights: pass --weights DIR (see `inhabit weights`), or use --engine preview."
     if args.weights and not os.path.isdir(args.weights):
         return f"Weights folder {args.weights!r} does not exist: pass the folder that holds the aa2 weights."
+    character = getattr(args, "character", None)
+    if character:
+        if not character.lower().endswith((".glb", ".gltf", ".fbx", ".blend")):
+            return f"--character {character!r} is not a .glb, .gltf, .fbx or .blend file: export the character as glTF."
+        if not os.path.isfile(character):
+            return f"--character file {character!r} does not exist: give the path of your rigged character."
+    elif getattr(args, "action", None) or getattr(args, "motion", None):
+        return "--action and --motion need --character FILE: they animate your character."
+    motion = getattr(args, "motion", None)
+    if motion and (not motion.lower().endswith(".bvh") or not os.path.isfile(motion)):
+        return f"--motion {motion!r} is not an existing .bvh file: give a BVH mocap file."
+    if motion and getattr(args, "action", None):
+        return "--action and --motion both animate the character: pass one of them."
     try:
         validate_output_dir(args.out)
     except SetupError as exc:
@@ -114,7 +131,8 @@ def run(args) -> int:
     try:
         with quiet:
             summary = run_demo(DemoOptions(out=args.out, engine=args.engine, weights=args.weights, frames=args.frames,
-                                           size=args.size, samples=args.samples),
+                                           size=args.size, samples=args.samples, character=args.character,
+                                           action=args.action, motion=args.motion),
                                bar=bar, should_cancel=lambda: cancel["asked"])
     except SetupError as exc:
         bar.close()

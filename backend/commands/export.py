@@ -43,6 +43,12 @@ def run(args) -> int:
     header["scene_frames"] = [settings.frame_start, settings.frame_end]
     header["keypoint_names"] = list(protocol.KEYPOINT_NAMES)
     header["blend"] = os.path.abspath(args.blend)
+    header["hand_keypoint_names"] = list(protocol.HAND_KEYPOINT_NAMES)
+    header["keypoint_mapping"] = exporter.mapping.to_json()
+    header["armature"] = exporter.armature.name
+    header["body"] = [o.name for o in exporter.body_objects]
+    print(f"inhabit export: armature {exporter.armature.name!r}, body {len(exporter.body_objects)} object(s), "
+          + exporter.mapping.describe(), file=sys.stderr)
     refs = {protocol.REFERENCE: reference}
     if reference_kp is not None:
         refs[protocol.REFERENCE_KEYPOINTS] = reference_kp

@@ -24,9 +24,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .conventions import (KEYPOINT_INDEX, KEYPOINT_LAYOUT, KEYPOINT_LIMBS, KEYPOINT_NAMES,  # noqa: F401
-                          NO_SURFACE_DEPTH, NO_SURFACE_THRESHOLD, NUM_KEYPOINTS, VIS_ABSENT, VIS_OCCLUDED,
-                          VIS_VISIBLE)
+from .conventions import (FACE_BOX_LAYOUT, HAND_KEYPOINT_NAMES, HAND_LAYOUT, HAND_LIMBS,  # noqa: F401
+                          HAND_POINTS, KEYPOINT_INDEX, KEYPOINT_LAYOUT, KEYPOINT_LIMBS, KEYPOINT_NAMES,
+                          NO_SURFACE_DEPTH, NO_SURFACE_THRESHOLD, NUM_HAND_KEYPOINTS, NUM_KEYPOINTS,
+                          TOE_KEYPOINT_NAMES, VIS_ABSENT, VIS_OCCLUDED, VIS_VISIBLE)
 
 PROTOCOL_VERSION = 1
 DEFAULT_PORT = 5557
@@ -133,7 +134,18 @@ FRAME_INPUTS: dict[str, InputSpec] = {s.name: s for s in (
               "visibility (1 visible, 0.5 occluded by the scene, 0 absent)"),
     InputSpec("object_labels", "uint8", ("H", "W"),
               "0 = none, i = the i-th name of the job's 'objects' list"),
+    # Optional (added in v1 without a version change: engines list them in
+    # optional_inputs; servers that do not know them drop nothing they need).
+    InputSpec("hand_keypoints", "float32", (NUM_HAND_KEYPOINTS, 4),
+              "21 points per hand (HAND_POINTS), left then right, columns as in "
+              "'keypoints'; visibility 0 where the rig has no such finger bone"),
+    InputSpec("toe_keypoints", "float32", (len(TOE_KEYPOINT_NAMES), 4),
+              "left and right toe (TOE_KEYPOINT_NAMES), columns as in 'keypoints'"),
+    InputSpec("face_box", "float32", (len(FACE_BOX_LAYOUT),),
+              "x0, y0, x1, y1 of the head in pixels, then visibility (FACE_BOX_LAYOUT)"),
 )}
+# Inputs an older client may leave out; nothing required depends on them.
+OPTIONAL_FRAME_INPUTS = ("hand_keypoints", "toe_keypoints", "face_box")
 
 # Job-level buffers sent with SUBMIT.
 REFERENCE = "reference"                    # uint8 [h, w, 3|4] (alpha = matte)

@@ -30,7 +30,7 @@ class ShotSettings:
     width: int
     height: int
     output_dir: str
-    body: str | None = None                 # mesh (+ its child meshes) or collection; None -> proxy capsules
+    body: str | None = None                 # mesh (+ children) or collection; None -> what the armature drives
     objects_collection: str | None = None   # objects the character interacts with
     reference_keypoints_path: str | None = None  # .npy float32 [K, 4] or .json list
     engine: str = "preview"

@@ -19,6 +19,7 @@ from ..core.settings import SetupError, ShotSettings
 from . import keypoints as kp_mod
 from .passes import PassRenderer, read_image_rgba
 from .proxy import ensure_proxy_body
+from .rig import driven_objects
 
 
 def labelled_objects(scene, collection_name: str | None) -> list:
@@ -64,11 +65,25 @@ def check_scene(scene, s: ShotSettings):
     if s.body and not body_objects(s.body):
         raise SetupError("body", f"Body {s.body!r} is neither a mesh object nor a collection with meshes in this file: "
                                  "pick the character's mesh, or leave it empty to use a proxy body.")
+    driven = [] if s.body else driven_objects(scene, arm)
     try:
         mapping = kp_mod.resolve_for(arm, s.keypoint_map)
     except keypoint_map.MappingError as exc:
+        if not s.body and not driven:
+            raise SetupError("armature", f"Armature {arm.name!r} drives no mesh and its {len(arm.data.bones)} bones "
+                                         "do not make a body (hips, spine, head, two arms, two legs): bind the "
+                                         "character's mesh to a full humanoid rig, or set a keypoint "
+                                         "mapping.") from None
         raise SetupError("keypoint_map", str(exc) + ".") from None
     return arm, mapping
+
+
+def character_objects(scene, armature, s: ShotSettings) -> list:
+    """The body the passes render: the user's pick, else whatever the armature
+    drives, else (nothing driven) the capsule proxy."""
+    if s.body:
+        return body_objects(s.body)
+    return driven_objects(scene, armature) or ensure_proxy_body(scene, armature)
 
 
 def load_reference(s: ShotSettings) -> tuple[np.ndarray, np.ndarray | None]:
@@ -104,10 +119,7 @@ class ShotExporter:
         self.settings = settings
         self.armature, self.mapping = check_scene(scene, settings)
         self.camera = scene.camera
-        if settings.body:
-            self.body_objects = body_objects(settings.body)
-        else:
-            self.body_objects = ensure_proxy_body(scene, self.armature)
+        self.body_objects = character_objects(scene, self.armature, settings)
         self.labelled = labelled_objects(scene, settings.objects_collection)
         self.object_names = [o.name for o in self.labelled]
         self._own_workdir = workdir is None
@@ -147,8 +159,11 @@ class ShotExporter:
             raise RuntimeError("ShotExporter must be entered (with ...) before exporting")
         s = self.settings
         arrays = self.renderer.render_frame(self.scene_frame(index))
-        arrays["keypoints"] = kp_mod.project_keypoints(self.scene, self.camera, self.armature, self.mapping,
-                                                       s.width, s.height, arrays["scene_depth"])
+        args = (self.scene, self.camera, self.armature, self.mapping, s.width, s.height, arrays["scene_depth"])
+        arrays["keypoints"] = kp_mod.project_keypoints(*args)
+        arrays["hand_keypoints"] = kp_mod.project_hands(*args)
+        arrays["toe_keypoints"] = kp_mod.project_toes(*args)
+        arrays["face_box"] = kp_mod.project_face_box(*args)
         protocol.check_frame_inputs(arrays, height=s.height, width=s.width, n_objects=len(self.labelled))
         return arrays
 

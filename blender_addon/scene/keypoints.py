@@ -1,12 +1,12 @@
-"""2D keypoints (OpenPose-18) projected from the armature, with visibility."""
+"""2D keypoints (OpenPose-18, 21 per hand) and the face box, projected from
+the armature with depth-tested visibility."""
 from __future__ import annotations
 
 import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
-from mathutils import Vector
 
-from ..core import keypoint_map, protocol
-from ..core.keypoint_map import TAIL
+from ..core import protocol
+from .rig import PosedRig, map_armature
 
 # A joint counts as occluded when the environment is nearer than the joint by
 # more than this (metres, plus a fraction of the depth). Joints sit inside the
@@ -15,44 +15,17 @@ OCCLUSION_MARGIN_M = 0.05
 OCCLUSION_MARGIN_REL = 0.01
 
 
-def resolve_for(armature, user_mapping=None) -> dict:
-    return keypoint_map.resolve([b.name for b in armature.pose.bones], user_mapping, armature_name=armature.name)
+def resolve_for(armature, user_mapping=None):
+    """The armature's RigMap (see core.rig_map)."""
+    return map_armature(armature, user_mapping)
 
 
-def world_positions(armature, mapping: dict) -> dict:
-    """{keypoint: world Vector or None} for the armature's current (evaluated) pose."""
-    mw = armature.matrix_world
-    pbs = armature.pose.bones
-    out = {}
-    for kp, entry in mapping.items():
-        if entry is None or entry[0] == "derived":
-            out[kp] = None
-            continue
-        bone, end = entry
-        pb = pbs[bone]
-        out[kp] = mw @ (pb.tail if end == TAIL else pb.head)
-    for kp, entry in mapping.items():
-        if entry is not None and entry[0] == "derived":
-            head = pbs[entry[1]]
-            ls, rs = out.get("left_shoulder"), out.get("right_shoulder")
-            if ls is None or rs is None:
-                continue
-            out[kp] = Vector(keypoint_map.derive_face_point(kp, mw @ head.head, mw @ head.tail, ls, rs))
-    return out
-
-
-def project_keypoints(scene, camera, armature, mapping: dict, width: int, height: int,
-                      scene_depth: np.ndarray | None) -> np.ndarray:
-    """float32 [K, 4]: x, y (pixels, top-left origin), planar depth, visibility.
-
-    Call after ``scene.frame_set``. Visibility: 0 when unmapped, behind the
-    camera or outside the frame; 0.5 when the scene depth at the joint's pixel
-    is nearer than the joint; 1 otherwise.
-    """
-    pos = world_positions(armature, mapping)
-    out = np.zeros((protocol.NUM_KEYPOINTS, 4), np.float32)
-    for k, name in enumerate(protocol.KEYPOINT_NAMES):
-        p = pos.get(name)
+def project_points(scene, camera, points, width: int, height: int, scene_depth: np.ndarray | None) -> np.ndarray:
+    """float32 [N, 4] for world points (None = unmapped): x, y (pixels, top-left
+    origin), planar depth, visibility (0 unmapped / behind / outside, 0.5
+    behind the scene's surface at that pixel, 1 visible)."""
+    out = np.zeros((len(points), 4), np.float32)
+    for k, p in enumerate(points):
         if p is None:
             continue
         c = world_to_camera_view(scene, camera, p)
@@ -65,4 +38,50 @@ def project_keypoints(scene, camera, armature, mapping: dict, width: int, height
             if d < z - (OCCLUSION_MARGIN_M + OCCLUSION_MARGIN_REL * z):
                 vis = protocol.VIS_OCCLUDED
         out[k] = (x, y, max(z, 0.0), vis)
+    return out
+
+
+def project_keypoints(scene, camera, armature, mapping, width: int, height: int,
+                      scene_depth: np.ndarray | None) -> np.ndarray:
+    """float32 [18, 4] in KEYPOINT_NAMES order. Call after ``scene.frame_set``."""
+    posed = PosedRig(armature, mapping)
+    return project_points(scene, camera, posed.points(protocol.KEYPOINT_NAMES), width, height, scene_depth)
+
+
+def project_hands(scene, camera, armature, mapping, width: int, height: int,
+                  scene_depth: np.ndarray | None) -> np.ndarray:
+    """float32 [42, 4] in HAND_KEYPOINT_NAMES order (left hand, then right)."""
+    posed = PosedRig(armature, mapping)
+    return project_points(scene, camera, posed.points(protocol.HAND_KEYPOINT_NAMES), width, height, scene_depth)
+
+
+def project_toes(scene, camera, armature, mapping, width: int, height: int,
+                 scene_depth: np.ndarray | None) -> np.ndarray:
+    """float32 [2, 4] in TOE_KEYPOINT_NAMES order (left toe, right toe)."""
+    posed = PosedRig(armature, mapping)
+    return project_points(scene, camera, posed.points(protocol.TOE_KEYPOINT_NAMES), width, height, scene_depth)
+
+
+def project_face_box(scene, camera, armature, mapping, width: int, height: int,
+                     scene_depth: np.ndarray | None) -> np.ndarray:
+    """float32 [5]: the head's box in pixels (clipped) and its visibility
+    (1 facing the camera and unhidden, 0.5 turned away or hidden, 0 absent)."""
+    out = np.zeros(len(protocol.FACE_BOX_LAYOUT), np.float32)
+    if not mapping.face_box:
+        return out
+    posed = PosedRig(armature, mapping)
+    corners = project_points(scene, camera, [posed.world(j) for j in mapping.face_box], width, height, None)
+    centre_w = posed.world(mapping.face_centre)
+    centre = project_points(scene, camera, [centre_w], width, height, scene_depth)[0]
+    c = np.array([world_to_camera_view(scene, camera, posed.world(j)) for j in mapping.face_box])
+    if (c[:, 2] <= 0).any():
+        return out  # part of the head is behind the camera
+    xs, ys = c[:, 0] * width, (1.0 - c[:, 1]) * height
+    x0, x1 = float(np.clip(xs.min(), 0, width)), float(np.clip(xs.max(), 0, width))
+    y0, y1 = float(np.clip(ys.min(), 0, height)), float(np.clip(ys.max(), 0, height))
+    if x1 - x0 < 1 or y1 - y0 < 1 or not corners[:, 3].any():
+        return out
+    facing = (posed.world(mapping.face_front) - centre_w).dot(camera.matrix_world.translation - centre_w) > 0
+    vis = protocol.VIS_VISIBLE if facing and centre[3] == protocol.VIS_VISIBLE else protocol.VIS_OCCLUDED
+    out[:] = (x0, y0, x1, y1, vis)
     return out

@@ -61,8 +61,11 @@ def ensure_proxy_body(scene: bpy.types.Scene, armature: bpy.types.Object) -> lis
     if not bones:
         bones = [b for b in armature.data.bones if b.length > 1e-4]
     objs = []
+    # Radii are chosen in metres: a rig in centimetres or scaled 0.01 gets the same body.
+    scale = armature.matrix_world.to_scale()
+    s = (abs(scale.x * scale.y * scale.z) ** (1 / 3)) or 1.0
     for bone in bones:
-        mesh = _capsule_mesh(f"{coll_name}:{bone.name}", bone.length, capsule_radius(bone.length))
+        mesh = _capsule_mesh(f"{coll_name}:{bone.name}", bone.length, capsule_radius(bone.length * s) / s)
         obj = bpy.data.objects.new(f"Proxy {bone.name}", mesh)
         coll.objects.link(obj)
         obj.parent = armature

@@ -122,5 +122,50 @@ class INHABIT_OT_make_proxy(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class INHABIT_OT_find_mapping(bpy.types.Operator):
+    """Find which bone carries each keypoint (by naming convention or by structure) and show it"""
+    bl_idname = "inhabit.find_mapping"
+    bl_label = "Find Mapping"
+
+    def execute(self, context):
+        from .properties import refresh_mapping_rows
+        self.report({"INFO"}, f"Inhabit: {refresh_mapping_rows(context.scene)}")
+        return {"FINISHED"}
+
+
+class INHABIT_OT_fix_joint(bpy.types.Operator):
+    """Put the chosen keypoint on the chosen bone (saved with the .blend)"""
+    bl_idname = "inhabit.fix_joint"
+    bl_label = "Fix Joint"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        from .properties import refresh_mapping_rows
+        p = context.scene.inhabit
+        if not p.fix_bone:
+            self.report({"ERROR"}, "Inhabit: pick the bone that carries the keypoint first.")
+            return {"CANCELLED"}
+        fix = next((f for f in p.joint_fixes if f.keypoint == p.fix_keypoint), None) or p.joint_fixes.add()
+        fix.keypoint, fix.bone, fix.end = p.fix_keypoint, p.fix_bone, p.fix_end
+        refresh_mapping_rows(context.scene)
+        return {"FINISHED"}
+
+
+class INHABIT_OT_clear_fix(bpy.types.Operator):
+    """Forget one joint fix: the automatic mapping decides again"""
+    bl_idname = "inhabit.clear_fix"
+    bl_label = "Clear Fix"
+    bl_options = {"REGISTER", "UNDO"}
+    index: bpy.props.IntProperty()
+
+    def execute(self, context):
+        from .properties import refresh_mapping_rows
+        p = context.scene.inhabit
+        if 0 <= self.index < len(p.joint_fixes):
+            p.joint_fixes.remove(self.index)
+        refresh_mapping_rows(context.scene)
+        return {"FINISHED"}
+
+
 CLASSES = (INHABIT_OT_animate, INHABIT_OT_cancel, INHABIT_OT_test_connection, INHABIT_OT_start_server,
-           INHABIT_OT_make_proxy)
+           INHABIT_OT_make_proxy, INHABIT_OT_find_mapping, INHABIT_OT_fix_joint, INHABIT_OT_clear_fix)

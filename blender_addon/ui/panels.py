@@ -31,7 +31,7 @@ def draw_inhabit(layout, context):
     if p.body is None:
         row.operator("inhabit.make_proxy", text="", icon="MESH_CAPSULE")
     box.prop(p, "objects_collection")
-    box.prop(p, "keypoint_map")
+    draw_mapping(box, p)
     box.prop(p, "reference_keypoints_path")
 
     box = layout.box()
@@ -83,6 +83,35 @@ def draw_inhabit(layout, context):
             line = f"{line} {w}".strip()
         if line:
             err.label(text=line, icon="ERROR")
+
+
+def draw_mapping(layout, p):
+    """The mapping found (keypoint -> bone, by convention / structure / user) and the joint fixes."""
+    sub = layout.box()
+    row = sub.row(align=True)
+    row.label(text="Bone Mapping", icon="BONE_DATA")
+    row.operator("inhabit.find_mapping", text="", icon="FILE_REFRESH")
+    if p.mapping_summary:
+        sub.label(text=p.mapping_summary)
+    col = sub.column(align=True)
+    for r in p.mapping_rows:
+        line = col.row(align=True)
+        line.label(text=r.keypoint.replace("_", " "))
+        line.label(text=r.bone or "-", icon="ERROR" if r.how == "missing" else "NONE")
+        line.label(text=r.how)
+    fix = sub.row(align=True)
+    fix.prop(p, "fix_keypoint", text="")
+    if p.armature is not None:
+        fix.prop_search(p, "fix_bone", p.armature.data, "bones", text="")
+    else:
+        fix.prop(p, "fix_bone", text="")
+    fix.prop(p, "fix_end", text="")
+    fix.operator("inhabit.fix_joint", text="", icon="CHECKMARK")
+    for i, f in enumerate(p.joint_fixes):
+        line = sub.row(align=True)
+        line.label(text=f"{f.keypoint} -> {f.bone} ({f.end})", icon="MODIFIER")
+        line.operator("inhabit.clear_fix", text="", icon="X").index = i
+    sub.prop(p, "keypoint_map")
 
 
 class _InhabitPanel:

@@ -31,6 +31,29 @@ class InhabitParam(bpy.types.PropertyGroup):
         return {"int": self.int_value, "float": self.float_value, "bool": self.bool_value}.get(self.kind, self.str_value)
 
 
+def _keypoint_items(self, context):
+    # Body and face first (what most fixes are about), then the hands.
+    return _KEYPOINT_ITEMS
+
+
+_KEYPOINT_ITEMS = [(k, k.replace("_", " "), "")
+                   for k in protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES]
+
+
+class InhabitJointFix(bpy.types.PropertyGroup):
+    """The user's fix of one keypoint: which bone (head or tail) carries it. Saved in the .blend."""
+    keypoint: bpy.props.StringProperty(name="Keypoint")
+    bone: bpy.props.StringProperty(name="Bone")
+    end: bpy.props.EnumProperty(name="End", items=(("head", "Head", ""), ("tail", "Tail", "")), default="head")
+
+
+class InhabitMappingRow(bpy.types.PropertyGroup):
+    """One line of the mapping found (shown in the panel): keypoint -> bone, and how."""
+    keypoint: bpy.props.StringProperty()
+    bone: bpy.props.StringProperty()
+    how: bpy.props.StringProperty()
+
+
 class InhabitSceneProps(bpy.types.PropertyGroup):
     server: bpy.props.StringProperty(name="Server", default=protocol.DEFAULT_ADDRESS,
                                      description="ZeroMQ address of the Inhabit server")
@@ -39,9 +62,11 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
     params: bpy.props.CollectionProperty(type=InhabitParam)
 
     armature: bpy.props.PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,
-                                        description="The armature that drives the character")
+                                        description="The armature that drives the character; empty = the scene's one "
+                                                    "character armature")
     body: bpy.props.PointerProperty(name="Body", type=bpy.types.Object, poll=_is_mesh,
-                                    description="Mesh that stands for the character; empty = proxy capsules along the bones")
+                                    description="Mesh that stands for the character; empty = the meshes the armature "
+                                                "drives (proxy capsules along the bones if none)")
     objects_collection: bpy.props.PointerProperty(name="Interacts With", type=bpy.types.Collection,
                                                   description="Objects the character touches (one label each)")
     reference_path: bpy.props.StringProperty(name="Reference", subtype="FILE_PATH",
@@ -50,6 +75,13 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
                                                        description="Optional [18, 4] keypoints of the reference (.npy/.json)")
     keypoint_map: bpy.props.StringProperty(name="Keypoint Mapping",
                                            description='JSON overrides, e.g. {"left_wrist": "hand.L", "nose": ["Nose", "tail"]}')
+    joint_fixes: bpy.props.CollectionProperty(type=InhabitJointFix)
+    mapping_rows: bpy.props.CollectionProperty(type=InhabitMappingRow)
+    mapping_summary: bpy.props.StringProperty(name="Mapping")
+    fix_keypoint: bpy.props.EnumProperty(name="Keypoint", items=_keypoint_items,
+                                         description="Keypoint to put on another bone")
+    fix_bone: bpy.props.StringProperty(name="Bone", description="Bone that carries the keypoint")
+    fix_end: bpy.props.EnumProperty(name="End", items=(("head", "Head", ""), ("tail", "Tail", "")), default="head")
 
     use_scene_range: bpy.props.BoolProperty(name="Scene Range", default=True)
     frame_start: bpy.props.IntProperty(name="Start", default=1)
@@ -78,14 +110,14 @@ def settings_from_scene(scene) -> ShotSettings:
     else:
         width, height = p.width, p.height
     start, end = (scene.frame_start, scene.frame_end) if p.use_scene_range else (p.frame_start, p.frame_end)
-    keypoint_map = None
-    if p.keypoint_map.strip():
-        try:
-            keypoint_map = json.loads(p.keypoint_map)
-        except ValueError as exc:
-            raise SetupError("keypoint_map", f"Keypoint mapping is not valid JSON ({exc}): fix it in the panel.") from None
+    keypoint_map = user_mapping(p)
+    armature = p.armature
+    if armature is None:
+        # Nothing picked: the scene's one character armature, or a sentence naming the candidates.
+        from ..scene.rig import find_character_armature
+        armature = find_character_armature(scene)
     return ShotSettings(
-        armature=p.armature.name if p.armature else "",
+        armature=armature.name,
         body=p.body.name if p.body else None,
         objects_collection=p.objects_collection.name if p.objects_collection else None,
         reference_path=bpy.path.abspath(p.reference_path) if p.reference_path else "",
@@ -100,6 +132,47 @@ def settings_from_scene(scene) -> ShotSettings:
 def key_settings(context) -> dict:
     from .keys import key_settings as from_prefs
     return from_prefs(context)
+
+
+def user_mapping(p) -> dict | None:
+    """The JSON mapping of the panel with the per-joint fixes on top (fixes win)."""
+    keypoint_map = None
+    if p.keypoint_map.strip():
+        try:
+            keypoint_map = json.loads(p.keypoint_map)
+        except ValueError as exc:
+            raise SetupError("keypoint_map", f"Keypoint mapping is not valid JSON ({exc}): "
+                                             "fix it in the panel.") from None
+        if not isinstance(keypoint_map, dict):
+            raise SetupError("keypoint_map", "Keypoint mapping must be a JSON object {keypoint: bone}: "
+                                             "fix it in the panel.")
+    if len(p.joint_fixes):
+        keypoint_map = dict(keypoint_map or {})
+        for fix in p.joint_fixes:
+            keypoint_map[fix.keypoint] = [fix.bone, fix.end]
+    return keypoint_map
+
+
+def refresh_mapping_rows(scene) -> str:
+    """Map the panel's armature again and fill the rows the panel shows; return the summary."""
+    from ..core.keypoint_map import MappingError
+    from ..scene.rig import find_character_armature, map_armature
+    p = scene.inhabit
+    p.mapping_rows.clear()
+    try:
+        arm = p.armature or find_character_armature(scene)
+        m = map_armature(arm, user_mapping(p))
+    except (SetupError, MappingError) as exc:
+        p.mapping_summary = str(getattr(exc, "message", exc))
+        return p.mapping_summary
+    for k, bone, how in m.rows(protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES):
+        row = p.mapping_rows.add()
+        row.keypoint, row.bone, row.how = k, bone, how
+    box = "yes" if m.face_box else "no"
+    p.mapping_summary = (f"{arm.name}: {m.convention}, {m.body_mapped()}/13 body, "
+                         f"{m.hands_mapped()}/{protocol.NUM_HAND_KEYPOINTS} hand, face box {box}"
+                         + "".join(f"; {n}" for n in m.notes))
+    return p.mapping_summary
 
 
 def fill_params_from_info(scene, info: dict) -> None:
@@ -130,7 +203,7 @@ def fill_params_from_info(scene, info: dict) -> None:
             pass
 
 
-CLASSES = (InhabitParam, InhabitSceneProps)
+CLASSES = (InhabitParam, InhabitJointFix, InhabitMappingRow, InhabitSceneProps)
 
 
 def register_props():

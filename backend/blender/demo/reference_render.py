@@ -15,9 +15,14 @@ from blender_addon.scene import keypoints as kp_mod
 from .scene import BODY_COLLECTION
 
 
-def render_reference(scene, arm, out_dir: str, size: int) -> tuple[str, str, np.ndarray]:
+def render_reference(scene, arm, out_dir: str, size: int, placement=None) -> tuple[str, str, np.ndarray]:
     """Write ``reference.png`` (RGBA) and ``reference_keypoints.json``; return
-    their paths and the keypoints. The scene is left as it was found."""
+    their paths and the keypoints. The scene is left as it was found.
+
+    ``placement``: the object whose transform puts the character in the room
+    (default the armature itself); it is zeroed so the character stands at the
+    origin facing the reference camera."""
+    place = placement or arm
     body = set(bpy.data.collections[BODY_COLLECTION].all_objects)
     hidden = [o for o in scene.objects if o not in body and o.type != "LIGHT" and not o.hide_render]
     cam = bpy.data.objects.new("ReferenceCamera", bpy.data.cameras.new("ReferenceCamera"))
@@ -28,14 +33,14 @@ def render_reference(scene, arm, out_dir: str, size: int) -> tuple[str, str, np.
     cam.data.lens = 50
     saved = dict(camera=scene.camera, film=scene.render.film_transparent, frame=scene.frame_current,
                  pose=arm.data.pose_position, action=arm.animation_data.action if arm.animation_data else None,
-                 loc=tuple(arm.location), rot=tuple(arm.rotation_euler), path=scene.render.filepath,
+                 loc=tuple(place.location), rot=tuple(place.rotation_euler), path=scene.render.filepath,
                  mode=scene.render.image_settings.color_mode)
     try:
         for o in hidden:
             o.hide_render = True
         if arm.animation_data:
             arm.animation_data.action = None  # rest pose at the origin, whatever frame is current
-        arm.location, arm.rotation_euler = (0, 0, 0), (0, 0, 0)
+        place.location, place.rotation_euler = (0, 0, 0), (0, 0, 0)
         arm.data.pose_position = "REST"
         scene.camera = cam
         scene.render.film_transparent = True
@@ -57,7 +62,7 @@ def render_reference(scene, arm, out_dir: str, size: int) -> tuple[str, str, np.
         arm.data.pose_position = saved["pose"]
         if arm.animation_data:
             arm.animation_data.action = saved["action"]
-        arm.location, arm.rotation_euler = saved["loc"], saved["rot"]
+        place.location, place.rotation_euler = saved["loc"], saved["rot"]
         bpy.data.objects.remove(cam)
         scene.frame_set(saved["frame"])
     kp_path = os.path.join(out_dir, "reference_keypoints.json")
