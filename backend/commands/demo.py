@@ -49,8 +49,11 @@ def check_args(args) -> str | None:
         return f"Unknown engine {args.engine!r}: choose one of {', '.join(engines)}."
     if args.engine == "aa2" and not args.weights:
         return "The aa2 engine needs its weights: pass --weights DIR (see `inhabit weights`), or use --engine preview."
+    if args.engine == "wan-animate" and not args.weights:
+        return ("The wan-animate engine needs its weights: pass --weights DIR (a Wan2.2-Animate-14B-Diffusers copy, "
+                "or `inhabit doctor --engine wan-animate --save-tiny DIR`), or use --engine preview.")
     if args.weights and not os.path.isdir(args.weights):
-        return f"Weights folder {args.weights!r} does not exist: pass the folder that holds the aa2 weights."
+        return f"Weights folder {args.weights!r} does not exist: pass the folder that holds the {args.engine} weights."
     try:
         validate_output_dir(args.out)
     except SetupError as exc:

@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import os
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser("weights", help="convert Moore-AnimateAnyone weights / check a pipeline folder",
@@ -28,8 +30,13 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     if args.weights_command == "check":
+        from models.wan.weights_check import PIPELINE_CLASS, check_wan_folder, read_model_index
         from models.weights_check import check_folder
-        ok, lines = check_folder(args.dir)
+        index = read_model_index(args.dir) if os.path.isdir(args.dir) else None
+        if index and index.get("_class_name") == PIPELINE_CLASS:
+            ok, lines, _ = check_wan_folder(args.dir)
+        else:
+            ok, lines = check_folder(args.dir)
         print("\n".join(lines))
         return 0 if ok else 1
     if args.weights_command == "convert":
