@@ -129,8 +129,11 @@ def test_segment_plan_small_segments_with_five_carried():
     # The pipeline's own count crashes at 17 frames, S=9, P=5.
     plan = plan_segments(17, 9, 5)
     assert [i for s in plan for i in s.new_frames] == list(range(17)) and len(plan) == 3
+    assert [(s.start, s.length) for s in plan_segments(5, 5, 5)] == [(0, 5)]   # one segment carries nothing
     with pytest.raises(ValueError):
         plan_segments(10, 6, 1)
+    with pytest.raises(ValueError):
+        plan_segments(10, 5, 5)
 
 
 # -- the engine in process -------------------------------------------------------------------------

@@ -52,10 +52,10 @@ def plan_segments(frames: int, segment_length: int = TRAINED_SEGMENT, carried: i
         raise ValueError(f"segment_length must be 4k+1 (5, 9, ..., 77), got {segment_length}")
     if carried not in CARRY_CHOICES:
         raise ValueError(f"carried frames must be 1 or 5, got {carried}")
-    if segment_length <= carried:
-        raise ValueError(f"segment_length ({segment_length}) must be larger than the carried frames ({carried})")
     if frames <= segment_length:
         return [Segment(0, 0, smallest_valid_length(frames), 0, frames)]
+    if segment_length <= carried:
+        raise ValueError(f"segment_length ({segment_length}) must be larger than the carried frames ({carried})")
     segments = [Segment(0, 0, segment_length, 0, segment_length)]
     step = segment_length - carried
     while segments[-1].end < frames:
