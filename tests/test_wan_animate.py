@@ -391,3 +391,49 @@ def test_served_over_zeromq_end_to_end(tiny_dir):
     assert sorted(results) == list(range(6))
     order = [e.header["index"] for e in events if e.type == protocol.RESULT]
     assert order[:5] == [0, 1, 2, 3, 4]        # the first segment arrives before the second is generated
+
+
+def test_resave_bf16_halves_the_transformer_and_still_loads(tiny_dir, tmp_path):
+    from models.wan.resave import keep_fp32_modules
+    from models.wan.weights_check import safetensors_headers
+    dst = tmp_path / "bf16"
+    proc = subprocess.run([sys.executable, "-m", "backend.cli", "weights", "resave-bf16", str(tiny_dir), str(dst)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tensors, size = safetensors_headers(str(dst / "transformer"))
+    _, before = safetensors_headers(str(tiny_dir / "transformer"))
+    keep = keep_fp32_modules()
+    for key, meta in tensors.items():
+        kept = any(m in key.split(".") for m in keep)
+        assert meta["dtype"] == ("F32" if kept else "BF16"), key
+    assert size < 0.6 * before
+    assert _check(dst).returncode == 0
+    again = subprocess.run([sys.executable, "-m", "backend.cli", "weights", "resave-bf16", str(tiny_dir), str(dst)],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "not empty" in again.stdout
+    e = WanAnimateEngine(device="cpu", weights=str(dst))
+    e.load()
+    ref, frames = shot(2)
+    ctx = RecordingContext(make_job(2, ref), frames)
+    e.run(ctx)
+    assert sorted(ctx.results) == [0, 1]
+
+
+def test_reference_face_follows_the_head_into_the_face_video(engine):
+    ref = np.zeros((64, 64, 3), np.uint8)
+    ref[4:20, 24:40] = (250, 200, 150)               # the reference's face
+    ref_kp = _keypoints(cx=32.0, top=10.0)           # head at y 8-10, over the face patch
+    _, frames = shot(3)
+    frames[2]["keypoints"][[0, 14, 15, 16, 17], 3] = 0   # head out of view on frame 2
+    job = make_job(3, ref, face="reference")
+    job.reference_keypoints = ref_kp
+    engine.validate(job)
+    face_size = engine.pipe.transformer.config.motion_encoder_size
+    prepared = [engine._prepare(i, frames[i], SIZE, SIZE, face_size,
+                                engine._reference_face(job, I.letterbox(ref, SIZE, SIZE), SIZE, SIZE, face_size),
+                                job.params) for i in range(3)]
+    assert prepared[0]["face"].max() > 100 and prepared[0]["face"].shape == (face_size, face_size, 3)
+    assert prepared[2]["face"].max() == 0            # head not visible: Wan's null face
+    ctx = RecordingContext(job, frames)
+    engine.run(ctx)
+    assert sorted(ctx.results) == [0, 1, 2]

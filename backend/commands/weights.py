@@ -2,7 +2,8 @@
 
   inhabit weights convert --moore DIR --sd15 DIR --vae DIR --image-encoder DIR
                           [--motion-module FILE] --out DIR
-  inhabit weights check DIR
+  inhabit weights check DIR          (an aa2 or a Wan-Animate folder)
+  inhabit weights resave-bf16 SRC DST  (Wan-Animate: fp32 transformer -> bf16, 82 -> ~48 GB)
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def add_parser(subparsers):
     c.add_argument("--out", required=True, metavar="DIR", help="output pipeline folder")
     k = sub.add_parser("check", help="validate a pipeline folder")
     k.add_argument("dir", metavar="DIR")
+    r = sub.add_parser("resave-bf16", help="copy a Wan-Animate folder with its fp32 transformer stored as bf16")
+    r.add_argument("src", metavar="SRC")
+    r.add_argument("dst", metavar="DST")
     return p
 
 
@@ -52,5 +56,17 @@ def run(args) -> int:
         pipe.save_pretrained(args.out, safe_serialization=True)
         print(f"written: {args.out}")
         return 0 if report.ok else 1
-    print("inhabit weights: give an action: convert or check")
+    if args.weights_command == "resave-bf16":
+        from models.wan.loading import WeightsFolderError
+        from models.wan.resave import resave_bf16
+        try:
+            r = resave_bf16(args.src, args.dst, on_file=lambda f: print(f"  {f}", flush=True))
+        except (WeightsFolderError, ValueError) as exc:
+            print(f"inhabit weights resave-bf16: {exc}")
+            return 2
+        from models.wan.weights_check import human_size
+        print(f"written: {args.dst}: {human_size(r['before'])} -> {human_size(r['after'])} "
+              f"({r['converted']} tensors now bf16)")
+        return 0
+    print("inhabit weights: give an action: convert, check or resave-bf16")
     return 2
