@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -437,3 +438,38 @@ def test_reference_face_follows_the_head_into_the_face_video(engine):
     ctx = RecordingContext(job, frames)
     engine.run(ctx)
     assert sorted(ctx.results) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("free_gb, tier", [(139, "full"), (50, "model-offload"), (24, "group-offload"),
+                                           (12, "sequential"), (4, "sequential"), (None, "full")])
+def test_memory_tier_from_free_vram(free_gb, tier):
+    from backend.commands.doctor_wan import REAL_INNER_DIM, REAL_OTHER_PARAMS, REAL_TRANSFORMER_PARAMS
+    from models.wan import memory as M
+    needs = M.estimate(int(REAL_TRANSFORMER_PARAMS), int(REAL_OTHER_PARAMS), REAL_INNER_DIM, 480, 832, 77)
+    assert needs["full"] > needs["model-offload"] > needs["group-offload"] > needs["sequential"]
+    chosen, why = M.choose_tier(None if free_gb is None else free_gb * 1e9, needs)
+    assert chosen == tier and why
+    big = M.estimate(int(REAL_TRANSFORMER_PARAMS), int(REAL_OTHER_PARAMS), REAL_INNER_DIM, 720, 1280, 77)
+    assert big["full"] > needs["full"]              # more tokens, more memory
+
+
+def test_cached_prompt_needs_no_text_encoder(tiny_dir, tmp_path):
+    import shutil
+
+    from models.wan.prompts import DEFAULT_PROMPT, cache_dir, prompt_embeddings
+    copy = tmp_path / "no_text_encoder"
+    shutil.copytree(tiny_dir, copy)
+    first = prompt_embeddings(str(copy), DEFAULT_PROMPT)          # embeds once, caches next to the weights
+    assert any(p.suffix == ".safetensors" for p in Path(cache_dir(str(copy))).iterdir())
+    shutil.rmtree(copy / "text_encoder")
+    again = prompt_embeddings(str(copy), DEFAULT_PROMPT)          # from the cache: no encoder needed
+    assert np.array_equal(first.numpy(), again.numpy())
+    e = WanAnimateEngine(device="cpu", weights=str(copy))
+    e.load()
+    ref, frames = shot(2)
+    ctx = RecordingContext(make_job(2, ref), frames)
+    e.run(ctx)
+    assert sorted(ctx.results) == [0, 1]
+    with pytest.raises(EngineInputError, match="text_encoder") as err:
+        e.run(RecordingContext(make_job(2, ref, prompt="a person dances"), frames))
+    assert err.value.field == "params.prompt"

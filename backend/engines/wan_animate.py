@@ -46,8 +46,9 @@ def parse_resolution(value: str, shot_h: int, shot_w: int) -> tuple[int, int]:
                                field="params.resolution")
     w, h = int(m.group(1)), int(m.group(2))
     if w % 16 or h % 16 or w < 16 or h < 16:
-        raise EngineInputError(f"params.resolution {w}x{h} is not divisible by 16: use e.g. "
-                               f"{max(16, round(w / 16) * 16)}x{max(16, round(h / 16) * 16)}", field="params.resolution")
+        fix = f"{max(16, round(w / 16) * 16)}x{max(16, round(h / 16) * 16)}"
+        raise EngineInputError(f"params.resolution {w}x{h} is not divisible by 16: use e.g. {fix}",
+                               field="params.resolution")
     return h, w
 
 
@@ -74,7 +75,9 @@ class WanAnimateEngine(Engine):
                   doc="face video: Wan's null face (black), or the reference's face while the head is in view"),
         ParamSpec("mask_block", "int", 0, 0, 256,
                   doc="block size of the coarsened mask, px; 0 = the character's bounding box (Wan's default)"),
-        ParamSpec("color_match", "bool", True, doc="match each new segment's colours to the frames it carries"),
+        # Off by default: on bench/wan_animate.py's seam measurement it made the boundary jump larger
+        # (bench/RESULTS.md); 5 carried frames is what reduced it.
+        ParamSpec("color_match", "bool", False, doc="match each new segment's colours to the frames it carries"),
         ParamSpec("feather", "float", 1.5, 0.0, 20.0, doc="inward edge softening of the composite, px"),
         ParamSpec("lora", "str", "", doc="LoRA .safetensors on the server (e.g. Wan's relighting LoRA); empty = none"),
         ParamSpec("lora_strength", "float", 1.0, 0.0, 2.0, doc="LoRA scale"),
@@ -174,8 +177,11 @@ class WanAnimateEngine(Engine):
         except LoraMismatch as exc:
             raise EngineInputError(str(exc), field="params.lora") from None
         ctx.check_cancelled()
-        embeds = prompt_embeddings(self.weights, p["prompt"] or DEFAULT_PROMPT, device=self.device)
-        negative = prompt_embeddings(self.weights, "", device=self.device) if p["guidance"] > 1.0 else None
+        try:
+            embeds = prompt_embeddings(self.weights, p["prompt"] or DEFAULT_PROMPT, device=self.device)
+            negative = prompt_embeddings(self.weights, "", device=self.device) if p["guidance"] > 1.0 else None
+        except FileNotFoundError as exc:
+            raise EngineInputError(f"params.prompt: {exc}", field="params.prompt") from None
         gen = ShotGenerator(pipe, height=height, width=width, steps=steps, guidance=p["guidance"], seed=p["seed"],
                             prompt_embeds=embeds, negative_embeds=negative, carried=p["carried_frames"],
                             color_match=p["color_match"])

@@ -36,7 +36,6 @@ def load_pipeline(folder: str, *, device: str = "cpu", memory: str = "auto", seg
                   fp8: bool = False):
     """(pipeline, tier, reason). ``segment_hint`` = (height, width, frames) the
     tier is sized for when ``memory`` is auto."""
-    import torch
     from diffusers import WanAnimatePipeline
     from transformers import CLIPImageProcessorPil
 
@@ -53,7 +52,6 @@ def load_pipeline(folder: str, *, device: str = "cpu", memory: str = "auto", seg
     if memory == "auto":
         tier, reason = M.choose_tier(M.free_vram(device), needs_for(facts, pipe, *segment_hint, fp8=fp8))
     M.apply_tier(pipe, tier, device, fp8=fp8)
-    torch.set_grad_enabled(False)
     return pipe, tier, reason
 
 

@@ -40,8 +40,11 @@ def estimate(transformer_params: int, other_params: int, inner_dim: int, height:
     act = _ACT_BYTES_PER_TOKEN_DIM * segment_tokens(height, width, segment_length) * inner_dim
     return {"full": tbytes + others + act + _MARGIN,
             "model-offload": tbytes + act + _MARGIN,
-            "group-offload": act + 0.1 * tbytes / 40 * 4 + _MARGIN,   # a few layers resident at a time
-            "sequential": act * 0.5 + _MARGIN}                         # + VAE tiling
+            # Two of the 40 blocks resident: the running one and the one the stream prefetches.
+            "group-offload": act + tbytes * 2 / 40 + _MARGIN,
+            # One layer at a time; others measured 5.5 GB at 480p with this tier (spec section 4),
+            # well under our activation estimate, so it is taken at half.
+            "sequential": act * 0.5 + _MARGIN}
 
 
 def choose_tier(free_bytes: float | None, needs: dict) -> tuple[str, str]:

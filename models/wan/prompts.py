@@ -41,13 +41,18 @@ def cache_dir(weights: str) -> str:
 
 
 def cache_key(weights: str, prompt: str, max_length: int) -> str:
-    cfg = os.path.join(weights, "text_encoder", "config.json")
+    """From the prompt, the length and the transformer's text width -- not from the
+    text encoder's files, so the cache still serves once text_encoder/ is deleted
+    to save 11 GB (the cache lives inside this weights folder, so it is that
+    folder's encoder that made it)."""
+    import json
     h = hashlib.sha256()
     h.update(clean(prompt).encode())
     h.update(str(max_length).encode())
+    cfg = os.path.join(weights, "transformer", "config.json")
     if os.path.isfile(cfg):
-        with open(cfg, "rb") as fh:
-            h.update(fh.read())
+        with open(cfg) as fh:
+            h.update(str(json.load(fh).get("text_dim")).encode())
     return h.hexdigest()[:32]
 
 
