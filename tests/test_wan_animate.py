@@ -366,12 +366,25 @@ def test_weights_check_recognises_wan_and_names_missing_parts(tiny_dir, tmp_path
         check_or_raise(str(tmp_path))
 
 
-def test_serve_refuses_a_bad_weights_folder_before_listening(tmp_path):
-    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+@pytest.mark.parametrize("kind, words", [("other", "not Wan-Animate"), ("incomplete", "transformer"),
+                                         ("missing", "not a folder")])
+def test_serve_refuses_a_bad_weights_folder_before_listening(tiny_dir, tmp_path, kind, words):
+    import shutil
+    folder = tmp_path / "w"
+    if kind == "other":
+        folder.mkdir()
+        (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    elif kind == "incomplete":
+        shutil.copytree(tiny_dir, folder)
+        shutil.rmtree(folder / "transformer")
     proc = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--engine", "wan-animate", "--weights",
-                           str(tmp_path), "--bind", "tcp://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and "not Wan-Animate" in proc.stderr and "listening" not in proc.stderr
+                           str(folder), "--bind", "tcp://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and words in proc.stderr and "listening" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+    if kind == "incomplete":
+        from models.wan.loading import WeightsFolderError
+        with pytest.raises(WeightsFolderError, match="transformer"):
+            WanAnimateEngine(device="cpu", weights=str(folder)).load()
 
 
 def test_served_over_zeromq_end_to_end(tiny_dir):

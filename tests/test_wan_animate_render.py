@@ -62,3 +62,13 @@ def test_inhabit_demo_with_wan_animate(tiny_dir, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["engine"]["name"] == "wan-animate" and metrics["frames"] == 2
     assert (out / "demo.mp4").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, words", [([], ["wan-animate", "--weights"]),
+                                         (["--weights", "WEIGHTS", "--size", "72"], ["--size", "multiple of 16"])])
+def test_demo_bad_input_is_one_sentence_and_exit_2(tmp_path, capsys, args, words):
+    from backend.cli import main
+    args = [str(tmp_path) if a == "WEIGHTS" else a for a in args]
+    assert main(["demo", "--engine", "wan-animate", "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and all(w in err for w in words)

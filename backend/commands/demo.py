@@ -42,6 +42,8 @@ def check_args(args) -> str | None:
         return f"--frames must be at most {MAX_FRAMES}, got {args.frames}: make a shorter demo."
     if not (MIN_SIZE <= args.size <= MAX_SIZE) or args.size % 8:
         return f"--size must be a multiple of 8 between {MIN_SIZE} and {MAX_SIZE}, got {args.size}."
+    if args.engine == "wan-animate" and args.size % 16:
+        return f"--size must be a multiple of 16 for the wan-animate engine, got {args.size}."
     if args.samples < 1:
         return f"--samples must be at least 1, got {args.samples}."
     engines = registry.names()
