@@ -203,33 +203,19 @@ def real_size_pipeline(device: str, *, empty: bool = False):
     return pipe
 
 
-def gpu_bench(tiers, height=480, width=832, frames=77) -> str:
-    import gc
-
+def gpu_inputs(face: int, height: int, width: int, frames: int):
+    """A 77-frame segment's inputs at 832x480 from the synthetic scene, through the engine's own
+    preparation (mask, background, Wan pose drawing); (SegmentInputs, reference)."""
+    import cv2
     import numpy as np
-    import torch
-    from PIL import Image
 
-    from models.wan import memory as M
-    from models.wan.generate import SegmentInputs, ShotGenerator
+    from models.wan.generate import SegmentInputs
     from models.wan.inputs import black_out, generation_mask
     from models.wan.pose import draw_pose
-    from models.wan.segments import plan_segments
-
-    dev = "cuda:0"
-    name = torch.cuda.get_device_name(0)
-    t0 = time.perf_counter()
-    pipe = real_size_pipeline(dev)
-    build = time.perf_counter() - t0
-    n_params = sum(p.numel() for p in pipe.transformer.parameters())
-    face = pipe.transformer.config.motion_encoder_size
     f = [synthetic_frame(i, 480) for i in range(2)]
-    import cv2
-
-    def at(img, interp):
-        return cv2.resize(img, (width, height), interpolation=interp)
-    env = [at(x["environment"], cv2.INTER_AREA) for x in f]
-    masks = [generation_mask(at(x["character_mask"], cv2.INTER_NEAREST)) for x in f]
+    env = [cv2.resize(x["environment"], (width, height), interpolation=cv2.INTER_AREA) for x in f]
+    masks = [generation_mask(cv2.resize(x["character_mask"], (width, height), interpolation=cv2.INTER_NEAREST))
+             for x in f]
     kps = [x["keypoints"] * np.array([width / 480, height / 480, 1, 1], np.float32) for x in f]
     seq = [i % 2 for i in range(frames)]
     inp = SegmentInputs(pose=[draw_pose(kps[i], height, width) for i in seq],
@@ -238,9 +224,31 @@ def gpu_bench(tiers, height=480, width=832, frames=77) -> str:
                         environment=[env[i] for i in seq])
     ref = np.zeros((height, width, 3), np.uint8)
     ref[100:400, 350:480] = (200, 60, 60)
+    return inp, ref
+
+
+def gpu_tier_run(tier: str, height: int = 480, width: int = 832, frames: int = 77) -> list:
+    """One memory tier in this process (group offload and sequential offload cannot be undone, so the
+    parent runs each tier in a fresh process). Rows: (label, steps, s/frame at 20 steps, peak GiB, wall s)."""
+    import torch
+    from PIL import Image
+
+    from models.wan import memory as M
+    from models.wan.generate import ShotGenerator
+    from models.wan.segments import plan_segments
+
+    dev = "cuda:0"
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    pipe = real_size_pipeline(dev)
+    if tier != "full":
+        pipe.to("cpu")
+        torch.cuda.empty_cache()
+    M.apply_tier(pipe, tier, dev)
+    build = time.perf_counter() - t0
+    inp, ref = gpu_inputs(pipe.transformer.config.motion_encoder_size, height, width, frames)
     emb = torch.randn(1, 512, 4096, generator=torch.Generator().manual_seed(0))
     seg = plan_segments(frames, 77, 5)[0]
-    steps_for = {"full": 20, "model-offload": 5, "group-offload": 3, "sequential": 2, "diffusers-default": 20}
     rows = []
 
     def timed(label, fn, steps):
@@ -248,11 +256,11 @@ def gpu_bench(tiers, height=480, width=832, frames=77) -> str:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
-        fn(steps, lambda *a: stamps.append(time.perf_counter()))
+        fn(steps, lambda: stamps.append(time.perf_counter()))
         torch.cuda.synchronize()
         total = time.perf_counter() - t
-        per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1) if len(stamps) > 1 else total / steps
-        projected = total + (20 - steps) * per_step
+        per_step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else total / steps
+        projected = total + (20 - steps) * per_step      # fewer steps run: the rest at the measured rate
         rows.append((label, steps, projected / frames, torch.cuda.max_memory_allocated() / 2**30, total))
 
     def ours(steps, tick):
@@ -262,25 +270,52 @@ def gpu_bench(tiers, height=480, width=832, frames=77) -> str:
         gen.finish()
 
     def theirs(steps, tick):
-        pil = lambda xs: [Image.fromarray(x) for x in xs]  # noqa: E731
+        def pil(xs):
+            return [Image.fromarray(x) for x in xs]
+
+        def on_step(p, i, t, kw):
+            tick()
+            return kw
         pipe(image=Image.fromarray(ref), pose_video=pil(inp.pose), face_video=pil(inp.face),
              background_video=pil(inp.background), mask_video=pil(inp.mask), prompt_embeds=emb, mode="replace",
              height=height, width=width, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
-             callback_on_step_end=lambda p, i, t, kw: (tick(), kw)[1])
+             callback_on_step_end=on_step)
 
+    timed(f"ours, {tier} (set up in {build:.0f} s)", ours, GPU_STEPS[tier])
+    if tier == "full":
+        timed("diffusers WanAnimatePipeline.__call__ (default args), full", theirs, 20)
+    return rows
+
+
+# Steps run per tier (the slower tiers are projected to 20 from their per-step time), chosen so the
+# whole GPU run stays under 10 minutes.
+GPU_STEPS = {"full": 20, "model-offload": 5, "group-offload": 3, "sequential": 2}
+GPU_BUDGET_S = 540
+
+
+def gpu_bench(tiers) -> str:
+    import torch
+    name = torch.cuda.get_device_name(0)
+    t0 = time.perf_counter()
+    rows, notes = [], []
     for tier in tiers:
-        pipe.remove_all_hooks()
-        pipe.to("cpu" if tier != "full" else dev)
-        gc.collect()
-        torch.cuda.empty_cache()
-        M.apply_tier(pipe, tier, dev)
-        timed(f"ours, {tier}", ours, steps_for[tier])
-        if tier == "full":
-            timed("diffusers WanAnimatePipeline.__call__ (default args), full", theirs, steps_for["diffusers-default"])
-    lines = [f"GPU ({name}), real-size transformer with random bf16 weights ({n_params / 1e9:.2f} B params, built in "
-             f"{build:.0f} s), {width}x{height}, one 77-frame segment, no CFG:", "",
+        left = GPU_BUDGET_S - (time.perf_counter() - t0)
+        if left < 60:
+            notes.append(f"{tier}: not run (time budget)")
+            continue
+        proc = subprocess.run([sys.executable, __file__, "--gpu-tier", tier], capture_output=True, text=True,
+                              timeout=left, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                  [p for p in (os.environ.get("PYTHONPATH"), ROOT) if p])))
+        if proc.returncode:
+            notes.append(f"{tier}: failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}")
+            continue
+        rows += json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [f"GPU ({name}), real-size transformer with random bf16 weights (17.27 B params), {832}x{480}, "
+             "one 77-frame segment, no CFG, each tier in a fresh process:", "",
              "| path | steps run | s/frame at 20 steps | peak VRAM GiB | wall s |", "|---|---|---|---|---|"]
     lines += [f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.1f} | {r[4]:.0f} |" for r in rows]
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines)
 
 
@@ -293,6 +328,7 @@ def main():
     ap.add_argument("--cpu-only", action="store_true")
     ap.add_argument("--gpu-only", action="store_true")
     ap.add_argument("--tiers", nargs="+", default=["full", "model-offload", "group-offload", "sequential"])
+    ap.add_argument("--gpu-tier", help=argparse.SUPPRESS)
     ap.add_argument("--gpu-dry", action="store_true",
                     help="build the real-size pipeline on the meta device and print its size (any machine)")
     ap.add_argument("--no-seams", action="store_true", help="skip the seam measurement")
@@ -309,10 +345,15 @@ def main():
         print(json.dumps(cpu_run(a.frames[0], a.size, a.steps, a.segment, a.carried, a.color_match, a.weights,
                                  keep_all=a.seams)))
         return
+    if a.gpu_tier:
+        print(json.dumps(gpu_tier_run(a.gpu_tier)))
+        return
     if a.gpu_dry:
         import models.wan.generate  # noqa: F401 -- the GPU path's imports, checked without a GPU
         import models.wan.memory  # noqa: F401
         pipe = real_size_pipeline("cpu", empty=True)
+        inp, _ = gpu_inputs(pipe.transformer.config.motion_encoder_size, 480, 832, 77)
+        assert len(inp.pose) == 77 and inp.pose[0].shape == (480, 832, 3) and inp.pose[0].any()
         n = sum(p.numel() for p in pipe.transformer.parameters())
         print(json.dumps({"transformer_params": n, "image_encoder_params":
                           sum(p.numel() for p in pipe.image_encoder.parameters()),
