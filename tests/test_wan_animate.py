@@ -486,3 +486,22 @@ def test_cached_prompt_needs_no_text_encoder(tiny_dir, tmp_path):
     with pytest.raises(EngineInputError, match="text_encoder") as err:
         e.run(RecordingContext(make_job(2, ref, prompt="a person dances"), frames))
     assert err.value.field == "params.prompt"
+
+
+def test_colour_matching_removes_a_segment_wide_shift_and_seam_ratio_sees_it():
+    import torch
+
+    from models.wan.seams import match_to_carried, seam_ratio
+    torch.manual_seed(0)
+    carried = torch.rand(1, 3, 5, 16, 16) * 1.6 - 0.8
+    video = torch.cat([carried, carried[:, :, -1:].repeat(1, 1, 4, 1, 1)], dim=2) * 0.7 + 0.2   # shifted segment
+    mask = torch.ones(1, 1, 5, 16, 16)
+    fixed = match_to_carried(video, carried, mask)
+    assert torch.allclose(fixed[:, :, :5], carried, atol=1e-4)
+    # A video whose second half is shifted has a seam at the boundary, and not without the shift.
+    frames = np.repeat(np.linspace(100, 110, 10)[:, None, None, None], 4, 1).repeat(4, 2).repeat(3, 3)
+    frames = frames + np.random.default_rng(0).normal(0, 0.5, frames.shape)
+    assert seam_ratio(frames, [5]) < 2.0
+    shifted = frames.copy()
+    shifted[5:] += 20
+    assert seam_ratio(shifted, [5]) > 5.0

@@ -177,6 +177,7 @@ class WanAnimateEngine(Engine):
         except LoraMismatch as exc:
             raise EngineInputError(str(exc), field="params.lora") from None
         ctx.check_cancelled()
+        ctx.progress("loading", 0.0)   # a prompt not cached yet loads the text encoder once
         try:
             embeds = prompt_embeddings(self.weights, p["prompt"] or DEFAULT_PROMPT, device=self.device)
             negative = prompt_embeddings(self.weights, "", device=self.device) if p["guidance"] > 1.0 else None

@@ -57,12 +57,14 @@ def apply_lora(pipe, path: str | None, strength: float, *, loaded: dict) -> None
     name = "inhabit_lora"
     if not path:
         if loaded.get("path"):
-            pipe.set_adapters([name], [0.0])
+            pipe.disable_lora()          # kept loaded for the next job that asks for it
         return
     if loaded.get("path") != path:
+        check_lora(pipe, path)           # before anything is changed: a bad file leaves the pipe as it was
         if loaded.get("path"):
             pipe.delete_adapters([name])
-        check_lora(pipe, path)
+            loaded.pop("path")
         pipe.load_lora_weights(path, adapter_name=name)
         loaded["path"] = path
+    pipe.enable_lora()
     pipe.set_adapters([name], [float(strength)])
