@@ -241,7 +241,8 @@ def test_matches_the_pipelines_own_call_for_one_segment(engine):
                   mask_video=pil(mask), prompt_embeds=emb, mode="replace", height=SIZE, width=SIZE,
                   segment_frame_length=5, num_inference_steps=2, generator=torch.Generator().manual_seed(4),
                   output_type="np").frames[0]
-    gen = ShotGenerator(pipe, height=SIZE, width=SIZE, steps=2, guidance=1.0, seed=4, prompt_embeds=emb)
+    gen = ShotGenerator(pipe, height=SIZE, width=SIZE, steps=2, guidance=1.0, seed=4, prompt_embeds=emb,
+                        clip_squash=False)   # the pipeline's own CLIP input (centre crop)
     gen.set_reference(refl)
     ours = gen.segment(plan_segments(5, 5, 1)[0], SegmentInputs(pose, face, bg, mask, env))
     assert np.abs(ours.astype(int) - np.rint(theirs * 255).astype(int)).max() <= 1

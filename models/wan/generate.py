@@ -53,11 +53,13 @@ def to_uint8(video) -> np.ndarray:
 
 class ShotGenerator:
     def __init__(self, pipe, *, height: int, width: int, steps: int, guidance: float, seed: int,
-                 prompt_embeds, negative_embeds=None, carried: int = 5, color_match: bool = True):
+                 prompt_embeds, negative_embeds=None, carried: int = 5, color_match: bool = True,
+                 clip_squash: bool = True):
         import torch
         self.pipe, self.height, self.width = pipe, height, width
         self.steps, self.guidance, self.carried = steps, guidance, carried
         self.color_match = color_match
+        self.clip_squash = clip_squash
         self.device = pipe._execution_device
         self.tdtype = pipe.transformer.dtype
         self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -71,15 +73,24 @@ class ShotGenerator:
         self.image_embeds = None
 
     def set_reference(self, reference_rgb: np.ndarray) -> None:
-        """The letterboxed reference, uint8 [H, W, 3] (as the pipeline: VAE latents + CLIP features)."""
+        """The letterboxed reference, uint8 [H, W, 3] (as the pipeline: VAE latents + CLIP features).
+
+        ``clip_squash``: CLIP sees the whole letterboxed frame squashed to its square input, as in Wan's
+        own code (``wan/modules/animate/clip.py``), instead of the processor's centre crop, which cuts
+        the sides off a wide frame."""
         import torch
         from PIL import Image
         pipe = self.pipe
         pil = Image.fromarray(np.ascontiguousarray(reference_rgb))
+        clip_in = pil
+        if self.clip_squash:
+            crop = getattr(pipe.image_processor, "crop_size", None)
+            side = crop.get("height") if isinstance(crop, dict) else getattr(crop, "height", None)
+            clip_in = pil.resize((int(side or 224),) * 2, Image.BICUBIC)
         with torch.no_grad():
             pixels = pipe.vae_image_processor.preprocess(pil, height=self.height, width=self.width,
                                                          resize_mode="fill").to(self.device, dtype=torch.float32)
-            self.image_embeds = pipe.encode_image(pil, self.device).to(self.tdtype)
+            self.image_embeds = pipe.encode_image(clip_in, self.device).to(self.tdtype)
             self.ref_latents = pipe.prepare_reference_image_latents(pixels, 1, generator=self.generator,
                                                                     device=self.device)
 
