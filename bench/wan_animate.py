@@ -155,9 +155,9 @@ def cpu_bench(frame_counts, size, steps, runs, seams: bool = True) -> str:
     for n, (t, c, m, w) in rows.items():
         lines.append(f"| {n} | {w:.2f} | {t:.3f} | {c:.3f} | {c / c0:.2f} | {m:.0f} | {m / m0:.2f} |")
     lines += ["", "Model frames per output frame is the work the plan asks for (segment lengths summed / shot "
-              "length): flat by construction. Wall and CPU seconds on this shared 2-core machine follow the other "
-              "tenants' load (segments of identical work varied 0.7-3.7 CPU s within one run); quote them from a "
-              "quiet machine."]
+              "length): flat by construction. Runs use OMP_WAIT_POLICY=PASSIVE: with OpenMP's default spinning "
+              "waits, on this shared 2-core machine under other tenants' load, the same runs were 5-15x slower and "
+              "segments of identical work varied 0.7-3.7 CPU s within one run."]
     if not seams:
         return "\n".join(lines)
     seams = []
