@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck demo venv clean addon bench test-blender-4.2
+.PHONY: test lint typecheck demo venv clean addon bench test-blender-4.2 gpu-bench-bundle
 
 venv: $(STAMP)
 
@@ -37,6 +37,11 @@ bench: $(STAMP)
 	$(PY) bench/transport.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/convert_memory.py
+
+# bench/wan_animate.py's GPU rows for a CUDA box without diffusers/pyzmq/bpy:
+# build/gpu-bench (< 64 MiB); run it there with `sh build/gpu-bench/run.sh`.
+gpu-bench-bundle: $(STAMP)
+	$(PY) bench/gpu_bundle.py build/gpu-bench
 
 # The same suite against the oldest Blender the add-on supports (4.2 LTS): a
 # second venv holding only bpy 4.2.0, with everything else seen through .venv.

@@ -46,6 +46,8 @@ def check_args(args) -> str | None:
         return f"--frames must be at most {MAX_FRAMES}, got {args.frames}: make a shorter demo."
     if not (MIN_SIZE <= args.size <= MAX_SIZE) or args.size % 8:
         return f"--size must be a multiple of 8 between {MIN_SIZE} and {MAX_SIZE}, got {args.size}."
+    if args.engine == "wan-animate" and args.size % 16:
+        return f"--size must be a multiple of 16 for the wan-animate engine, got {args.size}."
     if args.samples < 1:
         return f"--samples must be at least 1, got {args.samples}."
     engines = registry.names()
@@ -53,8 +55,11 @@ def check_args(args) -> str | None:
         return f"Unknown engine {args.engine!r}: choose one of {', '.join(engines)}."
     if args.engine == "aa2" and not args.weights:
         return "The aa2 engine needs its weights: pass --weights DIR (see `inhabit weights`), or use --engine preview."
+    if args.engine == "wan-animate" and not args.weights:
+        return ("The wan-animate engine needs its weights: pass --weights DIR (a Wan2.2-Animate-14B-Diffusers copy, "
+                "or `inhabit doctor --engine wan-animate --save-tiny DIR`), or use --engine preview.")
     if args.weights and not os.path.isdir(args.weights):
-        return f"Weights folder {args.weights!r} does not exist: pass the folder that holds the aa2 weights."
+        return f"Weights folder {args.weights!r} does not exist: pass the folder that holds the {args.engine} weights."
     character = getattr(args, "character", None)
     if character:
         if not character.lower().endswith((".glb", ".gltf", ".fbx", ".blend")):

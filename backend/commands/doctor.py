@@ -19,6 +19,8 @@ def add_parser(subparsers):
     p.add_argument("--frames", type=int, default=4, help="frames in the smoke run (default %(default)s)")
     p.add_argument("--steps", type=int, default=2, help="denoising steps in the smoke run (default %(default)s)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--engine", default="aa2", choices=("aa2", "wan-animate"),
+                   help="which engine's model to check (default %(default)s)")
     return p
 
 
@@ -43,6 +45,12 @@ def run(args) -> int:
     if args.device == "cuda" and not cuda:
         print("FAIL --device cuda but torch sees no GPU")
         return 1
+
+    if args.engine == "wan-animate":
+        from backend.commands.doctor_wan import run_wan
+        status = run_wan(args, torch, device)
+        sys.stdout.flush()
+        return status
 
     if args.weights:
         from models.weights_check import check_folder

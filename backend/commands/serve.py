@@ -24,6 +24,8 @@ def add_parser(subparsers):
                    help="worker threads, i.e. jobs run at once, each with its own engine instances; with CUDA "
                         "worker k uses cuda:k (round robin past the GPU count) (default: 1 per CUDA GPU, 1 on CPU; "
                         "--jobs is the old name)")
+    p.add_argument("--memory", default=None, choices=("auto", "full", "model-offload", "group-offload", "sequential"),
+                   help="memory tier of engines that have tiers (wan-animate; default auto: chosen from free VRAM)")
     p.add_argument("--eager-load", action="store_true", help="load engines at start-up instead of on first job")
     p.add_argument("--max-queue", type=int, default=64, help="open jobs held at most (default %(default)s)")
     p.add_argument("--heartbeat-timeout", type=float, default=lim["heartbeat_timeout_s"],
@@ -79,6 +81,17 @@ def run(args) -> int:
             return 1
         log.event("engine_skipped", engine=cls.name, reason="no --weights given")
         engines.remove(cls)
+    for cls in list(engines):
+        check = getattr(cls, "weights_problem", None)
+        problem = check(args.weights) if (check and args.weights) else None
+        if problem:
+            if args.engine:
+                print(f"inhabit serve: --weights for engine {cls.name!r}: {problem}", file=sys.stderr)
+                return 1
+            log.event("engine_skipped", engine=cls.name, reason=problem)
+            engines.remove(cls)
+    if args.memory:
+        os.environ["INHABIT_MEMORY"] = args.memory  # read by engines with memory tiers when they load
     if not engines:
         print("inhabit serve: no engine could be loaded; give --engine NAME", file=sys.stderr)
         return 1

@@ -2,9 +2,12 @@
 
   inhabit weights convert --moore DIR --sd15 DIR --vae DIR --image-encoder DIR
                           [--motion-module FILE] --out DIR
-  inhabit weights check DIR
+  inhabit weights check DIR          (an aa2 or a Wan-Animate folder)
+  inhabit weights resave-bf16 SRC DST  (Wan-Animate: fp32 transformer -> bf16, 82 -> ~48 GB)
 """
 from __future__ import annotations
+
+import os
 
 
 def add_parser(subparsers):
@@ -27,13 +30,21 @@ def add_parser(subparsers):
                    help="output pipeline folder (written only when the conversion succeeds)")
     k = sub.add_parser("check", help="validate a pipeline folder")
     k.add_argument("dir", metavar="DIR")
+    r = sub.add_parser("resave-bf16", help="copy a Wan-Animate folder with its fp32 transformer stored as bf16")
+    r.add_argument("src", metavar="SRC")
+    r.add_argument("dst", metavar="DST")
     return p
 
 
 def run(args) -> int:
     if args.weights_command == "check":
+        from models.wan.weights_check import PIPELINE_CLASS, check_wan_folder, read_model_index
         from models.weights_check import check_folder
-        ok, lines = check_folder(args.dir)
+        index = read_model_index(args.dir) if os.path.isdir(args.dir) else None
+        if index and index.get("_class_name") == PIPELINE_CLASS:
+            ok, lines, _ = check_wan_folder(args.dir)
+        else:
+            ok, lines = check_folder(args.dir)
         print("\n".join(lines))
         return 0 if ok else 1
     if args.weights_command == "convert":
@@ -53,6 +64,18 @@ def run(args) -> int:
             return 1
         print(report.text())
         print(f"written: {args.out}")
+        return 0 if report.ok else 1
+    if args.weights_command == "resave-bf16":
+        from models.wan.loading import WeightsFolderError
+        from models.wan.resave import resave_bf16
+        try:
+            r = resave_bf16(args.src, args.dst, on_file=lambda f: print(f"  {f}", flush=True))
+        except (WeightsFolderError, ValueError) as exc:
+            print(f"inhabit weights resave-bf16: {exc}")
+            return 2
+        from models.wan.weights_check import human_size
+        print(f"written: {args.dst}: {human_size(r['before'])} -> {human_size(r['after'])} "
+              f"({r['converted']} tensors now bf16)")
         return 0
-    print("inhabit weights: give an action: convert or check")
+    print("inhabit weights: give an action: convert, check or resave-bf16")
     return 2

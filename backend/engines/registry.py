@@ -15,6 +15,7 @@ from .base import Engine
 BUILTIN = {
     "preview": "backend.engines.preview:PreviewEngine",
     "aa2": "backend.engines.aa2:AA2Engine",
+    "wan-animate": "backend.engines.wan_animate:WanAnimateEngine",
 }
 
 _registered: dict[str, type[Engine]] = {}
