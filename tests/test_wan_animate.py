@@ -42,7 +42,10 @@ def test_wan_body_mapping_neck_is_shoulder_midpoint_toes_absent():
     assert body.shape == (20, 3)
     assert np.allclose(body[1, :2], (kp[2, :2] + kp[5, :2]) / 2) and body[1, 2] == 1
     assert np.allclose(body[[0, 2, 14, 17], :2], kp[[0, 2, 14, 17], :2])
-    assert (body[18:, 2] == 0).all()        # toes: not in the protocol
+    assert (body[18:, 2] == 0).all()        # toes: absent unless the frame carries toe_keypoints
+    toes = np.array([[30, 50, 3.0, 1.0], [20, 50, 3.0, 0.5]], np.float32)   # left, right (occluded still drawn)
+    with_toes = P.wan_body_from_openpose18(kp, SIZE, SIZE, toes)
+    assert np.allclose(with_toes[18], (30, 50, 1)) and np.allclose(with_toes[19], (20, 50, 1))
     kp[4, :2] = (-5, 10)                    # off-frame joint: not drawn
     assert P.wan_body_from_openpose18(kp, SIZE, SIZE)[4, 2] == 0
 
@@ -63,9 +66,12 @@ def test_pose_drawing_follows_wan_spec():
     allowed = {(0, 0, 0)} | set(P.WAN_COLORS) | {tuple(int(c * 0.6) for c in col) for col in P.WAN_COLORS}
     assert colours <= allowed                # no anti-aliasing, only Wan's palette
     assert P.draw_pose(_keypoints(vis=0.0), SIZE, SIZE).max() == 0
-    hand = np.array([[20 + i, 20 + (i % 4), 1.0] for i in range(21)], np.float32)
-    with_hand = P.draw_pose(kp, SIZE, SIZE, hands=[hand])
+    # hand_keypoints [42, 4] as the protocol sends them: left hand rows 0-20, right hand absent.
+    hands = np.zeros((42, 4), np.float32)
+    hands[:21] = [[20 + i, 20 + (i % 4), 3.0, 1.0] for i in range(21)]
+    with_hand = P.draw_pose(kp, SIZE, SIZE, hands=hands)
     assert tuple(with_hand[20, 20]) == P.HAND_DOT
+    assert (P.draw_pose(kp, SIZE, SIZE, hands=np.zeros((42, 4), np.float32)) == img).all()
 
 
 # -- mask, background, face, letterbox -------------------------------------------------------------
@@ -303,12 +309,17 @@ def test_shot_not_divisible_by_16_is_refused_with_a_fix(engine):
     assert e.value.field == "params.resolution" and "64x64" in str(e.value)
 
 
-def test_missing_frame_input_names_the_field(engine):
+def test_missing_frame_input_is_refused_by_the_server_from_the_declaration():
+    """The one check of frame inputs is the server's, from what the engine declares."""
+    from backend.server.admission import check_frame
+    from backend.server.job import ServerJob
     ref, frames = shot(2)
     del frames[1]["keypoints"]
-    with pytest.raises(EngineInputError) as e:
-        engine.run(RecordingContext(make_job(2, ref), frames))
-    assert e.value.field == "frame.keypoints"
+    job = ServerJob(make_job(2, ref), b"client", WanAnimateEngine, window=4)
+    assert check_frame(job, {"index": 0}, frames[0]) == 0
+    with pytest.raises(protocol.ProtocolError) as e:
+        check_frame(job, {"index": 1}, frames[1])
+    assert e.value.code == protocol.E_MISSING_INPUT and e.value.field == "frame.keypoints"
 
 
 def test_lora_that_does_not_fit_is_refused_before_generation(engine, tmp_path):

@@ -58,7 +58,9 @@ class WanAnimateEngine(Engine):
     description = ("Wan2.2-Animate-14B replacement mode (diffusers WanAnimatePipeline): the reference character "
                    "generated into the scene, fed exactly by Blender (needs --weights DIR; GPU, 16-141 GB)")
     required_inputs = ("environment", "character_mask", "keypoints")
-    optional_inputs = ("character_depth", "scene_depth")
+    # Hands and toes are drawn into the pose video when the rig has finger and toe
+    # bones; the face box says when the head faces the camera.
+    optional_inputs = ("character_depth", "scene_depth", "hand_keypoints", "toe_keypoints", "face_box")
     needs_reference = True
     params = (
         ParamSpec("steps", "int", 20, 1, 100, doc="denoising steps (UniPC; Wan uses 20)"),
@@ -226,30 +228,32 @@ class WanAnimateEngine(Engine):
 
         from models.wan import inputs as I
         from models.wan.pose import draw_pose, scale_keypoints
-        for name in self.required_inputs:
-            if name not in inputs:
-                raise EngineInputError(f"frame {i} has no {name!r}: send it with every frame", field=f"frame.{name}")
+        # The server checked the frame against FRAME_INPUTS and required_inputs (backend/server/admission.py).
         env = np.asarray(inputs["environment"])
         matte = np.asarray(inputs["character_mask"])
         kps = np.asarray(inputs["keypoints"], np.float32)
         sh, sw = env.shape[:2]
-        if env.ndim != 3 or env.shape[2] != 3 or env.dtype != np.uint8:
-            raise EngineInputError(f"frame {i}: environment must be uint8 [H, W, 3]", field="frame.environment")
-        if matte.shape != (sh, sw):
-            raise EngineInputError(f"frame {i}: character_mask must be [{sh}, {sw}], got {list(matte.shape)}",
-                                   field="frame.character_mask")
-        if kps.shape != (18, 4):
-            raise EngineInputError(f"frame {i}: keypoints must be [18, 4], got {list(kps.shape)}",
-                                   field="frame.keypoints")
         same = (sh, sw) == (height, width)
         env_w = env if same else cv2.resize(env, (width, height), interpolation=cv2.INTER_AREA)
         matte_w = matte if same else cv2.resize(matte, (width, height), interpolation=cv2.INTER_NEAREST)
-        kps_w = kps if same else scale_keypoints(kps, height / sh, width / sw)
+        def working(name):
+            pts = inputs.get(name)
+            if pts is None:
+                return None
+            pts = np.asarray(pts, np.float32)
+            return pts if same else scale_keypoints(pts, height / sh, width / sw)
+
+        kps_w = working("keypoints")
         mask_w = I.generation_mask(matte_w, block=p["mask_block"])
         region = mask_w if same else cv2.resize(mask_w, (sw, sh), interpolation=cv2.INTER_NEAREST)
-        visible_head = I.face_box(kps_w, height, width) is not None
+        box = inputs.get("face_box")
+        if box is not None:  # from the rig's head: 1 = facing the camera and not hidden
+            visible_head = float(np.asarray(box)[4]) >= 1.0
+        else:
+            visible_head = I.face_box(kps_w, height, width) is not None
         face = ref_face if (ref_face is not None and visible_head) else np.zeros((face_size, face_size, 3), np.uint8)
-        pose = draw_pose(kps_w, height, width) if mask_w.any() else np.zeros((height, width, 3), np.uint8)
+        pose = (draw_pose(kps_w, height, width, hands=working("hand_keypoints"), toes=working("toe_keypoints"))
+                if mask_w.any() else np.zeros((height, width, 3), np.uint8))
         return dict(pose=pose, face=face, background=I.black_out(env_w, mask_w), mask=mask_w, env_w=env_w,
                     env=env, region=region, cdepth=inputs.get("character_depth"), sdepth=inputs.get("scene_depth"))
 

@@ -41,22 +41,34 @@ def stick_width(height: int, width: int) -> int:
     return max(int(min(height, width) / 200) - 1, 1)
 
 
-def wan_body_from_openpose18(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Our protocol's 18 OpenPose keypoints -> Wan's 20 body points [20, 3] (x, y, score).
+def scored(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Protocol points [N, 4] (x, y, depth, visibility) -> [N, 3] (x, y, score).
 
-    The first 18 are the same points in the same order. Wan's neck is the mean
-    of the two shoulders (ViTPose has no neck), so ours is too, whatever the
-    rig's neck bone says. The toes are not in our protocol: absent. A point
-    counts (score 1) when it is present (visible or occluded: the model needs
-    the whole pose; occlusion is the composite's job) and inside the frame --
-    the pose estimator Wan was trained with only reports points it sees."""
+    A point counts (score 1) when it is present (visible or occluded: the model
+    needs the whole pose; occlusion is the composite's job) and inside the frame
+    -- the pose estimator Wan was trained with only reports points it sees."""
+    kp = np.asarray(points, np.float32)
+    out = np.zeros((len(kp), 3), np.float32)
+    out[:, :2] = kp[:, :2]
+    inside = (kp[:, 0] >= 0) & (kp[:, 0] < width) & (kp[:, 1] >= 0) & (kp[:, 1] < height)
+    out[:, 2] = ((kp[:, 3] > 0) & inside).astype(np.float32)
+    return out
+
+
+def wan_body_from_openpose18(keypoints: np.ndarray, height: int, width: int, toes=None) -> np.ndarray:
+    """Our protocol's 18 OpenPose keypoints (+ optional ``toe_keypoints`` [2, 4],
+    left then right) -> Wan's 20 body points [20, 3] (x, y, score).
+
+    The first 18 are the same points in the same order, Wan's last two are the
+    toes (absent without ``toes``). Wan's neck is the mean of the two shoulders
+    (ViTPose has no neck), so ours is too, whatever the rig's neck bone says."""
     kp = np.asarray(keypoints, np.float32)
     if kp.shape != (18, 4):
         raise ValueError(f"keypoints must be float32 [18, 4] (x, y, depth, visibility), got {list(kp.shape)}")
     body = np.zeros((20, 3), np.float32)
-    body[:18, :2] = kp[:, :2]
-    inside = (kp[:, 0] >= 0) & (kp[:, 0] < width) & (kp[:, 1] >= 0) & (kp[:, 1] < height)
-    body[:18, 2] = ((kp[:, 3] > 0) & inside).astype(np.float32)
+    body[:18] = scored(kp, height, width)
+    if toes is not None:
+        body[18:20] = scored(np.asarray(toes, np.float32).reshape(2, 4), height, width)
     if body[2, 2] > 0 and body[5, 2] > 0:
         body[1, :2] = (body[2, :2] + body[5, :2]) / 2
         body[1, 2] = 1.0
@@ -109,21 +121,24 @@ def draw_hand(canvas: np.ndarray, hand: np.ndarray, threshold: float = THRESHOLD
     return canvas
 
 
-def draw_pose(keypoints: np.ndarray, height: int, width: int, *, hands=()) -> np.ndarray:
+def draw_pose(keypoints: np.ndarray, height: int, width: int, *, hands=None, toes=None) -> np.ndarray:
     """The pose frame for one shot frame: uint8 [H, W, 3] RGB. ``keypoints`` are
-    the protocol's [18, 4] at this resolution; ``hands`` optional [21, 3] arrays
-    (the protocol carries none today, so the hands are absent, as Wan's are
-    when the estimator misses them)."""
+    the protocol's [18, 4] at this resolution; ``hands`` the optional
+    ``hand_keypoints`` [42, 4] (left hand rows 0-20, right 21-41, from the rig's
+    finger bones) and ``toes`` the optional ``toe_keypoints`` [2, 4]. Without
+    them the hands and toes are absent, as Wan's are when its estimator misses them."""
     canvas = np.zeros((height, width, 3), np.uint8)
-    draw_body(canvas, wan_body_from_openpose18(keypoints, height, width))
-    for hand in hands:
-        if hand is not None:
-            draw_hand(canvas, hand)
+    draw_body(canvas, wan_body_from_openpose18(keypoints, height, width, toes))
+    if hands is not None:
+        pts = scored(np.asarray(hands, np.float32).reshape(42, 4), height, width)
+        for hand in (pts[:21], pts[21:]):
+            if hand[:, 2].any():
+                draw_hand(canvas, hand)
     return canvas
 
 
 def scale_keypoints(keypoints: np.ndarray, sy: float, sx: float) -> np.ndarray:
-    """Keypoints of the shot at another working resolution."""
+    """Keypoints (any [N, 4] protocol points) of the shot at another working resolution."""
     kp = np.array(keypoints, np.float32, copy=True)
     kp[:, 0] *= sx
     kp[:, 1] *= sy
