@@ -40,6 +40,7 @@ class ShotSettings:
     server: str = protocol.DEFAULT_ADDRESS
     keypoint_map: dict | None = None        # user overrides, see core.keypoint_map
     samples: int = 4                        # Cycles samples for the environment pass
+    denoise: bool = False                   # OpenImageDenoise on the environment pass
     name: str = ""                          # shot name (default: the scene's)
 
     @property

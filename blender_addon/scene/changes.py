@@ -23,10 +23,14 @@ import hashlib
 import bpy
 import numpy as np
 
-# Datablock types a fingerprint covers; an update of any other type means "render".
-_DATA_TYPES = {"Camera", "Light", "World", "Material", "ShaderNodeTree", "Key", "Mesh", "Curve", "TextCurve"}
+# Datablock types a fingerprint covers (subclasses too: a sun is a SunLight); an
+# update of any other type means "render".
+_DATA_TYPES = tuple(getattr(bpy.types, n) for n in ("Camera", "Light", "World", "Material", "ShaderNodeTree",
+                                                      "Key", "Mesh", "Curve"))
 # Updated by rendering itself or by bookkeeping that no render reads.
 _IGNORED_TYPES = {"Action", "Armature", "Scene", "Screen", "WindowManager", "Workspace", "Text"}
+# Bookkeeping, or deprecated (reading warns) and mirrored by the node tree.
+_NEVER_READ = {"rna_type", "use_nodes", "is_evaluated", "original", "session_uid", "users", "is_missing"}
 _OUTPUT_FIELDS = ("image_settings", "ffmpeg", "filepath", "use_sequencer", "use_compositing")
 _IGNORED_IMAGES = {"Render Result", "Viewer Node"}
 # Object fields Cycles reads besides the evaluated matrix and geometry.
@@ -54,7 +58,7 @@ def rna_state(struct, depth: int = 1, skip=()) -> tuple:
     out = []
     for prop in struct.bl_rna.properties:
         ident = prop.identifier
-        if ident == "rna_type" or ident in skip:
+        if ident in _NEVER_READ or ident in skip:
             continue
         if prop.type in {"BOOLEAN", "INT", "FLOAT", "STRING", "ENUM"}:
             try:
@@ -215,14 +219,13 @@ class ChangeTracker:
         return None
 
     def _fingerprint(self, orig, depsgraph):
-        kind = type(orig).__name__
         try:
             ev = orig.evaluated_get(depsgraph)
         except (RuntimeError, ReferenceError, AttributeError):
             return None
         if isinstance(orig, bpy.types.Object):
             return object_state(ev)
-        if kind in _DATA_TYPES or isinstance(orig, bpy.types.ShaderNodeTree):
+        if isinstance(orig, _DATA_TYPES):
             return data_state(ev)
         return None
 

@@ -60,6 +60,8 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0)
     samples: bpy.props.IntProperty(name="Samples", default=16, min=1, max=4096,
                                    description="Cycles samples of the environment pass")
+    denoise: bpy.props.BoolProperty(name="Denoise", default=False,
+                                    description="OpenImageDenoise on the environment pass")
 
     output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH",
                                          description="Folder for the takes; empty = 'inhabit' next to the .blend")
@@ -93,7 +95,7 @@ def settings_from_scene(scene) -> ShotSettings:
         frame_start=start, frame_end=end, width=width, height=height,
         engine=p.engine, params={prm.name: prm.value() for prm in p.params}, seed=p.seed,
         output_dir=bpy.path.abspath(p.output_dir) if p.output_dir else default_output_dir(bpy.data.filepath),
-        channel=p.channel or None, server=p.server, keypoint_map=keypoint_map, samples=p.samples,
+        channel=p.channel or None, server=p.server, keypoint_map=keypoint_map, samples=p.samples, denoise=p.denoise,
         name=scene.name)
 
 
