@@ -56,7 +56,8 @@ def _compare(exporter_args, frames, *, ortho=False):
     for name, options in (("new", {}), ("old", {"character_pass": "cycles", "reuse": False})):
         with ShotExporter(scene, settings, pass_options=options) as ex:
             out[name] = [ex.export_frame(i) for i in range(frames)]
-            out[name + "_stats"] = ex.render_stats
+            st = ex.render_stats
+            out[name + "_stats"] = {"renders": st["renders"], "reused": st["reused"]}
     return out
 
 

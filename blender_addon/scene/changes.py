@@ -143,7 +143,8 @@ def data_state(id_eval) -> tuple | None:
 def settings_state(scene) -> tuple:
     """The scene-level settings a render reads, taken on every frame."""
     # Output settings are not the picture: the passes set the file format per save.
-    return (rna_state(scene.render, 1, skip=_OUTPUT_FIELDS), rna_state(scene.cycles, 0) if hasattr(scene, "cycles") else (),
+    cycles = rna_state(scene.cycles, 0) if hasattr(scene, "cycles") else ()
+    return (rna_state(scene.render, 1, skip=_OUTPUT_FIELDS), cycles,
             rna_state(scene.view_settings, 0), rna_state(scene.display_settings, 0),
             scene.camera.name if scene.camera else None, scene.world.name if scene.world else None)
 
@@ -166,6 +167,7 @@ class ChangeTracker:
         self.at_render: dict[int, object] = {}  # fingerprints when the cached render was made
         self.settings_at_render = None
         self.has_render = False
+        self.paused = False  # set while the passes render and save: their own setting changes are no news
         self.always = self._always_render_reason()
         self._handlers = ((bpy.app.handlers.frame_change_post, self._on_frame),
                           (bpy.app.handlers.depsgraph_update_post, self._on_update))
@@ -187,6 +189,8 @@ class ChangeTracker:
             return False
 
     def _collect(self, depsgraph):
+        if self.paused:
+            return
         for u in depsgraph.updates:
             orig = u.id.original
             self.pending[orig.as_pointer()] = orig

@@ -134,7 +134,8 @@ class ShotExporter:
     def render_stats(self) -> dict:
         """Environment renders made and frames that reused one, so far."""
         r = self.renderer or self._closed_renderer
-        return {"renders": r.renders if r else 0, "reused": r.reused if r else 0}
+        return {"renders": r.renders if r else 0, "reused": r.reused if r else 0,
+                "seconds": dict(r.seconds) if r else {}}
 
     def stats_text(self) -> str:
         st = self.render_stats
