@@ -198,8 +198,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--frames", type=int, default=6)
-    ap.add_argument("--samples", type=int, default=4, help="environment samples of the export comparison")
-    ap.add_argument("--denoise", action="store_true")
+    from blender_addon.core.settings import ShotSettings
+    ap.add_argument("--samples", type=int, default=ShotSettings.samples, help="environment samples (default: the add-on's)")
+    ap.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=ShotSettings.denoise)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--reference-samples", type=int, default=256)
     ap.add_argument("--skip-table", action="store_true")

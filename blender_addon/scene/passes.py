@@ -268,7 +268,13 @@ class PassRenderer:
             char_depth = raster.objects_depth(sc, depsgraph, camera, self.body, self.width, self.height)
             self.seconds["raster"] += time.perf_counter() - t
         else:
-            char_depth = self._cycles_character_depth()
+            if self.tracker is not None:
+                self.tracker.paused = True  # visibility is toggled and put back: no change to the scene
+            try:
+                char_depth = self._cycles_character_depth()
+            finally:
+                if self.tracker is not None:
+                    self.tracker.paused = False
         return finish_arrays(environment.copy(), scene_depth, char_depth, index, len(self.labelled))
 
 

@@ -58,9 +58,9 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
     width: bpy.props.IntProperty(name="Width", default=512, min=8, max=8192)
     height: bpy.props.IntProperty(name="Height", default=512, min=8, max=8192)
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0)
-    samples: bpy.props.IntProperty(name="Samples", default=16, min=1, max=4096,
+    samples: bpy.props.IntProperty(name="Samples", default=ShotSettings.samples, min=1, max=4096,
                                    description="Cycles samples of the environment pass")
-    denoise: bpy.props.BoolProperty(name="Denoise", default=False,
+    denoise: bpy.props.BoolProperty(name="Denoise", default=ShotSettings.denoise,
                                     description="OpenImageDenoise on the environment pass")
 
     output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH",
