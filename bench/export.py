@@ -127,7 +127,8 @@ def compare_shot(moving: bool, a) -> dict:
     n = stats["renders"] + stats["reused"]
     overhead = (sum(export[-n:]) - sec["render"]) / n  # last run: the stats are its own
     return {"overhead_ms": overhead * 1000, "files_ms": sec["files"] / max(1, stats["renders"]) * 1000,
-            "raster_ms": sec["raster"] / n * 1000, "bare": b, "env": v, "export": e, "export_mean": statistics.mean(export), "ratio": e / b,
+            "raster_ms": sec["raster"] / n * 1000, "bare": b, "env": v, "export": e,
+            "export_mean": statistics.mean(export), "ratio": e / b,
             "env_ratio": e / v, "mean_ratio": statistics.mean(export) / b, "stats": stats}
 
 
@@ -199,7 +200,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--frames", type=int, default=6)
     from blender_addon.core.settings import ShotSettings
-    ap.add_argument("--samples", type=int, default=ShotSettings.samples, help="environment samples (default: the add-on's)")
+    ap.add_argument("--samples", type=int, default=ShotSettings.samples,
+                    help="environment samples (default: the add-on's)")
     ap.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=ShotSettings.denoise)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--reference-samples", type=int, default=256)
@@ -228,8 +230,9 @@ def main(argv=None) -> int:
         f"{stamp}: demo scene at {a.size}x{a.size}, {a.frames} frames x {a.repeats} runs (interleaved with the "
         f"bare renders), environment {a.samples} samples, denoise {'on' if a.denoise else 'off'}, Cycles CPU, "
         "2 shared cores. Bare = `bpy.ops.render.render()` of the same frame, same samples, no files: of the "
-        "whole scene, and of the scene without the character (the one render the export cannot avoid). Export = `ShotExporter.export_frame` (frame change, environment render or reuse, BMP + EXR "
-        "round trip, body z-buffer, keypoints, protocol check).", "",
+        "whole scene, and of the scene without the character (the one render the export cannot avoid). "
+        "Export = `ShotExporter.export_frame` (frame change, environment render or reuse, BMP + EXR round "
+        "trip, body z-buffer, keypoints, protocol check).", "",
         "| shot | bare s/frame | bare without character | export s/frame (median) | ratio to bare (target) | "
         "ratio to bare without character | export mean incl. first frame | renders / reused per run | "
         "export minus its Cycles render, ms/frame | of it: BMP+EXR save+read per render, z-buffer per frame (ms) |",

@@ -221,7 +221,7 @@ class PassRenderer:
         """The body alone, one sample at the pixel centre: the geometric silhouette and exact depth."""
         sc = self.scene
         body_names = {o.name for o in self.body}
-        for o, hidden in self._hide:
+        for o, _hidden in self._hide:
             o.hide_render = o.name not in body_names
         sc.cycles.samples = 1
         sc.cycles.filter_width = 0.01
