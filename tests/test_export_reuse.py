@@ -144,6 +144,11 @@ def test_settings_that_change_every_frame_render_every_frame():
     scene = build_scene(size=SIZE, frames=4, samples=1)
     scene.render.use_motion_blur = True
     assert _export(scene)[1] == list(FRAMES)
+    # Disabled in the viewport but rendered: the view layer's depsgraph does not
+    # evaluate it, so its animation would go unseen -- when in doubt, render.
+    scene = build_scene(size=SIZE, frames=4, samples=1)
+    bpy.data.objects["Table"].hide_viewport = True
+    assert _export(scene)[1] == list(FRAMES)
 
 
 def test_an_edit_between_frames_is_seen():

@@ -1,4 +1,6 @@
 """The body's mask and depth from its own triangles, against the Cycles passes they replace."""
+import logging
+
 import numpy as np
 import pytest
 
@@ -83,11 +85,14 @@ def _test_scene(tmp_path, frames):
 
 
 @pytest.mark.parametrize("ortho", [False, True], ids=["perspective", "orthographic"])
-def test_passes_sent_are_what_they_were_for_every_frame(tmp_path, ortho):
+def test_passes_sent_are_what_they_were_for_every_frame(tmp_path, caplog, ortho):
+    caplog.set_level(logging.INFO, logger="blender_addon.scene.export")
     out = _compare(_test_scene(tmp_path, 3), 3, ortho=ortho)
     _assert_same_passes(out["new"], out["old"])
     assert out["new_stats"] == {"renders": 1, "reused": 2}
     assert out["old_stats"] == {"renders": 3, "reused": 0}
+    # The job's log says how many frames reused a render.
+    assert "3 frames exported, 2 reused the previous environment render (1 renders)" in caplog.text
 
 
 def test_skinned_body_matches_the_cycles_pass(tmp_path):
