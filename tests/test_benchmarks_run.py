@@ -22,5 +22,5 @@ def test_export_benchmark_runs_both_shots_and_the_samples_table():
                           "--reference-samples", "4", "--no-write"], cwd=REPO_ROOT, capture_output=True, text=True,
                          timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
-    for row in ("| locked-off |", "| moving camera |", "| 16 | OIDN |"):
+    for row in ("| locked-off |", "| moving camera |", "| 16 | OIDN, fast prefilter"):
         assert row in out.stdout, out.stdout

@@ -166,3 +166,18 @@ def test_an_edit_between_frames_is_seen():
         assert r.renders == 2
     finally:
         r.close()
+
+
+def test_motion_blur_switched_on_mid_shot_renders_from_then_on():
+    scene = build_scene(size=SIZE, frames=4, samples=1)
+    r = _renderer(scene)
+    try:
+        counts = []
+        for f in FRAMES:
+            if f == 3:
+                scene.render.use_motion_blur = True
+            r.render_frame(f)
+            counts.append(r.renders)
+    finally:
+        r.close()
+    assert counts == [1, 1, 2, 3]

@@ -205,12 +205,17 @@ class ChangeTracker:
             self._collect(depsgraph)
 
     # -- decisions ----------------------------------------------------------------
-    def _always_render_reason(self) -> str | None:
+    def _every_frame_reason(self) -> str | None:
+        """Settings under which every frame differs; read per frame, as they may be animated or edited."""
         sc = self.scene
         if sc.render.use_motion_blur:
-            return "motion blur is on"
+            return "motion blur is on"  # the frame shows the neighbouring times too
         if getattr(sc.cycles, "use_animated_seed", False):
             return "the seed is animated"
+        return None
+
+    def _always_render_reason(self) -> str | None:
+        sc = self.scene
         for img in bpy.data.images:
             if img.source in {"SEQUENCE", "MOVIE"} and img.users:
                 return f"image {img.name!r} is a sequence or movie"
@@ -237,8 +242,8 @@ class ChangeTracker:
         """Why the environment must be rendered again for the current frame, or None to reuse."""
         if not self.has_render:
             return "no render yet"
-        if self.always:
-            return self.always
+        if self.always or self._every_frame_reason():
+            return self.always or self._every_frame_reason()
         if not self.saw_frame_change:
             return "the frame change was not seen"
         if settings_state(self.scene) != self.settings_at_render:
