@@ -19,7 +19,7 @@ def eevee_engine_id() -> str:
 
 
 def set_image_format(settings, kind: str) -> None:
-    """Point ImageFormatSettings at 'exr' (uncompressed float multilayer), 'png' (8-bit RGB)
+    """Point ImageFormatSettings at 'exr' (uncompressed float multilayer), 'png' (8-bit RGB), 'bmp' (8-bit RGB)
     or 'video' (FFmpeg; the container and codec live in ``render.ffmpeg``).
 
     5.0 split the format into ``media_type`` + ``file_format``; the media type
@@ -35,6 +35,11 @@ def set_image_format(settings, kind: str) -> None:
         if hasattr(settings, "media_type"):
             settings.media_type = "VIDEO"
         settings.file_format = "FFMPEG"
+    elif kind == "bmp":
+        if hasattr(settings, "media_type"):
+            settings.media_type = "IMAGE"
+        settings.file_format = "BMP"
+        settings.color_mode = "RGB"
     elif kind == "png":
         if hasattr(settings, "media_type"):
             settings.media_type = "IMAGE"

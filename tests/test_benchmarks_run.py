@@ -15,3 +15,12 @@ def test_transport_benchmark_runs_all_three_paths():
     assert out.returncode == 0, out.stderr
     for row in ("raw pyzmq DEALER/ROUTER echo", "protocol floor", "Inhabit protocol"):
         assert row in out.stdout, out.stdout
+
+
+def test_export_benchmark_runs_both_shots_and_the_samples_table():
+    out = subprocess.run([sys.executable, "bench/export.py", "--size", "32", "--frames", "2", "--repeats", "1",
+                          "--reference-samples", "4", "--no-write"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for row in ("| locked-off |", "| moving camera |", "| 16 | OIDN, fast prefilter"):
+        assert row in out.stdout, out.stdout

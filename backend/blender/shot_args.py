@@ -53,7 +53,10 @@ def add_shot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference-keypoints", help="optional [18, 4] keypoints of the reference (.npy or .json)")
     p.add_argument("--frames", type=frame_range, help="scene frames A-B (default: the scene's range)")
     p.add_argument("--resolution", type=resolution, help="WxH (default: the scene's)")
-    p.add_argument("--samples", type=int, default=16, help="Cycles samples of the environment pass (default 16)")
+    p.add_argument("--samples", type=int, default=ShotSettings.samples,
+                   help="Cycles samples of the environment pass (default %(default)s)")
+    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=ShotSettings.denoise,
+                   help="OpenImageDenoise on the environment pass (default on; see bench/RESULTS.md)")
     p.add_argument("--keypoint-map", help="JSON keypoint->bone overrides, or a path to a .json file")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--engine", default="preview", help="server engine (default: preview)")
@@ -91,8 +94,8 @@ def settings_from_args(args, scene) -> ShotSettings:
         frame_start=start, frame_end=end, width=width, height=height,
         engine=args.engine, params=dict(args.param), seed=args.seed, output_dir=os.path.abspath(args.out),
         channel=getattr(args, "channel", None), server=getattr(args, "server", None) or protocol.DEFAULT_ADDRESS,
-        keypoint_map=keypoint_map, samples=args.samples, name=scene.name,
-        curve_server_key=getattr(args, "curve_server_key", None),
+        keypoint_map=keypoint_map, samples=args.samples, denoise=getattr(args, "denoise", ShotSettings.denoise),
+        name=scene.name, curve_server_key=getattr(args, "curve_server_key", None),
         curve_client_key=getattr(args, "curve_client_key", None))
 
 

@@ -62,6 +62,6 @@ def run(args) -> int:
                   f"(scene frame {exporter.scene_frame(i)})", file=sys.stderr)
     with open(os.path.join(settings.output_dir, "job.json"), "w") as fh:
         json.dump(header, fh, indent=2)
-    print(f"inhabit export: {settings.frame_count} frames in {time.monotonic() - t0:.1f}s -> {settings.output_dir}",
-          file=sys.stderr)
+    print(f"inhabit export: {settings.frame_count} frames in {time.monotonic() - t0:.1f}s -> {settings.output_dir} "
+          f"({exporter.stats_text()})", file=sys.stderr)
     return 0

@@ -231,7 +231,6 @@ class WanAnimateEngine(Engine):
         # The server checked the frame against FRAME_INPUTS and required_inputs (backend/server/admission.py).
         env = np.asarray(inputs["environment"])
         matte = np.asarray(inputs["character_mask"])
-        kps = np.asarray(inputs["keypoints"], np.float32)
         sh, sw = env.shape[:2]
         same = (sh, sw) == (height, width)
         env_w = env if same else cv2.resize(env, (width, height), interpolation=cv2.INTER_AREA)

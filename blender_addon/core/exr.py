@@ -53,8 +53,9 @@ def _channels(raw: bytes) -> list[tuple[str, np.dtype]]:
     return sorted(out)  # EXR stores channels in name order
 
 
-def read_exr(path: str) -> dict[str, np.ndarray]:
-    """Return {full channel name: float32 [H, W]} for every channel of every part.
+def read_exr(path: str, only=None) -> dict[str, np.ndarray]:
+    """Return {full channel name: float32 [H, W]} for every channel of every part
+    (or only the names in ``only``).
 
     Multi-part names are the part's channel names as written (Blender names them
     ``Layer.Pass.Channel`` or, for single-channel passes, ``Layer.Pass``).
@@ -92,28 +93,42 @@ def read_exr(path: str) -> dict[str, np.ndarray]:
         offsets.append(np.frombuffer(buf, "<u8", n_chunks, pos))
         pos += 8 * n_chunks
 
-    # One line per chunk when uncompressed; read each into preallocated planes.
     result: dict[str, np.ndarray] = {}
-    row_dtype_per_part = []
-    for _hdr, chans, width, height, _ymin, _ in parts:
-        planes = {name: np.empty((height, width), np.float32) for name, _ in chans}
-        row_dtype_per_part.append(planes)
-    for part_no, (part, table) in enumerate(zip(parts, offsets)):
-        hdr, chans, width, height, ymin, _ = part
-        planes = row_dtype_per_part[part_no]
-        for off in table:
-            p = int(off)
-            if multipart:
-                p += 4  # the part number
-            y, size = struct.unpack_from("<ii", buf, p)
-            p += 8
-            row = y - ymin
-            for name, dt in chans:
-                n = width * dt.itemsize
-                planes[name][row] = np.frombuffer(buf, dt, width, p)
-                p += n
-        result.update(planes)
+    for part, table in zip(parts, offsets):
+        _, chans, width, height, ymin, _ = part
+        wanted = [(name, dt) for name, dt in chans if only is None or name in only]
+        if wanted:
+            result.update(_read_part(buf, table, chans, wanted, width, height, ymin, 4 if multipart else 0))
     return result
+
+
+def _read_part(buf, table, chans, wanted, width, height, ymin, prefix) -> dict:
+    """Uncompressed scanline chunks hold one line each: [part no.] y, size, then each channel's line."""
+    starts, pos = {}, prefix + 8
+    for name, dt in chans:
+        starts[name] = pos
+        pos += width * dt.itemsize
+    stride = pos
+    table = table.astype(np.int64)
+    if len(table) == height and (len(table) < 2 or (np.diff(table) == stride).all()):
+        # The usual layout: lines back to back, so the whole part is one [lines, stride] byte array.
+        block = np.frombuffer(buf, np.uint8, stride * height, int(table[0])).reshape(height, stride)
+        rows = block[:, prefix:prefix + 4].copy().view("<i4")[:, 0] - ymin
+        planes = {}
+        for name, dt in wanted:
+            a = starts[name]
+            line = np.ascontiguousarray(block[:, a:a + width * dt.itemsize]).view(dt)
+            plane = np.empty((height, width), np.float32)
+            plane[rows] = line
+            planes[name] = plane
+        return planes
+    planes = {name: np.empty((height, width), np.float32) for name, _ in wanted}
+    for off in table:
+        p = int(off) + prefix
+        (y,) = struct.unpack_from("<i", buf, p)
+        for name, dt in wanted:
+            planes[name][y - ymin] = np.frombuffer(buf, dt, width, p + starts[name] - prefix)
+    return planes
 
 
 def find_channel(channels: dict, layer: str, pass_name: str, channel: str | None = None) -> np.ndarray:

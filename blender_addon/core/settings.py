@@ -39,7 +39,11 @@ class ShotSettings:
     channel: int | None = None              # None -> first free above existing strips
     server: str = protocol.DEFAULT_ADDRESS
     keypoint_map: dict | None = None        # user overrides, see core.keypoint_map
-    samples: int = 4                        # Cycles samples for the environment pass
+    # Environment pass: Cycles samples and OpenImageDenoise (fast prefilter). At 512 px
+    # 2 + OIDN scored 43 dB against a 256-sample render in a quarter of the time of
+    # 16 samples without (40 dB); the table is in bench/RESULTS.md (export).
+    samples: int = 2
+    denoise: bool = True
     name: str = ""                          # shot name (default: the scene's)
     curve_server_key: str | None = None     # the server's public key file (CurveZMQ, off-box servers)
     curve_client_key: str | None = None     # this client's .key_secret file

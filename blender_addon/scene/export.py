@@ -8,6 +8,7 @@ every render setting it changed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 
@@ -20,6 +21,8 @@ from . import keypoints as kp_mod
 from .passes import PassRenderer, read_image_rgba
 from .proxy import ensure_proxy_body
 from .rig import driven_objects
+
+log = logging.getLogger(__name__)
 
 
 def labelled_objects(scene, collection_name: str | None) -> list:
@@ -114,7 +117,8 @@ def load_reference(s: ShotSettings) -> tuple[np.ndarray, np.ndarray | None]:
 class ShotExporter:
     """Produces FRAME_INPUTS dicts for job frame index 0..N-1 (scene frames start..end)."""
 
-    def __init__(self, scene, settings: ShotSettings, *, workdir: str | None = None):
+    def __init__(self, scene, settings: ShotSettings, *, workdir: str | None = None, pass_options: dict | None = None):
+        """``pass_options``: extra ``PassRenderer`` arguments (tests and benchmarks compare paths with them)."""
         self.scene = scene
         self.settings = settings
         self.armature, self.mapping = check_scene(scene, settings)
@@ -125,20 +129,37 @@ class ShotExporter:
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="inhabit-passes-")
         self.renderer: PassRenderer | None = None
+        self._closed_renderer: PassRenderer | None = None
+        self.pass_options = dict(pass_options or {})
 
     def __enter__(self):
         s = self.settings
         self.renderer = PassRenderer(self.scene, body_objects=self.body_objects, labelled_objects=self.labelled,
-                                     width=s.width, height=s.height, samples=s.samples, workdir=self.workdir)
+                                     width=s.width, height=s.height, samples=s.samples, denoise=s.denoise,
+                                     workdir=self.workdir, **self.pass_options)
         return self
 
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def render_stats(self) -> dict:
+        """Environment renders made and frames that reused one, so far."""
+        r = self.renderer or self._closed_renderer
+        return {"renders": r.renders if r else 0, "reused": r.reused if r else 0,
+                "seconds": dict(r.seconds) if r else {}}
+
+    def stats_text(self) -> str:
+        st = self.render_stats
+        return (f"{st['renders'] + st['reused']} frames exported, {st['reused']} reused the previous environment "
+                f"render ({st['renders']} renders)")
+
     def close(self):
         if self.renderer is not None:
             self.renderer.close()
+            self._closed_renderer = self.renderer
             self.renderer = None
+            log.info("shot %s: %s", self.settings.name or self.scene.name, self.stats_text())
         if self._own_workdir:
             for name in os.listdir(self.workdir):
                 try:

@@ -1,28 +1,37 @@
 """Render the per-frame passes headless and read them into numpy.
 
-Two Cycles renders per frame, each saved with ``Image.save_render`` (which
-works in background mode, unlike the Viewer node):
+Per frame:
 
-1. environment: the scene with the character's body hidden -> PNG (with the
+1. environment: one Cycles render of the scene without the character (its
+   meshes are hidden once when the shot starts, never toggled per frame, so
+   the depsgraph reports only real changes), saved with ``Image.save_render``
+   (which works in background mode, unlike the Viewer node) as BMP (the
    user's view transform, as the user would see it) + uncompressed multilayer
-   EXR for Depth and Object Index (labels of tagged objects);
-2. character: only the body objects visible, 1 sample, tiny pixel filter ->
-   EXR Depth; the full, unoccluded silhouette is ``depth < NO_SURFACE_DEPTH``.
-   Occlusion is then a depth test on the server, never baked in here.
+   EXR for Depth and Object Index (labels of tagged objects). When nothing it
+   depends on changed since the last render (``changes.ChangeTracker``), the
+   last render is reused: a locked-off shot renders once.
+2. character: depth of the body's own evaluated triangles, z-buffered at the
+   pixel centres (``raster``); the full, unoccluded silhouette is
+   ``depth < NO_SURFACE_DEPTH``. Occlusion is a depth test on the server,
+   never baked in here. ``character_pass="cycles"`` renders it with Cycles
+   instead (one sample, tiny pixel filter): the reference the tests compare
+   with, and the path for panoramic cameras.
 
 Every scene setting touched is recorded and restored by ``PassRenderer.close``.
 """
 from __future__ import annotations
 
 import os
+import time
 
 import bpy
 import numpy as np
 
 from .. import compat
-from ..core import exr, protocol
+from ..core import bmp, exr, protocol
+from . import raster
+from .changes import ChangeTracker
 
-_NO_SURFACE_THRESHOLD = protocol.NO_SURFACE_DEPTH * 0.5
 
 
 def read_png_rgb(path: str) -> np.ndarray:
@@ -56,15 +65,29 @@ def read_image_rgba(path: str) -> np.ndarray:
 class PassRenderer:
     """Owns the temporary scene state of one shot's pass renders."""
 
-    def __init__(self, scene, *, body_objects, labelled_objects, width, height, samples, workdir):
+    def __init__(self, scene, *, body_objects, labelled_objects, width, height, samples, workdir,
+                 denoise: bool | None = None, reuse: bool = True, character_pass: str = "raster"):
         self.scene = scene
         self.body = list(body_objects)
         self.labelled = list(labelled_objects)
         self.width, self.height = width, height
         self.samples = samples
+        self.denoise = denoise  # None: the scene's own setting
         self.workdir = workdir
+        if character_pass not in ("raster", "cycles"):
+            raise ValueError(f"character_pass must be 'raster' or 'cycles', got {character_pass!r}")
+        self.character_pass = character_pass
+        # The Cycles character pass toggles visibility per frame, which marks
+        # everything changed: no reuse with it.
+        self.reuse = reuse and character_pass == "raster"
+        self.renders = 0   # environment renders made
+        self.reused = 0    # frames that reused the previous environment render
+        self.last_reason: str | None = None
+        # Seconds spent, for the benchmark: the Cycles render call, saving and reading its files, the z-buffer.
+        self.seconds = {"render": 0.0, "files": 0.0, "raster": 0.0}
         os.makedirs(workdir, exist_ok=True)
         self._saved: list = []  # (setter, value) to replay in reverse
+        self._cache: tuple | None = None
         self._open()
 
     # -- settings, with undo ------------------------------------------------------
@@ -110,9 +133,45 @@ class PassRenderer:
             o.pass_index = labels.get(o.name, 0)
         self._hide = [(o, o.hide_render) for o in sc.objects]
         self._frame = sc.frame_current
+        # Environment settings, set once for the whole shot.
+        sc.cycles.samples = self.samples
+        if self.denoise is not None:
+            sc.cycles.use_denoising = self.denoise
+            if self.denoise:
+                self._set(sc.cycles, "denoiser", "OPENIMAGEDENOISE")
+                # The fast prefilter skips denoising the albedo and normal guides: at
+                # 512 px it cut OIDN from ~4 s to ~1 s for under 1 dB (bench/RESULTS.md).
+                self._set(sc.cycles, "denoising_prefilter", "FAST")
+        self._env_denoise = sc.cycles.use_denoising
+        body_names = {o.name for o in self.body}
+        for o, hidden in self._hide:
+            o.hide_render = hidden or o.name in body_names or bool(o.get("inhabit_proxy"))
+        self.tracker = None
+        if self.reuse:
+            self.tracker = ChangeTracker(sc, self.view_layer, self._character_ids())
+            self.tracker.start()
+
+    def _character_ids(self) -> list:
+        """Datablocks only the character uses: their changes never show in the environment."""
+        ids = []
+        body = set(self.body) | {o for o in self.scene.objects if o.get("inhabit_proxy")}
+        for o in body:
+            ids.append(o)
+            if o.data is not None and all(u in body for u in self.scene.objects if u.data == o.data):
+                ids.append(o.data)
+                key = getattr(o.data, "shape_keys", None)
+                if key is not None:
+                    ids.append(key)
+        others = {s.material for o in self.scene.objects if o not in body for s in o.material_slots if s.material}
+        for o in body:
+            ids.extend(s.material for s in o.material_slots if s.material and s.material not in others)
+        return ids
 
     def close(self):
         sc = self.scene
+        if self.tracker is not None:
+            self.tracker.stop()
+            self.tracker = None
         for o, v in self._hide:
             o.hide_render = v
         for o, v in self._pass_index:
@@ -129,6 +188,7 @@ class PassRenderer:
 
     # -- rendering -------------------------------------------------------------------
     def _render(self, outputs: dict) -> None:
+        t0 = time.perf_counter()
         wm = bpy.context.window_manager
         if bpy.context.window is None and wm is not None and wm.windows:
             # GUI timer callbacks run without a window in the context; give the operator one.
@@ -136,58 +196,101 @@ class PassRenderer:
                 bpy.ops.render.render(write_still=False, scene=self.scene.name)
         else:
             bpy.ops.render.render(write_still=False, scene=self.scene.name)
+        t1 = time.perf_counter()
+        self.seconds["render"] += t1 - t0
         result = bpy.data.images["Render Result"]
         settings = self.scene.render.image_settings
         for kind, path in outputs.items():
             compat.set_image_format(settings, kind)
             result.save_render(filepath=path, scene=self.scene)
+        self.seconds["files"] += time.perf_counter() - t1
 
-    def render_frame(self, frame: int) -> dict:
-        """Render both passes for ``frame``; return the FRAME_INPUTS image arrays."""
-        sc = self.scene
-        sc.frame_set(frame)
-        body_names = {o.name for o in self.body}
+    def _render_environment(self) -> tuple:
         layer = self.view_layer.name
-
-        # 1) environment: the user's look, the character hidden.
-        for o, hidden in self._hide:
-            o.hide_render = hidden or o.name in body_names or bool(o.get("inhabit_proxy"))
-        sc.cycles.samples = self.samples
-        sc.cycles.filter_width = self._user_filter
-        env_png = os.path.join(self.workdir, "environment.png")
+        env_bmp = os.path.join(self.workdir, "environment.bmp")
         env_exr = os.path.join(self.workdir, "environment.exr")
-        self._render({"png": env_png, "exr": env_exr})
-        environment = read_png_rgb(env_png)
-        ch = exr.read_exr(env_exr)
+        self._render({"bmp": env_bmp, "exr": env_exr})
+        t = time.perf_counter()
+        environment = bmp.read_bmp_rgb(env_bmp)
+        wanted = {f"{layer}.{p}{c}" for p in ("Depth", compat.OBJECT_INDEX_PASS) for c in ("", ".Z", ".X")}
+        ch = exr.read_exr(env_exr, only=wanted)  # not the 4 MiB of Combined nobody reads
+        self.seconds["files"] += time.perf_counter() - t
         scene_depth = exr.find_channel(ch, layer, "Depth", "Z")
         index = exr.find_channel(ch, layer, compat.OBJECT_INDEX_PASS, "X")
+        return environment, scene_depth, index
 
-        # 2) character: only the body, one sample at the pixel centre, so the
-        #    mask is the geometric silhouette and depth is exact.
-        for o, hidden in self._hide:
+    def _cycles_character_depth(self) -> np.ndarray:
+        """The body alone, one sample at the pixel centre: the geometric silhouette and exact depth."""
+        sc = self.scene
+        body_names = {o.name for o in self.body}
+        for o, _hidden in self._hide:
             o.hide_render = o.name not in body_names
         sc.cycles.samples = 1
         sc.cycles.filter_width = 0.01
         sc.cycles.use_denoising = False
         char_exr = os.path.join(self.workdir, "character.exr")
-        self._render({"exr": char_exr})
-        sc.cycles.use_denoising = self._user_denoise
-        char_depth = exr.find_channel(exr.read_exr(char_exr), layer, "Depth", "Z")
+        try:
+            self._render({"exr": char_exr})
+        finally:
+            for o, hidden in self._hide:
+                o.hide_render = hidden or o.name in body_names or bool(o.get("inhabit_proxy"))
+            sc.cycles.samples = self.samples
+            sc.cycles.filter_width = self._user_filter
+            sc.cycles.use_denoising = self._env_denoise
+        return exr.find_channel(exr.read_exr(char_exr), self.view_layer.name, "Depth", "Z")
 
-        return finish_arrays(environment, scene_depth, char_depth, index, len(self.labelled))
+    def render_frame(self, frame: int) -> dict:
+        """The passes of ``frame``; return the FRAME_INPUTS image arrays."""
+        sc = self.scene
+        if self.tracker is not None:
+            self.tracker.begin_frame()
+        sc.frame_set(frame)
+        depsgraph = self.view_layer.depsgraph
+        reason = self.tracker.changed(depsgraph) if self.tracker is not None else "reuse is off"
+        self.last_reason = reason
+        if reason is None:
+            self.reused += 1
+            self.tracker.reused()
+        else:
+            if self.tracker is not None:
+                self.tracker.paused = True  # switching file formats to save is not a scene change
+            try:
+                self._cache = self._render_environment()
+            finally:
+                if self.tracker is not None:
+                    self.tracker.paused = False
+            self.renders += 1
+            if self.tracker is not None:
+                self.tracker.rendered(depsgraph)
+        environment, scene_depth, index = self._cache
+
+        camera = sc.camera
+        if self.character_pass == "raster" and raster.supported_camera(camera):
+            t = time.perf_counter()
+            char_depth = raster.objects_depth(sc, depsgraph, camera, self.body, self.width, self.height)
+            self.seconds["raster"] += time.perf_counter() - t
+        else:
+            if self.tracker is not None:
+                self.tracker.paused = True  # visibility is toggled and put back: no change to the scene
+            try:
+                char_depth = self._cycles_character_depth()
+            finally:
+                if self.tracker is not None:
+                    self.tracker.paused = False
+        return finish_arrays(environment.copy(), scene_depth, char_depth, index, len(self.labelled))
 
 
 def finish_arrays(environment, scene_depth, char_depth, index, n_labels) -> dict:
     """Raw pass planes -> protocol arrays (dtype, range and 'no surface' fixed)."""
     def clean_depth(d):
-        d = np.where(np.isfinite(d) & (d > 0) & (d < _NO_SURFACE_THRESHOLD), d, protocol.NO_SURFACE_DEPTH)
+        d = np.where(np.isfinite(d) & (d > 0) & (d < protocol.NO_SURFACE_THRESHOLD), d, protocol.NO_SURFACE_DEPTH)
         return np.ascontiguousarray(d, dtype=np.float32)
     char_depth = clean_depth(char_depth)
     labels = np.rint(index).astype(np.int64)
     labels[(labels < 0) | (labels > n_labels)] = 0
     return {
         "environment": environment,
-        "character_mask": np.where(char_depth < _NO_SURFACE_THRESHOLD, 255, 0).astype(np.uint8),
+        "character_mask": np.where(char_depth < protocol.NO_SURFACE_THRESHOLD, 255, 0).astype(np.uint8),
         "character_depth": char_depth,
         "scene_depth": clean_depth(scene_depth),
         "object_labels": labels.astype(np.uint8),

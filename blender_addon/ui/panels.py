@@ -49,6 +49,7 @@ def draw_inhabit(layout, context):
     row = box.row(align=True)
     row.prop(p, "seed")
     row.prop(p, "samples")
+    row.prop(p, "denoise")
 
     box = layout.box()
     box.label(text="Output", icon="SEQUENCE")

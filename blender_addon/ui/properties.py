@@ -90,8 +90,10 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
     width: bpy.props.IntProperty(name="Width", default=512, min=8, max=8192)
     height: bpy.props.IntProperty(name="Height", default=512, min=8, max=8192)
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0)
-    samples: bpy.props.IntProperty(name="Samples", default=16, min=1, max=4096,
+    samples: bpy.props.IntProperty(name="Samples", default=ShotSettings.samples, min=1, max=4096,
                                    description="Cycles samples of the environment pass")
+    denoise: bpy.props.BoolProperty(name="Denoise", default=ShotSettings.denoise,
+                                    description="OpenImageDenoise on the environment pass")
 
     output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH",
                                          description="Folder for the takes; empty = 'inhabit' next to the .blend")
@@ -126,7 +128,7 @@ def settings_from_scene(scene) -> ShotSettings:
         engine=p.engine, params={prm.name: prm.value() for prm in p.params}, seed=p.seed,
         output_dir=bpy.path.abspath(p.output_dir) if p.output_dir else default_output_dir(bpy.data.filepath),
         channel=p.channel or None, server=p.server, keypoint_map=keypoint_map, samples=p.samples,
-        name=scene.name, **key_settings(bpy.context))
+        denoise=p.denoise, name=scene.name, **key_settings(bpy.context))
 
 
 def key_settings(context) -> dict:

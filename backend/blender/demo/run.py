@@ -119,7 +119,7 @@ def run_demo(o: DemoOptions, *, bar=None, should_cancel=None) -> dict:
                                 frame_start=frames[0], frame_end=frames[-1], width=o.size, height=o.size,
                                 output_dir=os.path.join(out, "frames"), body=BODY_COLLECTION,
                                 objects_collection=INTERACTIVE_COLLECTION, engine=o.engine, server=server.address,
-                                samples=o.samples, name="demo")
+                                samples=o.samples, denoise=False, name="demo")  # as the ground truth
         # The job's own conditioning, seen as it is exported, feeds the naive
         # baseline and the contact sheet: no second render of the passes. The
         # ground truth already exists, so the baseline is scored on the spot
