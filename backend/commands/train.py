@@ -21,7 +21,8 @@ def add_parser(subparsers):
     p.add_argument("--init", metavar="DIR", help="start from this AA2 pipeline folder (e.g. converted Moore weights)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoints, loss log, loss curve")
     p.add_argument("--steps", type=int, required=True, help="train until this global step")
-    p.add_argument("--stage", type=int, default=1, help="1: image stage, 2: motion modules (default %(default)s)")
+    p.add_argument("--stage", type=int, default=1, help="0: autoencoder (configs from scratch), 1: image stage, 2: motion modules "
+                   "(default %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, help="samples per process and step (default: the config's)")
@@ -75,6 +76,8 @@ def run(args) -> int:
     finally:
         signal.signal(signal.SIGINT, old)
     bar.close()
+    if not summary["main"]:
+        return 130 if cancel["asked"] else 0
     print(f"inhabit train: step {summary['steps']} (from {summary['start']}) in {summary['seconds']} s on "
           f"{summary['world']} process(es); mean loss of the last 20 steps {summary['loss_last20']}; "
           f"checkpoint {summary['checkpoint']}", file=sys.stderr)

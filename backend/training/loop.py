@@ -77,8 +77,8 @@ def check_options(o: TrainOptions) -> dict | None:
         raise TrainError(f"--config must be one of {', '.join(CONFIGS)}, got {o.config!r}.")
     if o.steps < 1:
         raise TrainError(f"--steps must be at least 1, got {o.steps}.")
-    if o.stage not in (1, 2):
-        raise TrainError(f"--stage must be 1 or 2, got {o.stage}.")
+    if o.stage not in (0, 1, 2):
+        raise TrainError(f"--stage must be 0 (autoencoder, for configs from scratch), 1 or 2, got {o.stage}.")
     if o.adam8bit:
         try:
             import bitsandbytes  # noqa: F401
@@ -123,7 +123,7 @@ def train(o: TrainOptions, *, progress=None, should_stop=None) -> dict:
     from models.pipeline_aa2 import load_pipeline
     from models.tiny import tiny_pipeline
 
-    from .model import TRAINABLE, AA2Trainee
+    from .model import TRAINABLE, AA2Trainee, VAETrainee
     from .plot import write_loss_curve
     from .stream import ClipStream, collate
 
@@ -146,10 +146,10 @@ def train(o: TrainOptions, *, progress=None, should_stop=None) -> dict:
     else:
         pipe = tiny_pipeline(o.seed)
     pipe.to(acc.device)
-    trainee = AA2Trainee(pipe, o.stage)
-    for name in TRAINABLE:
+    trainee = VAETrainee(pipe) if o.stage == 0 else AA2Trainee(pipe, o.stage)
+    for name in ("vae",) if o.stage == 0 else TRAINABLE:
         getattr(trainee, name).train()
-    if (o.gradient_checkpointing == "on") or (o.gradient_checkpointing == "auto" and cuda):
+    if o.stage > 0 and (o.gradient_checkpointing == "on" or (o.gradient_checkpointing == "auto" and cuda)):
         for m in (trainee.reference_unet, trainee.denoising_unet):
             m.enable_gradient_checkpointing()
     named = trainee.trainable_parameters()
@@ -166,7 +166,7 @@ def train(o: TrainOptions, *, progress=None, should_stop=None) -> dict:
         except ckpt.CheckpointError as exc:
             raise TrainError(str(exc)) from None
     model, opt = acc.prepare(trainee, opt)
-    window = 1 if o.stage == 1 else o.window
+    window = o.window if o.stage == 2 else 1
     stream = ClipStream(o.data, "train", seed=o.seed, window=window, start=start * batch_size * world,
                         rank=rank, world=world)
     loader = torch.utils.data.DataLoader(stream, batch_size=batch_size, collate_fn=collate,
@@ -192,6 +192,8 @@ def train(o: TrainOptions, *, progress=None, should_stop=None) -> dict:
     def save(step):
         nonlocal saved_at, folder
         acc.wait_for_everyone()
+        if o.stage == 0:
+            trainee.calibrate()
         if acc.is_main_process:
             folder = ckpt.save(o.out, pipe=pipe, named_params=named, ema=ema, optimizer=opt,
                                state={**run_state, "step": step})
@@ -238,4 +240,4 @@ def train(o: TrainOptions, *, progress=None, should_stop=None) -> dict:
     recent = [r["loss"] for r in history[-20:]]
     return {"steps": step, "start": start, "seconds": round(time.monotonic() - t0, 1), "checkpoint": folder,
             "loss_last20": round(float(np.mean(recent)), 5) if recent else None, "stopped": stopped,
-            "world": world, "mixed_precision": mp}
+            "world": world, "mixed_precision": mp, "main": acc.is_main_process}
