@@ -147,3 +147,45 @@ class AA2Trainee(nn.Module):
             else:
                 per.append(c["objects"])
         return [torch.cat(level) for level in zip(*per)]
+
+
+class VAETrainee(nn.Module):
+    """Stage 0, for configs trained from scratch (tiny): fit the autoencoder on
+    the dataset's frames first. A random VAE does not reconstruct, so no
+    denoiser trained in its latent space could produce a picture. Loss: MSE
+    of the reconstruction plus a small KL term (as the SD autoencoder)."""
+
+    KL_WEIGHT = 1e-6
+
+    def __init__(self, pipe):
+        super().__init__()
+        self.vae = pipe.vae
+        object.__setattr__(self, "pipe", pipe)
+        for name in ("image_encoder",) + TRAINABLE:
+            getattr(pipe, name).requires_grad_(False)
+        self.vae.requires_grad_(True)
+        self.latent_std = None
+
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def release_hooks(self) -> None:
+        pass
+
+    def forward(self, batch: list[dict], noise_seed: int) -> torch.Tensor:
+        pipe = self.pipe
+        images = np.concatenate([np.concatenate([s["gt"], np.stack([f["environment"] for f in s["frames"]])])
+                                 for s in batch])
+        x = pipe._to_tensor(images, images.shape[1:3], self.vae.dtype)
+        g = torch.Generator("cpu").manual_seed(int(noise_seed))
+        dist = self.vae.encode(x).latent_dist
+        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g).to(x.device, x.dtype)
+        rec = self.vae.decode(z).sample
+        self.latent_std = float(dist.mean.detach().float().std())
+        kl = dist.kl().mean()
+        return F.mse_loss(rec.float(), x.float()) + self.KL_WEIGHT * kl.float()
+
+    def calibrate(self) -> None:
+        """Latents enter the denoiser at unit scale: scaling_factor = 1 / std (as SD's 0.18215 was found)."""
+        if self.latent_std:
+            self.vae.register_to_config(scaling_factor=round(1.0 / max(self.latent_std, 1e-3), 5))
