@@ -22,7 +22,7 @@ def add_parser(subparsers):
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoints, loss log, loss curve")
     p.add_argument("--steps", type=int, required=True, help="train until this global step")
     p.add_argument("--stage", type=int, default=1,
-                   help="0: autoencoder (configs from scratch), 1: image stage, 2: motion modules (default %(default)s)")
+                   help="0: autoencoder (configs from scratch), 1: images, 2: motion modules (default %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, help="samples per process and step (default: the config's)")
