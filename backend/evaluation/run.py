@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from backend.blender.demo import metrics as M
 from backend.dataset import layout
 
 from .scores import Tally
@@ -78,6 +77,7 @@ def run_clip(client, entry: EngineEntry, clip: dict, timeout: float) -> list[np.
 
 
 def _sheet(clip: dict, results: list[np.ndarray], rows: int = 3) -> np.ndarray:
+    from backend.blender.demo import metrics as M   # numpy + cv2; the package lives beside the bpy code
     n = clip["gt"].shape[0]
     return M.contact_sheet([dict(frame=i, environment=clip["environment"][i], mask=clip["character_mask"][i],
                                  keypoints=clip["keypoints"][i], result=results[i], truth=clip["gt"][i])
@@ -86,6 +86,7 @@ def _sheet(clip: dict, results: list[np.ndarray], rows: int = 3) -> np.ndarray:
 
 def evaluate(data: str, split: str, entries: list[EngineEntry], out: str, *, baseline: bool = True,
              max_clips: int | None = None, timeout: float = 300.0, progress=None) -> dict:
+    from backend.blender.demo import metrics as M   # numpy + cv2 (naive baseline)
     from backend.local_server import LocalServer
     from blender_addon.core.client import Client
 

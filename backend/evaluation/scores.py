@@ -15,7 +15,7 @@ import math
 import cv2
 import numpy as np
 
-from backend.blender.demo.metrics import frame_score
+from models.conditioning import psnr, ssim_gray
 
 OCCLUSION_TOL = 12     # 8-bit levels, max over channels
 OUTSIDE_DILATE_PX = 3
@@ -54,7 +54,7 @@ class Tally:
         self.occ_ok = self.occ_all = 0
 
     def add(self, result: np.ndarray, truth: np.ndarray, frame: dict) -> None:
-        s, p = frame_score(result, truth)
+        s, p = ssim_gray(result, truth), psnr(result, truth)   # as the demo's metrics.frame_score
         self.ssim.append(s)
         self.psnr.append(p)
         mask = frame["character_mask"] > 0
