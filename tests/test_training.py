@@ -179,3 +179,22 @@ def test_bad_input_gets_one_sentence(tiny_dataset, tmp_path):
                            str(tmp_path / "o"), "--steps", "1"], cwd=REPO_ROOT, env=_env(), capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--data" in proc.stderr
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one(tiny_dataset, tmp_path, monkeypatch):
+    import errno
+
+    from backend.training import checkpoint
+    out = tmp_path / "run"
+    loop.train(_opts(tiny_dataset, out, 2))
+
+    def disk_full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    with pytest.raises(OSError):
+        loop.train(_opts(tiny_dataset, out, 4, resume=True))
+    monkeypatch.undo()
+    assert os.path.realpath(out / "last") == str(out / "checkpoints" / "step_0000002")
+    assert not [n for n in os.listdir(out / "checkpoints") if n.startswith(".tmp")]
+    s = loop.train(_opts(tiny_dataset, out, 4, resume=True))   # and it resumes from there
+    assert s["start"] == 2 and s["steps"] == 4

@@ -226,7 +226,10 @@ def train(o: TrainOptions, *, progress=None, should_stop=None) -> dict:
             log.flush()
             if progress is not None and acc.is_main_process:
                 rate = (step - start) / max(elapsed, 1e-9)
-                progress(step, o.steps, value, rate, (o.steps - step) / rate if rate else None)
+                eta = (o.steps - step) / rate if rate else None
+                if o.max_minutes is not None and eta is not None:
+                    eta = min(eta, max(0.0, o.max_minutes * 60 - elapsed))   # the time budget ends it first
+                progress(step, o.steps, value, rate, eta)
             budget_over = o.max_minutes is not None and elapsed > o.max_minutes * 60
             asked = should_stop is not None and should_stop()
             if step % o.checkpoint_every == 0 or step == o.steps or budget_over or asked:
