@@ -22,10 +22,13 @@ from models.tiny import tiny_pipeline
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     # Two shared cores: OpenMP spin-waits make 2-thread steps many times slower here.
-    n = torch.get_num_threads()
+    # Other modules switch autograd off at import (test_models.py); training needs it.
+    n, grad = torch.get_num_threads(), torch.is_grad_enabled()
     torch.set_num_threads(1)
+    torch.set_grad_enabled(True)
     yield
     torch.set_num_threads(n)
+    torch.set_grad_enabled(grad)
 
 
 def _env():

@@ -115,6 +115,13 @@ def check_options(o: TrainOptions) -> dict | None:
 
 
 def train(o: TrainOptions, *, progress=None, should_stop=None) -> dict:
+    import torch
+
+    with torch.enable_grad():   # a caller may have switched autograd off globally
+        return _train(o, check_options(o), progress, should_stop)
+
+
+def _train(o: TrainOptions, state, progress, should_stop) -> dict:
     import numpy as np
     import torch
     from accelerate import Accelerator
@@ -127,7 +134,6 @@ def train(o: TrainOptions, *, progress=None, should_stop=None) -> dict:
     from .plot import write_loss_curve
     from .stream import ClipStream, collate
 
-    state = check_options(o)
     cfg = CONFIGS[o.config]
     cuda = torch.cuda.is_available()
     mp = ("bf16" if cuda else "no") if o.mixed_precision == "auto" else o.mixed_precision

@@ -60,8 +60,9 @@ class AA2Trainee(nn.Module):
         """Freeze the ReferenceNet layers after the last banked input (they never
         reach the loss: only the bank does), found by one backward of the bank."""
         lat, enc = self._ref_latent_probe()
-        bank = ReferenceBank(self.pipe.config.fusion_mode).compute(self.reference_unet, lat, enc, grad=True)
-        sum(t.float().sum() for t in bank.tokens.values()).backward()
+        with torch.enable_grad():   # whatever the caller's grad mode
+            bank = ReferenceBank(self.pipe.config.fusion_mode).compute(self.reference_unet, lat, enc, grad=True)
+            sum(t.float().sum() for t in bank.tokens.values()).backward()
         for p in self.reference_unet.parameters():
             if p.grad is None:
                 p.requires_grad_(False)
