@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS = ("serve", "info", "keys", "doctor", "weights", "export", "render", "demo")
+COMMANDS = ("serve", "info", "keys", "doctor", "weights", "export", "render", "demo", "dataset", "train", "eval")
 
 
 def _load_commands():

@@ -43,10 +43,14 @@ class ReferenceBank:
         self.mode = mode
         self.tokens: dict[str, torch.Tensor] = {}
 
-    @torch.no_grad()
     def compute(self, reference_unet: nn.Module, reference_latent: torch.Tensor,
-                encoder_hidden_states: torch.Tensor) -> "ReferenceBank":
-        """Run the ReferenceNet at t=0 and keep every chosen attn1 input."""
+                encoder_hidden_states: torch.Tensor, *, grad: bool = False) -> "ReferenceBank":
+        """Run the ReferenceNet at t=0 and keep every chosen attn1 input
+        (``grad=True`` keeps the graph: training the ReferenceNet)."""
+        with torch.set_grad_enabled(grad):
+            return self._compute(reference_unet, reference_latent, encoder_hidden_states, grad)
+
+    def _compute(self, reference_unet, reference_latent, encoder_hidden_states, grad):
         self.tokens.clear()
         names = spatial_self_attention_names(reference_unet, self.mode)
         modules = dict(reference_unet.named_modules())
@@ -54,7 +58,7 @@ class ReferenceBank:
         for name in names:
             def bank(module, args, kwargs, _name=name):
                 hs = args[0] if args else kwargs["hidden_states"]
-                self.tokens[_name] = hs.detach()
+                self.tokens[_name] = hs if grad else hs.detach()
             handles.append(modules[name].register_forward_pre_hook(bank, with_kwargs=True))
         try:
             t = torch.zeros((), device=reference_latent.device)

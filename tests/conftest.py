@@ -58,3 +58,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         for mark in _marks_for(Path(item.fspath)):
             item.add_marker(getattr(pytest.mark, mark))
+
+
+# -- a tiny rendered training dataset, made once per session on first use -----------
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """``inhabit dataset make`` output: 4 clips x 3 frames x 32 px (splits: 2 train, 1 val, 1 test)."""
+    import subprocess
+    root = tmp_path_factory.mktemp("dataset") / "data"
+    proc = subprocess.run([sys.executable, "-m", "backend.cli", "dataset", "make", "--out", str(root), "--clips", "4",
+                           "--frames", "3", "--size", "32", "--samples", "1", "--workers", "2"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return root

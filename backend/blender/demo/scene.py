@@ -104,14 +104,15 @@ def build_room(scene) -> dict:
     return objs
 
 
-def build_character(scene) -> bpy.types.Object:
-    """Armature with Mixamo names and clothed-looking meshes skinned to it."""
+def build_character(scene, colours: dict | None = None) -> bpy.types.Object:
+    """Armature with Mixamo names and clothed-looking meshes skinned to it
+    (``colours`` overrides the demo's skin/shirt/trousers/shoes/hair)."""
     coll = bpy.data.collections.new(BODY_COLLECTION)
     scene.collection.children.link(coll)
     table = bone_table()
     arm = build_armature(ARMATURE, table, coll)
 
-    m = {k: _material(k.capitalize(), v) for k, v in COLOURS.items()
+    m = {k: _material(k.capitalize(), (colours or {}).get(k, v)) for k, v in COLOURS.items()
          if k in ("skin", "shirt", "trousers", "shoes", "hair")}
 
     def part(label, bone, p0, p1, radius, mat, depth_scale=1.0, overlap=0.35):

@@ -1,0 +1,26 @@
+"""One dataset worker process: ``python -m backend.blender.dataset.worker ROOT SEED FRAMES SIZE SAMPLES I,J,...``.
+
+``inhabit dataset make`` starts W of these (bpy as a module, one Blender
+each) and watches the clip folders appear; a clip already complete is
+skipped, so a restarted run continues where the last one stopped.
+"""
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    root, seed, frames, size, samples, clips = argv
+    import bpy  # noqa: F401  (first: bpy_extras and mathutils come with it)
+
+    from backend.dataset import layout
+
+    from .render_clip import render_clip
+    for i in (int(x) for x in clips.split(",") if x):
+        if not layout.is_complete(root, i):
+            render_clip(root, i, seed=int(seed), frames=int(frames), size=int(size), samples=int(samples))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
