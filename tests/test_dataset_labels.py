@@ -10,6 +10,7 @@ from backend.blender.dataset.render_clip import render_clip
 from backend.dataset import layout
 from blender_addon.core import protocol
 from blender_addon.scene import keypoints as kp_mod
+from blender_addon.scene.rig import PosedRig
 from tests.blender_scene import raycast_silhouette
 
 SIZE, FRAMES, SEED = 64, 2, 5
@@ -40,7 +41,8 @@ def test_saved_labels_match_ray_casting(tmp_path):
                 assert (labelled & on_prop).sum() / labelled.sum() > 0.9
         # Keypoints: the armature's joints through world_to_camera_view, visibility from the scene depth.
         kp = clip["keypoints"][i]
-        pos = kp_mod.world_positions(c["armature"], kp_mod.resolve_for(c["armature"]))
+        posed = PosedRig(c["armature"], kp_mod.resolve_for(c["armature"]))
+        pos = dict(zip(protocol.KEYPOINT_NAMES, posed.points(protocol.KEYPOINT_NAMES)))
         for k, name in enumerate(protocol.KEYPOINT_NAMES):
             if pos.get(name) is None or kp[k, 3] == protocol.VIS_ABSENT:
                 continue
