@@ -94,7 +94,8 @@ def open_session(scene, settings: ShotSettings, *, info: dict | None = None,
         on_result = sink if not index_offset else _shifted(sink, index_offset)
         spec = exporter.job_spec(params, name=shot_name, request=os.path.basename(sink.take_dir))
         job = jobs.ShotJob(spec=spec, address=settings.server, reference=reference,
-                           reference_keypoints=reference_kp, export_frame=_observed(exporter.export_frame, observe_frame),
+                           reference_keypoints=reference_kp,
+                           export_frame=_observed(exporter.export_frame, observe_frame),
                            on_result=on_result,
                            client_options=client_options)
     except BaseException:

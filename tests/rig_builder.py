@@ -224,7 +224,7 @@ def character_creator():
                                                          forearm="Forearm", hand="Hand", thigh="Thigh",
                                                          shin="Calf", foot="Foot", toe="ToeBase").items()}
         fn = {"thumb": "Thumb", "index": "Index", "middle": "Mid", "ring": "Ring", "pinky": "Pinky"}
-        _limbs(r, s, names, chest, pelvis, fingers=lambda f, i, S=S: f"CC_Base_{S}_{fn[f]}{i}",
+        _limbs(r, s, names, chest, pelvis, fingers=lambda f, i, S=S, fn=fn: f"CC_Base_{S}_{fn[f]}{i}",
                twists={"upperarm": f"CC_Base_{S}_UpperarmTwist01", "forearm": f"CC_Base_{S}_ForearmTwist01"},
                eye=f"CC_Base_{S}_Eye", eye_parent=head)
     return r.bones
@@ -239,7 +239,7 @@ def vrm():
                                                        hand="Hand", thigh="UpperLeg", shin="LowerLeg", foot="Foot",
                                                        toe="ToeBase").items()}
         fn = {"thumb": "Thumb", "index": "Index", "middle": "Middle", "ring": "Ring", "pinky": "Little"}
-        _limbs(r, s, names, chest, hips, fingers=lambda f, i, S=S: f"J_Bip_{S}_{fn[f]}{i}",
+        _limbs(r, s, names, chest, hips, fingers=lambda f, i, S=S, fn=fn: f"J_Bip_{S}_{fn[f]}{i}",
                eye=f"J_Adj_{S}_FaceEye", eye_parent=head)
     return r.bones
 
@@ -252,8 +252,9 @@ def vrm_humanoid():
         names = {k: S + v for k, v in dict(clavicle="Shoulder", upperarm="UpperArm", forearm="LowerArm", hand="Hand",
                                             thigh="UpperLeg", shin="LowerLeg", foot="Foot", toe="Toes").items()}
         seg = {1: "Proximal", 2: "Intermediate", 3: "Distal"}
-        _limbs(r, s, names, chest, hips, fingers=lambda f, i, S=S: f"{S}{'Little' if f == 'pinky' else f.capitalize()}"
-               f"{seg[i]}", eye=S + "Eye", eye_parent=head)
+        def finger(f, i, S=S, seg=seg):
+            return f"{S}{'Little' if f == 'pinky' else f.capitalize()}{seg[i]}"
+        _limbs(r, s, names, chest, hips, fingers=finger, eye=S + "Eye", eye_parent=head)
     return r.bones
 
 
@@ -331,7 +332,7 @@ def biped():
                                                        toe="Toe0").items()}
         order = ("thumb", "index", "middle", "ring", "pinky")
         _limbs(r, s, names, chest, s1,
-               fingers=lambda f, i, S=S: f"Bip01 {S} Finger{order.index(f)}{'' if i == 1 else i - 1}")
+               fingers=lambda f, i, S=S, order=order: f"Bip01 {S} Finger{order.index(f)}{'' if i == 1 else i - 1}")
     return r.bones
 
 

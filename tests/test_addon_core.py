@@ -11,7 +11,8 @@ from blender_addon.core.settings import (SetupError, ShotSettings, validate_agai
                                          validate_shot)
 
 def test_package_imports_without_bpy():
-    import subprocess, sys
+    import subprocess
+    import sys
     code = ("import sys, blender_addon, blender_addon.core.jobs, blender_addon.core.settings, "
             "blender_addon.core.keypoint_map, blender_addon.core.rig_map, blender_addon.core.rig_structure, "
             "blender_addon.core.rig_hands, blender_addon.core.rig_face, blender_addon.core.exr; "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 
 import pytest
@@ -84,7 +85,8 @@ def test_convert_synthetic_moore_checkpoints(tmp_path):
     mk = "mid_block.motion_modules.0.transformer_blocks.0.attn2.to_v.weight"
     assert torch.equal(d[mk], src_motion.state_dict()[mk])
     r = ref.state_dict()
-    assert torch.equal(r["down_blocks.0.attentions.0.proj_in.weight"], ref_sd["down_blocks.0.attentions.0.proj_in.weight"])
+    key = "down_blocks.0.attentions.0.proj_in.weight"
+    assert torch.equal(r[key], ref_sd[key])
     assert torch.equal(r["conv_out.weight"], unet_sd["conv_out.weight"])
     assert torch.equal(pose.conv_out.weight, src_pose.conv_out.weight)
 
@@ -108,7 +110,7 @@ def test_convert_synthetic_moore_checkpoints(tmp_path):
 def test_checkpoints_are_loaded_without_unpickling_code(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"w": torch.zeros(1), "obj": shutil.copy}, path)   # a callable: needs full unpickling
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(path)
 
 

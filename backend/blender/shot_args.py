@@ -83,7 +83,8 @@ def settings_from_args(args, scene) -> ShotSettings:
         try:
             keypoint_map = json.loads(text)
         except ValueError as exc:
-            raise SetupError("keypoint_map", f"--keypoint-map is not valid JSON ({exc}): give a JSON object or file.") from None
+            raise SetupError("keypoint_map", f"--keypoint-map is not valid JSON ({exc}): "
+                                             "give a JSON object or file.") from None
     armature = args.armature
     if not armature:
         from blender_addon.scene.rig import find_character_armature  # bpy: the scene is open already
@@ -118,6 +119,7 @@ def open_blend(path: str, scene_name: str | None):
     if scene_name:
         scene = bpy.data.scenes.get(scene_name)
         if scene is None:
-            raise SetupError("scene", f"{path!r} has no scene {scene_name!r}; it has {[s.name for s in bpy.data.scenes]}.")
+            raise SetupError("scene", f"{path!r} has no scene {scene_name!r}; "
+                                      f"it has {[s.name for s in bpy.data.scenes]}.")
         return scene
     return bpy.context.scene

@@ -24,7 +24,8 @@ class PreviewEngine(Engine):
     # Keypoints of the reference pose are needed unless the optional pose
     # detector is installed on the server (find_spec looks without importing).
     needs_reference_keypoints = not detector.installed()
-    reference_keypoints_hint = f"(or `pip install {detector.MEDIAPIPE_PIN}` on the server for the optional pose detector)"
+    reference_keypoints_hint = (f"(or `pip install {detector.MEDIAPIPE_PIN}` on the server "
+                                "for the optional pose detector)")
     params = (
         ParamSpec("feather", "float", 1.5, 0.0, 20.0, doc="edge softening of the character matte, px"),
         ParamSpec("match_brightness", "bool", True,

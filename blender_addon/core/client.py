@@ -306,7 +306,8 @@ class RemoteJob:
         return self._input_ended
 
     def can_send(self) -> bool:
-        return self.state == "accepted" and not self._input_ended and self.next_index < min(self.credit, self.spec.frames)
+        return (self.state == "accepted" and not self._input_ended
+                and self.next_index < min(self.credit, self.spec.frames))
 
     def send_frame(self, index: int, arrays: dict) -> None:
         """Send one frame's conditioning; raises if the server has not granted credit for it."""

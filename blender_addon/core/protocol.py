@@ -207,7 +207,8 @@ class ParamSpec:
             return value
         if self.kind == "choice":
             if value not in self.choices:
-                raise ProtocolError(E_BAD_PARAM, f"{where} must be one of {list(self.choices)}, got {value!r}", field=where)
+                raise ProtocolError(E_BAD_PARAM, f"{where} must be one of {list(self.choices)}, got {value!r}",
+                                    field=where)
             return value
         if self.kind == "str":
             if not isinstance(value, str):
@@ -225,7 +226,8 @@ class ParamSpec:
                 if not math.isfinite(value):
                     raise ProtocolError(E_BAD_PARAM, f"{where} must be finite, got {value!r}", field=where)
             if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-                raise ProtocolError(E_BAD_PARAM, f"{where} must be in [{self.min}, {self.max}], got {value!r}", field=where)
+                raise ProtocolError(E_BAD_PARAM, f"{where} must be in [{self.min}, {self.max}], got {value!r}",
+                                    field=where)
             return value
         raise ValueError(f"ParamSpec {self.name}: unknown kind {self.kind!r}")
 
@@ -396,12 +398,14 @@ def _decode_buffers(hdr: dict, payload: Sequence, job: str | None) -> dict:
             raise ProtocolError(E_BAD_BUFFERS, f"buffer {name!r} appears twice", field=where, job=job)
         dtype_name = desc.get("dtype")
         if dtype_name not in DTYPES:
-            raise ProtocolError(E_BAD_DTYPE, f"{where}: dtype {dtype_name!r} is not supported; expected one of {sorted(DTYPES)}",
+            raise ProtocolError(E_BAD_DTYPE, f"{where}: dtype {dtype_name!r} is not supported; "
+                                f"expected one of {sorted(DTYPES)}",
                                 field=where, job=job)
         shape = desc.get("shape")
         if (not isinstance(shape, list) or len(shape) > 4
                 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in shape)):
-            raise ProtocolError(E_BAD_SHAPE, f"{where}: shape must be a list of at most 4 non-negative integers, got {shape!r}",
+            raise ProtocolError(E_BAD_SHAPE, f"{where}: shape must be a list of at most 4 non-negative integers, "
+                                f"got {shape!r}",
                                 field=where, job=job)
         dtype = DTYPES[dtype_name]
         expected = math.prod(shape) * dtype.itemsize
@@ -438,10 +442,12 @@ def check_frame_inputs(arrays: Mapping[str, np.ndarray], *, height: int, width: 
                                 field=where, job=job)
         want = spec.concrete_shape(height, width)
         if tuple(arr.shape) != want:
-            raise ProtocolError(E_BAD_SHAPE, f"{where} must have shape {list(want)} for a {width}x{height} job, got {list(arr.shape)}",
+            raise ProtocolError(E_BAD_SHAPE, f"{where} must have shape {list(want)} for a {width}x{height} job, "
+                                f"got {list(arr.shape)}",
                                 field=where, job=job)
         if name == "object_labels" and arr.size and int(arr.max()) > n_objects:
-            raise ProtocolError(E_BAD_SHAPE, f"{where} uses label {int(arr.max())} but the job names {n_objects} objects",
+            raise ProtocolError(E_BAD_SHAPE, f"{where} uses label {int(arr.max())} "
+                                f"but the job names {n_objects} objects",
                                 field=where, job=job)
 
 
@@ -504,7 +510,8 @@ class JobSpec:
         if not isinstance(objects, list) or not all(isinstance(o, str) for o in objects):
             raise ProtocolError(E_BAD_HEADER, "submit.objects must be a list of object names", field="submit.objects")
         if len(objects) > limits["max_objects"]:
-            raise ProtocolError(E_TOO_LARGE, f"submit.objects names {len(objects)} objects; the limit is {limits['max_objects']}",
+            raise ProtocolError(E_TOO_LARGE, f"submit.objects names {len(objects)} objects; "
+                                f"the limit is {limits['max_objects']}",
                                 field="submit.objects")
         layout = hdr.get("keypoint_layout", KEYPOINT_LAYOUT)
         if layout != KEYPOINT_LAYOUT:

@@ -57,7 +57,8 @@ def validate_shot(s: ShotSettings, limits=None) -> None:
     """Checks that need only the settings and the file system."""
     limits = dict(protocol.DEFAULT_LIMITS, **(limits or {}))
     if not s.armature:
-        raise SetupError("armature", "No armature chosen: pick the armature that drives the character in the Inhabit panel.")
+        raise SetupError("armature", "No armature chosen: pick the armature that drives the character "
+                                     "in the Inhabit panel.")
     if s.frame_end < s.frame_start:
         raise SetupError("frame_end", f"Frame range {s.frame_start}-{s.frame_end} is empty or reversed: "
                                       "set an end frame at or after the start frame.")
@@ -91,7 +92,8 @@ def validate_reference_file(path: str) -> None:
         with open(path, "rb") as fh:
             head = fh.read(8)
     except OSError as exc:
-        raise SetupError("reference", f"Reference image {path!r} cannot be read ({exc.strerror}): check its permissions.") from None
+        raise SetupError("reference", f"Reference image {path!r} cannot be read ({exc.strerror}): "
+                                      "check its permissions.") from None
     if not any(head.startswith(m) for m in _IMAGE_MAGIC):
         raise SetupError("reference", f"Reference image {path!r} is not a PNG, JPEG, BMP, TIFF, WebP or EXR image: "
                                       "export the reference as PNG.")

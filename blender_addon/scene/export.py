@@ -58,13 +58,15 @@ def body_objects(name: str) -> list:
 def check_scene(scene, s: ShotSettings):
     """Scene checks that need Blender; returns (armature, mapping)."""
     if not s.armature:
-        raise SetupError("armature", "No armature chosen: pick the armature that drives the character in the Inhabit panel.")
+        raise SetupError("armature", "No armature chosen: pick the armature that drives the character "
+                                     "in the Inhabit panel.")
     arm = bpy.data.objects.get(s.armature)
     if arm is None or arm.type != "ARMATURE":
         what = "does not exist" if arm is None else f"is a {arm.type.lower()}, not an armature"
         raise SetupError("armature", f"Object {s.armature!r} {what}: pick the character's armature.")
     if scene.camera is None:
-        raise SetupError("camera", f"Scene {scene.name!r} has no active camera: add a camera and make it active (Ctrl+Numpad 0).")
+        raise SetupError("camera", f"Scene {scene.name!r} has no active camera: add a camera and make it active "
+                                   "(Ctrl+Numpad 0).")
     if s.body and not body_objects(s.body):
         raise SetupError("body", f"Body {s.body!r} is neither a mesh object nor a collection with meshes in this file: "
                                  "pick the character's mesh, or leave it empty to use a proxy body.")
@@ -109,8 +111,8 @@ def load_reference(s: ShotSettings) -> tuple[np.ndarray, np.ndarray | None]:
                                                     "give a .npy or .json array of shape [18, 4].") from None
         ref_kp = np.asarray(ref_kp, np.float32)
         if ref_kp.shape != (protocol.NUM_KEYPOINTS, 4):
-            raise SetupError("reference_keypoints", f"Reference keypoints must have shape [{protocol.NUM_KEYPOINTS}, 4], "
-                                                    f"got {list(ref_kp.shape)}.")
+            raise SetupError("reference_keypoints", "Reference keypoints must have shape "
+                                                    f"[{protocol.NUM_KEYPOINTS}, 4], got {list(ref_kp.shape)}.")
     return ref, ref_kp
 
 

@@ -28,7 +28,8 @@ class InhabitParam(bpy.types.PropertyGroup):
     choices: bpy.props.StringProperty()  # JSON list for kind == "choice"
 
     def value(self):
-        return {"int": self.int_value, "float": self.float_value, "bool": self.bool_value}.get(self.kind, self.str_value)
+        values = {"int": self.int_value, "float": self.float_value, "bool": self.bool_value}
+        return values.get(self.kind, self.str_value)
 
 
 def _keypoint_items(self, context):
@@ -72,9 +73,11 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
     reference_path: bpy.props.StringProperty(name="Reference", subtype="FILE_PATH",
                                              description="Image of the character to animate")
     reference_keypoints_path: bpy.props.StringProperty(name="Reference Pose", subtype="FILE_PATH",
-                                                       description="Optional [18, 4] keypoints of the reference (.npy/.json)")
+                                                       description="Optional [18, 4] keypoints of the reference "
+                                                                   "(.npy/.json)")
     keypoint_map: bpy.props.StringProperty(name="Keypoint Mapping",
-                                           description='JSON overrides, e.g. {"left_wrist": "hand.L", "nose": ["Nose", "tail"]}')
+                                           description='JSON overrides, e.g. {"left_wrist": "hand.L", '
+                                                       '"nose": ["Nose", "tail"]}')
     joint_fixes: bpy.props.CollectionProperty(type=InhabitJointFix)
     mapping_rows: bpy.props.CollectionProperty(type=InhabitMappingRow)
     mapping_summary: bpy.props.StringProperty(name="Mapping")
