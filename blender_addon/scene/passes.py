@@ -265,7 +265,8 @@ class PassRenderer:
         environment, scene_depth, index = self._cache
 
         camera = sc.camera
-        if self.character_pass == "raster" and raster.supported_camera(camera):
+        # The z-buffer is exact for opaque bodies seen through ordinary lenses; otherwise render.
+        if self.character_pass == "raster" and raster.supported_camera(camera) and raster.opaque(self.body):
             t = time.perf_counter()
             char_depth = raster.objects_depth(sc, depsgraph, camera, self.body, self.width, self.height)
             self.seconds["raster"] += time.perf_counter() - t

@@ -16,6 +16,30 @@ def supported_camera(camera) -> bool:
     return camera.data.type in {"PERSP", "ORTHO"}
 
 
+def _material_may_be_transparent(mat) -> bool:
+    tree = getattr(mat, "node_tree", None)
+    if tree is None:
+        return False
+    for node in tree.nodes:
+        if node.bl_idname in ("ShaderNodeBsdfTransparent", "ShaderNodeHoldout"):
+            return True
+        alpha = node.inputs.get("Alpha") if node.bl_idname == "ShaderNodeBsdfPrincipled" else None
+        if alpha is not None and (alpha.is_linked or alpha.default_value < 1.0):
+            return True
+    return False
+
+
+def opaque(objects) -> bool:
+    """Whether every material of ``objects`` is certainly opaque. Triangles know
+    nothing of alpha (hair cards, cut-out clothes): for those the renderer's own
+    pass is the exact one, so the caller falls back to it."""
+    for obj in objects:
+        for slot in getattr(obj, "material_slots", ()):
+            if slot.material is not None and _material_may_be_transparent(slot.material):
+                return False
+    return True
+
+
 def camera_space_triangles(objects, depsgraph, view_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All evaluated triangles of ``objects`` (modifiers, shape keys, armature applied)
     as (points [N, 3] in camera space, triangles [T, 3])."""
