@@ -60,6 +60,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, mark))
 
 
+# -- tiny weight folders of each engine, made once per session on first use -------------
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """``tiny_weights("aa2")`` / ``tiny_weights("wan-animate")``: the folder ``inhabit doctor --save-tiny`` writes."""
+    from tests.cli import save_tiny
+    made: dict = {}
+
+    def get(engine: str = "aa2"):
+        if engine not in made:
+            made[engine] = save_tiny(tmp_path_factory.mktemp(engine) / "tiny", engine)
+        return made[engine]
+    return get
+
+
 # -- a tiny rendered training dataset, made once per session on first use -----------
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):

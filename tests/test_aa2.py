@@ -19,13 +19,8 @@ SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("weights") / "tiny"
-    proc = subprocess.run([sys.executable, "-m", "backend.cli", "doctor", "--save-tiny", str(out), "--frames", "2",
-                           "--steps", "1"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "s/frame" in proc.stdout and (out / "model_index.json").exists()
-    return out
+def tiny_dir(tiny_weights):
+    return tiny_weights("aa2")
 
 
 @pytest.fixture(scope="module")

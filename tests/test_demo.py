@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 from backend.cli import main
+from tests.cli import inhabit
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES, SIZE = 6, 128
 
 
 def _run(args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    return inhabit(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

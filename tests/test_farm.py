@@ -16,6 +16,7 @@ from blender_addon import compat  # noqa: E402
 from blender_addon.core import png  # noqa: E402
 from blender_addon.core.client import Client, ServerUnreachable  # noqa: E402
 from tests import serverproc  # noqa: E402
+from tests.cli import inhabit
 from tests.blender_scene import build_scene  # noqa: E402
 from tests.serverproc import REPO_ROOT, start_server  # noqa: E402
 
@@ -24,9 +25,7 @@ WINDOW_ECHO = "tests.engines_for_tests:WindowEchoEngine"
 SIZE = 64
 
 
-def _cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "backend.cli", *map(str, args)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+_cli = inhabit
 
 
 @pytest.fixture(scope="module")

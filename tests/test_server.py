@@ -13,6 +13,7 @@ import zmq
 from blender_addon.core import protocol as P
 from blender_addon.core.client import Client, JobFailed, ServerUnreachable, run_job
 from tests import serverproc
+from tests.cli import inhabit
 from tests.serverproc import REPO_ROOT, start_server
 
 ENGINES = ("tests.engines_for_tests:EchoEngine", "tests.engines_for_tests:BatchEchoEngine",
@@ -421,9 +422,7 @@ def test_sigterm_tells_clients_and_exits_cleanly():
 
 
 # -- security ---------------------------------------------------------------------------
-def _cli(*args, timeout=30):
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+_cli = inhabit
 
 
 def test_non_loopback_bind_needs_curve_keys():

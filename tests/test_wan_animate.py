@@ -145,13 +145,8 @@ def test_segment_plan_small_segments_with_five_carried():
 
 # -- the engine in process -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wan") / "tiny"
-    proc = subprocess.run([sys.executable, "-m", "backend.cli", "doctor", "--engine", "wan-animate", "--save-tiny",
-                           str(out), "--frames", "2", "--steps", "1"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "s/frame" in proc.stdout and "memory tier" in proc.stdout
-    return out
+def tiny_dir(tiny_weights):
+    return tiny_weights("wan-animate")
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,6 @@ the add-on's passes) against ``inhabit serve --engine wan-animate --weights
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +13,7 @@ import pytest
 import bpy  # noqa: F401  (a required test dependency: missing bpy must fail, not skip)
 from blender_addon.core import png
 from tests import serverproc
+from tests.cli import inhabit
 from tests.blender_scene import build_scene
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,16 +21,12 @@ SIZE = 64
 
 
 def _cli(args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    return inhabit(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wan") / "tiny"
-    proc = _cli(["doctor", "--engine", "wan-animate", "--save-tiny", str(out), "--frames", "1", "--steps", "1"])
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out
+def tiny_dir(tiny_weights):
+    return tiny_weights("wan-animate")
 
 
 def test_inhabit_render_against_inhabit_serve_wan_animate(tiny_dir, tmp_path):
