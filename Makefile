@@ -33,10 +33,13 @@ demo: $(STAMP)
 addon: $(STAMP)
 	$(PY) build_addon.py
 
+# Every benchmark that fits a CPU session (bench/train.py, ~30 min, runs on its own).
 bench: $(STAMP)
 	$(PY) bench/transport.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/convert_memory.py
+	$(PY) bench/export.py
+	$(PY) bench/wan_animate.py
 
 # bench/wan_animate.py's GPU rows for a CUDA box without diffusers/pyzmq/bpy:
 # build/gpu-bench (< 64 MiB); run it there with `sh build/gpu-bench/run.sh`.
