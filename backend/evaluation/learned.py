@@ -1,0 +1,56 @@
+"""LPIPS and FVD for ``inhabit eval``, only when their local weight files are given.
+
+torch and the networks (models/metrics/) load here, when the command runs with
+``--lpips-weights`` / ``--i3d``; nothing is downloaded. LPIPS is averaged over
+frames; FVD compares the I3D features of an engine's clips with those of the
+ground-truth clips (computed once per clip and shared by every engine).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class LearnedScores:
+    def __init__(self, lpips_weights: str | None = None, i3d_weights: str | None = None, *,
+                 i3d_size: int = 224, i3d_frames: int = 16):
+        from models.metrics.i3d import load_i3d
+        from models.metrics.lpips import load_lpips
+        from models.metrics.state_dicts import MetricWeightsError
+        self.lpips = self.i3d = None
+        try:
+            self.lpips = load_lpips(lpips_weights) if lpips_weights else None
+            self.i3d = load_i3d(i3d_weights) if i3d_weights else None
+        except MetricWeightsError as exc:   # name the option the file came from
+            raise MetricWeightsError(f"{'--i3d' if self.lpips or not lpips_weights else '--lpips-weights'}: "
+                                     f"{exc}") from exc
+        self.i3d_size, self.i3d_frames = i3d_size, i3d_frames
+        self.lpips_values: dict[str, list[float]] = {}
+        self.features: dict[str, list[np.ndarray]] = {}
+        self.truth_features: dict[int, np.ndarray] = {}
+
+    def add_clip(self, label: str, clip_index: int, results: list[np.ndarray], truth: np.ndarray) -> None:
+        import torch
+
+        from models.metrics.fvd import clip_features
+        from models.metrics.lpips import to_unit_range
+        res = np.stack(results)
+        if self.lpips is not None:
+            with torch.no_grad():
+                d = self.lpips(to_unit_range(res), to_unit_range(np.asarray(truth)))
+            self.lpips_values.setdefault(label, []).extend(d.tolist())
+        if self.i3d is not None:
+            kw = dict(frames=self.i3d_frames, size=self.i3d_size)
+            if clip_index not in self.truth_features:
+                self.truth_features[clip_index] = clip_features(self.i3d, [truth], **kw)
+            self.features.setdefault(label, []).append(clip_features(self.i3d, [res], **kw))
+
+    def summary(self, label: str) -> dict:
+        from models.metrics.fvd import frechet_distance
+        out: dict = {}
+        if self.lpips is not None:
+            out["lpips"] = round(float(np.mean(self.lpips_values[label])), 4)
+        if self.i3d is not None:
+            real = np.concatenate(list(self.truth_features.values()))
+            out["fvd"] = round(max(frechet_distance(real, np.concatenate(self.features[label])), 0.0), 2)
+            out["fvd_windows"] = int(len(real))
+        return out
