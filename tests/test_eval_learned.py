@@ -65,6 +65,9 @@ def test_fvd_zero_on_itself_grows_with_perturbation(weights):
         fake = [np.clip(c + rng.normal(0, sigma, c.shape), 0, 255).astype(np.uint8) for c in clips]
         dists.append(fvd.frechet_distance(real, fvd.clip_features(net, fake, size=32)))
     assert 0 < dists[0] < dists[1], dists
+    logits = fvd.clip_features(net, clips, size=32, features="logits")
+    assert logits.shape == (4, i3d.NUM_CLASSES) and abs(fvd.frechet_distance(logits, logits)) < 1e-6 * float(
+        np.trace(np.cov(logits, rowvar=False)))
     assert net(fvd.prepare(fvd.clip_windows(clips[0])[0], 32)).shape == (1, i3d.NUM_CLASSES)
 
 
@@ -103,13 +106,14 @@ def test_eval_adds_lpips_and_fvd_columns(tiny_dataset, weights, tmp_path):
     out = tmp_path / "eval"
     proc = inhabit("eval", "--data", tiny_dataset, "--split", "test", "--engine", "preview", "--baseline",
                    "--lpips-weights", weights["lpips"], "--i3d", weights["i3d"], "--i3d-size", "32", "--out", out,
-                   timeout=300, env={"OMP_NUM_THREADS": "1"})
+                   "--fvd-features", "logits", timeout=300, env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (out / "eval.md").read_text()
     assert "| LPIPS | FVD |" in table
     report = json.loads((out / "eval.json").read_text())
     for label, row in report["engines"].items():
         assert 0 < row["lpips"] < 1 and row["fvd"] >= 0 and row["fvd_windows"] == 1, (label, row)
+        assert row["fvd_features"] == "logits"
     proc = inhabit("eval", "--data", tiny_dataset, "--baseline", "--i3d", weights["lpips"], "--out", tmp_path / "e2")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "--i3d: " in proc.stderr and "is not I3D" in proc.stderr

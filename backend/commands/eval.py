@@ -58,6 +58,9 @@ def add_parser(subparsers):
     p.add_argument("--i3d", metavar="PATH", help="I3D state dict (pytorch-i3d rgb_imagenet.pt layout); adds FVD")
     p.add_argument("--i3d-size", type=int, default=224, help="frame size fed to I3D (default %(default)s, as the "
                                                                "FVD reference code)")
+    p.add_argument("--fvd-features", choices=("pool", "logits"), default="pool",
+                   help="I3D feature FVD compares: pooled Mixed_5c (1024) or the 400 Kinetics logits that the "
+                        "TF reference and StyleGAN-V use (default %(default)s)")
     return p
 
 
@@ -114,7 +117,8 @@ def run(args) -> int:
         from backend.evaluation.learned import LearnedScores
         from models.metrics.state_dicts import MetricWeightsError
         try:
-            learned = LearnedScores(args.lpips_weights, args.i3d, i3d_size=args.i3d_size)
+            learned = LearnedScores(args.lpips_weights, args.i3d, i3d_size=args.i3d_size,
+                                    fvd_features=args.fvd_features)
         except MetricWeightsError as exc:
             print(f"inhabit eval: {exc}", file=sys.stderr)
             return 2

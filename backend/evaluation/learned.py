@@ -12,18 +12,12 @@ import numpy as np
 
 class LearnedScores:
     def __init__(self, lpips_weights: str | None = None, i3d_weights: str | None = None, *,
-                 i3d_size: int = 224, i3d_frames: int = 16):
+                 i3d_size: int = 224, i3d_frames: int = 16, fvd_features: str = "pool"):
         from models.metrics.i3d import load_i3d
         from models.metrics.lpips import load_lpips
-        from models.metrics.state_dicts import MetricWeightsError
-        self.lpips = self.i3d = None
-        try:
-            self.lpips = load_lpips(lpips_weights) if lpips_weights else None
-            self.i3d = load_i3d(i3d_weights) if i3d_weights else None
-        except MetricWeightsError as exc:   # name the option the file came from
-            raise MetricWeightsError(f"{'--i3d' if self.lpips or not lpips_weights else '--lpips-weights'}: "
-                                     f"{exc}") from exc
-        self.i3d_size, self.i3d_frames = i3d_size, i3d_frames
+        self.lpips = _load("--lpips-weights", load_lpips, lpips_weights)
+        self.i3d = _load("--i3d", load_i3d, i3d_weights)
+        self.i3d_size, self.i3d_frames, self.fvd_features = i3d_size, i3d_frames, fvd_features
         self.lpips_values: dict[str, list[float]] = {}
         self.features: dict[str, list[np.ndarray]] = {}
         self.truth_features: dict[int, np.ndarray] = {}
@@ -39,7 +33,7 @@ class LearnedScores:
                 d = self.lpips(to_unit_range(res), to_unit_range(np.asarray(truth)))
             self.lpips_values.setdefault(label, []).extend(d.tolist())
         if self.i3d is not None:
-            kw = dict(frames=self.i3d_frames, size=self.i3d_size)
+            kw = dict(frames=self.i3d_frames, size=self.i3d_size, features=self.fvd_features)
             if clip_index not in self.truth_features:
                 self.truth_features[clip_index] = clip_features(self.i3d, [truth], **kw)
             self.features.setdefault(label, []).append(clip_features(self.i3d, [res], **kw))
@@ -52,5 +46,16 @@ class LearnedScores:
         if self.i3d is not None:
             real = np.concatenate(list(self.truth_features.values()))
             out["fvd"] = round(max(frechet_distance(real, np.concatenate(self.features[label])), 0.0), 2)
-            out["fvd_windows"] = int(len(real))
+            out["fvd_windows"], out["fvd_features"] = int(len(real)), self.fvd_features
         return out
+
+
+def _load(flag: str, loader, path: str | None):
+    """The network from ``path`` (None without one); a bad file's sentence starts with the option's name."""
+    from models.metrics.state_dicts import MetricWeightsError
+    if not path:
+        return None
+    try:
+        return loader(path)
+    except MetricWeightsError as exc:
+        raise MetricWeightsError(f"{flag}: {exc}") from exc

@@ -6,7 +6,10 @@ bilinear resize to 224 x 224, RGB scaled to [-1, 1], 16-frame clips), with one
 addition it does not need: a clip shorter than ``frames`` is stretched to it by
 repeating frames (nearest earlier frame on an even time grid), and a longer one
 is cut into consecutive ``frames``-long windows (the remainder dropped, unless
-the clip has no full window). The feature is I3D's pooled Mixed_5c (1024-d).
+the clip has no full window). The feature is I3D's pooled Mixed_5c (1024-d,
+``features="pool"``) or the 400 Kinetics logits computed from it
+(``features="logits"``), which is what the TF reference and StyleGAN-V's FVD
+compare -- use it to set numbers beside published ones.
 """
 from __future__ import annotations
 
@@ -35,10 +38,11 @@ def prepare(window: np.ndarray, size: int = SIZE) -> torch.Tensor:
 
 
 @torch.no_grad()
-def clip_features(model, clips, *, frames: int = CLIP_FRAMES, size: int = SIZE) -> np.ndarray:
-    """I3D features (N windows, 1024) of uint8 clips, float64."""
+def clip_features(model, clips, *, frames: int = CLIP_FRAMES, size: int = SIZE, features: str = "pool") -> np.ndarray:
+    """I3D features (N windows, 1024 for "pool" or 400 for "logits") of uint8 clips, float64."""
     device = next(model.parameters()).device
-    feats = [model.features(prepare(w, size).to(device)).double().cpu().numpy()
+    embed = model.features if features == "pool" else model
+    feats = [embed(prepare(w, size).to(device)).double().cpu().numpy()
              for clip in clips for w in clip_windows(np.asarray(clip), frames)]
     return np.concatenate(feats, 0)
 
