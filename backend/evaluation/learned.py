@@ -12,11 +12,14 @@ import numpy as np
 
 class LearnedScores:
     def __init__(self, lpips_weights: str | None = None, i3d_weights: str | None = None, *,
-                 i3d_size: int = 224, i3d_frames: int = 16, fvd_features: str = "pool"):
+                 i3d_size: int = 224, i3d_frames: int = 16, fvd_features: str = "pool", device: str | None = None):
+        import torch
+
         from models.metrics.i3d import load_i3d
         from models.metrics.lpips import load_lpips
-        self.lpips = _load("--lpips-weights", load_lpips, lpips_weights)
-        self.i3d = _load("--i3d", load_i3d, i3d_weights)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.lpips = _load("--lpips-weights", load_lpips, lpips_weights, self.device)
+        self.i3d = _load("--i3d", load_i3d, i3d_weights, self.device)
         self.i3d_size, self.i3d_frames, self.fvd_features = i3d_size, i3d_frames, fvd_features
         self.lpips_values: dict[str, list[float]] = {}
         self.features: dict[str, list[np.ndarray]] = {}
@@ -30,7 +33,7 @@ class LearnedScores:
         res = np.stack(results)
         if self.lpips is not None:
             with torch.no_grad():
-                d = self.lpips(to_unit_range(res), to_unit_range(np.asarray(truth)))
+                d = self.lpips(to_unit_range(res).to(self.device), to_unit_range(np.asarray(truth)).to(self.device))
             self.lpips_values.setdefault(label, []).extend(d.tolist())
         if self.i3d is not None:
             kw = dict(frames=self.i3d_frames, size=self.i3d_size, features=self.fvd_features)
@@ -50,12 +53,12 @@ class LearnedScores:
         return out
 
 
-def _load(flag: str, loader, path: str | None):
+def _load(flag: str, loader, path: str | None, device: str):
     """The network from ``path`` (None without one); a bad file's sentence starts with the option's name."""
     from models.metrics.state_dicts import MetricWeightsError
     if not path:
         return None
     try:
-        return loader(path)
+        return loader(path, device)
     except MetricWeightsError as exc:
         raise MetricWeightsError(f"{flag}: {exc}") from exc

@@ -60,6 +60,8 @@ class LPIPS(nn.Module):
             self.add_module(f"lin{i}", LinearHead(c))
 
     def load_flat(self, sd: dict, path: str = "LPIPS weights") -> None:
+        # lpips built with use_dropout=False names the conv model.0; the released files say model.1
+        sd = {(k.replace(".model.0.", ".model.1.") if k.startswith("lin") else k): v for k, v in sd.items()}
         load_into(self, sd, what="LPIPS-alex (torchvision alexnet features.* + lpips lin*)", path=path,
                   ignore=lambda k: k.startswith("classifier."))
 
