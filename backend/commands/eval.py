@@ -4,7 +4,9 @@ Each ``--engine NAME`` (optionally followed by its ``--weights DIR`` and
 ``--label TEXT``) runs in its own private ``inhabit serve``; every clip of
 ``--split`` goes through it as a shot and is scored against the clip's ground
 truth: SSIM and PSNR (DisCo conventions), PSNR inside and outside the exact
-silhouette, and occlusion correctness. ``--baseline`` adds the naive
+silhouette, and occlusion correctness; LPIPS with ``--lpips-weights PATH``
+and FVD with ``--i3d PATH`` (local files only, never downloaded; see
+docs/evaluation.md). ``--baseline`` adds the naive
 paste-the-reference baseline. Writes OUT/eval.md, OUT/eval.json and a
 contact sheet per engine. Exit codes: 0 done, 1 failed, 2 bad input.
 """
@@ -51,6 +53,14 @@ def add_parser(subparsers):
     p.add_argument("--guidance", type=float, default=2.0, help="aa2 guidance scale (default %(default)s)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds without news from a job before "
                                                                 "it counts as lost (default %(default)s)")
+    p.add_argument("--lpips-weights", metavar="PATH", help="LPIPS-alex weights: one file (inhabit weights "
+                   "lpips-pack) or a folder with torchvision's alexnet .pth and lpips' alex.pth; adds LPIPS")
+    p.add_argument("--i3d", metavar="PATH", help="I3D state dict (pytorch-i3d rgb_imagenet.pt layout); adds FVD")
+    p.add_argument("--i3d-size", type=int, default=224, help="frame size fed to I3D (default %(default)s, as the "
+                                                               "FVD reference code)")
+    p.add_argument("--fvd-features", choices=("pool", "logits"), default="pool",
+                   help="I3D feature FVD compares: pooled Mixed_5c (1024) or the 400 Kinetics logits that the "
+                        "TF reference and StyleGAN-V use (default %(default)s)")
     return p
 
 
@@ -70,6 +80,11 @@ def check_args(args) -> str | None:
             return f"--weights {e['weights']!r} does not exist: pass the folder of the engine's weights."
     if args.max_clips is not None and args.max_clips < 1:
         return f"--max-clips must be at least 1, got {args.max_clips}."
+    for flag, path in (("--lpips-weights", args.lpips_weights), ("--i3d", args.i3d)):
+        if path and not os.path.exists(path):
+            return f"{flag} {path!r} does not exist: pass a local weight file (nothing is downloaded)."
+    if args.i3d_size < 32:
+        return f"--i3d-size must be at least 32, got {args.i3d_size}."
     if args.steps < 1:
         return f"--steps must be at least 1, got {args.steps}."
     try:
@@ -97,10 +112,20 @@ def run(args) -> int:
             params = {"steps": args.steps, "guidance": args.guidance, "context_frames": ctx,
                       "overlap": min(4, ctx - 1), "seed": 0}
         entries.append(EngineEntry(e["engine"], e.get("weights"), e.get("label"), params))
+    learned = None
+    if args.lpips_weights or args.i3d:
+        from backend.evaluation.learned import LearnedScores
+        from models.metrics.state_dicts import MetricWeightsError
+        try:
+            learned = LearnedScores(args.lpips_weights, args.i3d, i3d_size=args.i3d_size,
+                                    fvd_features=args.fvd_features)
+        except MetricWeightsError as exc:
+            print(f"inhabit eval: {exc}", file=sys.stderr)
+            return 2
     bar = ProgressBar()
     try:
         report = evaluate(args.data, args.split, entries, args.out, baseline=args.baseline,
-                          max_clips=args.max_clips, timeout=args.timeout,
+                          max_clips=args.max_clips, timeout=args.timeout, learned=learned,
                           progress=lambda d, n, what: bar.update("eval", d, n, what))
     except Exception as exc:  # a failed job or server: say which, keep what was written
         bar.close()

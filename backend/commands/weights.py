@@ -4,6 +4,8 @@
                           [--motion-module FILE] --out DIR
   inhabit weights check DIR          (an aa2 or a Wan-Animate folder)
   inhabit weights resave-bf16 SRC DST  (Wan-Animate: fp32 transformer -> bf16, 82 -> ~48 GB)
+  inhabit weights lpips-pack --alexnet FILE --lpips FILE --out FILE.safetensors
+                                       (one LPIPS-alex file for inhabit eval --lpips-weights)
 """
 from __future__ import annotations
 
@@ -33,10 +35,27 @@ def add_parser(subparsers):
     r = sub.add_parser("resave-bf16", help="copy a Wan-Animate folder with its fp32 transformer stored as bf16")
     r.add_argument("src", metavar="SRC")
     r.add_argument("dst", metavar="DST")
+    lp = sub.add_parser("lpips-pack", help="merge torchvision's alexnet .pth and lpips' alex.pth into one file")
+    lp.add_argument("--alexnet", required=True, metavar="FILE", help="torchvision alexnet-owt-7be5be79.pth")
+    lp.add_argument("--lpips", required=True, metavar="FILE", help="lpips' weights/v0.1/alex.pth")
+    lp.add_argument("--out", required=True, metavar="FILE", help="output .safetensors file")
     return p
 
 
 def run(args) -> int:
+    if args.weights_command == "lpips-pack":
+        from models.metrics.lpips import pack
+        from models.metrics.state_dicts import MetricWeightsError
+        if not args.out.endswith(".safetensors"):
+            print(f"inhabit weights lpips-pack: --out {args.out!r} must end in .safetensors.")
+            return 2
+        try:
+            merged = pack(args.alexnet, args.lpips, args.out)
+        except MetricWeightsError as exc:
+            print(f"inhabit weights lpips-pack: {exc}")
+            return 2
+        print(f"inhabit weights lpips-pack: wrote {args.out} ({len(merged)} tensors)")
+        return 0
     if args.weights_command == "check":
         from models.wan.weights_check import PIPELINE_CLASS, check_wan_folder, read_model_index
         from models.weights_check import check_folder
@@ -77,5 +96,5 @@ def run(args) -> int:
         print(f"written: {args.dst}: {human_size(r['before'])} -> {human_size(r['after'])} "
               f"({r['converted']} tensors now bf16)")
         return 0
-    print("inhabit weights: give an action: convert, check or resave-bf16")
+    print("inhabit weights: give an action: convert, check, resave-bf16 or lpips-pack")
     return 2

@@ -85,7 +85,8 @@ def _sheet(clip: dict, results: list[np.ndarray], rows: int = 3) -> np.ndarray:
 
 
 def evaluate(data: str, split: str, entries: list[EngineEntry], out: str, *, baseline: bool = True,
-             max_clips: int | None = None, timeout: float = 300.0, progress=None) -> dict:
+             max_clips: int | None = None, timeout: float = 300.0, progress=None, learned=None) -> dict:
+    """``learned``: a ``learned.LearnedScores`` (LPIPS/FVD from local weights) or None."""
     from backend.blender.demo import metrics as M   # numpy + cv2 (naive baseline)
     from backend.local_server import LocalServer
     from blender_addon.core.client import Client
@@ -114,9 +115,12 @@ def evaluate(data: str, split: str, entries: list[EngineEntry], out: str, *, bas
                    for i in range(clip["gt"].shape[0])]
             for i, r in enumerate(res):
                 tally.add(r, clip["gt"][i], clip_frames(clip, i))
+            if learned is not None:
+                learned.add_clip(BASELINE, c, res, clip["gt"])
             first = first if first is not None else (clip, res)
             tick(BASELINE)
-        rows[BASELINE] = {**tally.summary(), "seconds": round(time.monotonic() - t0, 1), "engine": "baseline"}
+        rows[BASELINE] = {**tally.summary(), **(learned.summary(BASELINE) if learned else {}),
+                          "seconds": round(time.monotonic() - t0, 1), "engine": "baseline"}
         sheets[BASELINE] = _write_sheet(out, BASELINE, *first)
     for e in entries:
         log = os.path.join(out, f"server-{_slug(e.label)}.log")
@@ -127,9 +131,12 @@ def evaluate(data: str, split: str, entries: list[EngineEntry], out: str, *, bas
                 res = run_clip(cl, e, clip, timeout)
                 for i, r in enumerate(res):
                     tally.add(r, clip["gt"][i], clip_frames(clip, i))
+                if learned is not None:
+                    learned.add_clip(e.label, c, res, clip["gt"])
                 first = first if first is not None else (clip, res)
                 tick(e.label)
-        rows[e.label] = {**tally.summary(), "seconds": round(time.monotonic() - t0, 1), "engine": e.engine,
+        rows[e.label] = {**tally.summary(), **(learned.summary(e.label) if learned else {}),
+                         "seconds": round(time.monotonic() - t0, 1), "engine": e.engine,
                          "weights": os.path.abspath(e.weights) if e.weights else None, "params": e.params}
         sheets[e.label] = _write_sheet(out, e.label, *first)
     report = {"data": os.path.abspath(data), "split": split, "clips": clips, "engines": rows,
@@ -151,15 +158,19 @@ def _write_sheet(out: str, label: str, clip: dict, results: list) -> str:
 
 
 def markdown_table(report: dict) -> str:
+    rows = report["engines"].values()
+    extra = [(k, h) for k, h in (("lpips", "LPIPS"), ("fvd", "FVD")) if any(k in r for r in rows)]
     lines = [f"Held-out split `{report['split']}`: {len(report['clips'])} clips x {report['frames']} frames at "
              f"{report['size']} px. PSNR in dB; in/out: inside the exact silhouette / outside it (dilated 3 px); "
-             "occlusion: share of hidden character pixels where the result shows the occluder.", "",
-             "| engine | SSIM | PSNR | PSNR in | PSNR out | occlusion | frames | s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "occlusion: share of hidden character pixels where the result shows the occluder."
+             + (" LPIPS (alex, mean over frames) and FVD (I3D, clips vs ground-truth clips) from the local weight "
+                "files given." if extra else ""), "",
+             "| engine | SSIM | PSNR | PSNR in | PSNR out | occlusion |" + "".join(f" {h} |" for _, h in extra)
+             + " frames | s |", "|---|---|---|---|---|---|" + "---|" * len(extra) + "---|---|"]
     for label, r in report["engines"].items():
         occ = "n/a" if r["occlusion"] is None else f"{r['occlusion']:.3f}"
         lines.append(f"| {label} | {r['ssim']:.4f} | {r['psnr']:.2f} | {r['psnr_in']:.2f} | {r['psnr_out']:.2f} | "
-                     f"{occ} | {r['frames']} | {r['seconds']} |")
+                     f"{occ} |" + "".join(f" {r[k]} |" for k, _ in extra) + f" {r['frames']} | {r['seconds']} |")
     return "\n".join(lines)
 
 
