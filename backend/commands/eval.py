@@ -58,9 +58,9 @@ def add_parser(subparsers):
     p.add_argument("--i3d", metavar="PATH", help="I3D state dict (pytorch-i3d rgb_imagenet.pt layout); adds FVD")
     p.add_argument("--i3d-size", type=int, default=224, help="frame size fed to I3D (default %(default)s, as the "
                                                                "FVD reference code)")
-    p.add_argument("--fvd-features", choices=("pool", "logits"), default="pool",
-                   help="I3D feature FVD compares: pooled Mixed_5c (1024) or the 400 Kinetics logits that the "
-                        "TF reference and StyleGAN-V use (default %(default)s)")
+    p.add_argument("--fvd-features", choices=("pool", "logits"), default="logits",
+                   help="I3D feature FVD compares: the 400 Kinetics logits, as the TF reference and StyleGAN-V "
+                        "(comparable with published FVD), or pooled Mixed_5c (1024) (default %(default)s)")
     return p
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 class LearnedScores:
     def __init__(self, lpips_weights: str | None = None, i3d_weights: str | None = None, *,
-                 i3d_size: int = 224, i3d_frames: int = 16, fvd_features: str = "pool", device: str | None = None):
+                 i3d_size: int = 224, i3d_frames: int = 16, fvd_features: str = "logits", device: str | None = None):
         import torch
 
         from models.metrics.i3d import load_i3d
