@@ -201,3 +201,21 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one(tiny_dataset, tmp_pat
     assert not [n for n in os.listdir(out / "checkpoints") if n.startswith(".tmp")]
     s = loop.train(_opts(tiny_dataset, out, 4, resume=True))   # and it resumes from there
     assert s["start"] == 2 and s["steps"] == 4
+
+
+def test_small_config_trains_a_step_at_32px_and_checkpoints_its_widths(tiny_dataset, tmp_path):
+    """`--config small`: wider, deeper UNets built from scratch by the same builders as tiny."""
+    out = tmp_path / "small"
+    s = loop.train(_opts(tiny_dataset, out, 1, config="small", batch=1))
+    assert s["steps"] == 1
+    (row,) = _losses(out)
+    assert np.isfinite(row["loss"]) and row["loss"] > 0
+    for unet in ("denoising_unet", "reference_unet"):
+        with open(out / "last" / unet / "config.json") as fh:
+            cfg = json.load(fh)
+        assert tuple(cfg["block_out_channels"]) == loop.CONFIGS["small"]["widths"] == (64, 128, 256)
+        assert cfg["layers_per_block"] == 2
+    # The checkpoint is a valid --init for the same config, and refused for another.
+    loop.check_pipeline_folder(str(out / "last"), "small")
+    with pytest.raises(loop.TrainError, match="--config tiny"):
+        loop.check_pipeline_folder(str(out / "last"), "tiny")
