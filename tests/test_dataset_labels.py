@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import bpy  # noqa: F401  (first: mathutils)
 import numpy as np
+import pytest
 from bpy_extras.object_utils import world_to_camera_view
 
 from backend.blender.dataset.random_scene import build_clip_scene
@@ -13,16 +14,19 @@ from blender_addon.scene import keypoints as kp_mod
 from blender_addon.scene.rig import PosedRig
 from tests.blender_scene import raycast_silhouette
 
-SIZE, FRAMES, SEED = 64, 2, 5
+SIZE, FRAMES = 64, 2
 
 
-def test_saved_labels_match_ray_casting(tmp_path):
+# Seeds whose clip 0 draws push (a moving tagged crate), sit and lift (a carried box).
+@pytest.mark.parametrize("SEED,motion", [(5, "push"), (0, "sit"), (12, "lift")])
+def test_saved_labels_match_ray_casting(tmp_path, SEED, motion):
     root = str(tmp_path)
     render_clip(root, 0, seed=SEED, frames=FRAMES, size=SIZE, samples=1)
     clip = layout.load_clip(root, 0)
     # Same seed, same scene: rebuild it and cast rays at the very geometry that was rendered.
     c = build_clip_scene(np.random.default_rng(layout.clip_seed(SEED, 0)), FRAMES, SIZE, 1)
     scene = c["scene"]
+    assert clip["meta"]["motion"] == c["motion"] == motion
     assert clip["meta"]["objects"] == [o.name for o in c["props"]]
     for i in range(FRAMES):
         scene.frame_set(1 + i)

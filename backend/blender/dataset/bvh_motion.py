@@ -20,18 +20,26 @@ from backend.dataset.motions import SCENE_FPS, MotionError
 
 
 def _source(path: str, scene):
+    from blender_addon.core import keypoint_map
     from blender_addon.core.settings import SetupError
     from blender_addon.scene.imports import import_bvh
+    from blender_addon.scene.rig import map_armature
 
     from ..demo.retarget import _map_source
     name = os.path.basename(path)
     try:
         src = import_bvh(path, scene, fps=SCENE_FPS)
-        _map_source(src)
+        map_armature(src)
+    except SetupError as exc:      # not a readable BVH: the importer's sentence, led by the option
+        raise MotionError(f"--motions: {exc.message}") from None
+    except keypoint_map.MappingError:
+        raise MotionError(f"--motions file {name!r} holds no skeleton the keypoint map recognises as a body: "
+                          "remove it, or use a humanoid BVH (CMU-style names, or any two-armed, two-legged "
+                          "skeleton).") from None
+    try:
+        _map_source(src)           # mapped, but are all the joints the retargeting drives there?
     except SetupError as exc:
-        reason = exc.message.rstrip(".")
-        raise MotionError(f"--motions file {name!r} cannot drive the character: {reason[0].lower()}{reason[1:]}."
-                          ) from None
+        raise MotionError(f"--motions file {name!r}: {exc.message}") from None
     return src
 
 
