@@ -203,19 +203,25 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one(tiny_dataset, tmp_pat
     assert s["start"] == 2 and s["steps"] == 4
 
 
-def test_small_config_trains_a_step_at_32px_and_checkpoints_its_widths(tiny_dataset, tmp_path):
-    """`--config small`: wider, deeper UNets built from scratch by the same builders as tiny."""
-    out = tmp_path / "small"
-    s = loop.train(_opts(tiny_dataset, out, 1, config="small", batch=1))
-    assert s["steps"] == 1
-    (row,) = _losses(out)
-    assert np.isfinite(row["loss"]) and row["loss"] > 0
-    for unet in ("denoising_unet", "reference_unet"):
-        with open(out / "last" / unet / "config.json") as fh:
-            cfg = json.load(fh)
-        assert tuple(cfg["block_out_channels"]) == loop.CONFIGS["small"]["widths"] == (64, 128, 256)
-        assert cfg["layers_per_block"] == 2
-    # The checkpoint is a valid --init for the same config, and refused for another.
-    loop.check_pipeline_folder(str(out / "last"), "small")
-    with pytest.raises(loop.TrainError, match="--config tiny"):
-        loop.check_pipeline_folder(str(out / "last"), "tiny")
+def test_small_config_takes_an_optimizer_step_at_32px(tiny_dataset):
+    """`--config small`: wider, deeper UNets from the same builders as tiny; one step on 32 px clips."""
+    cfg = loop.CONFIGS["small"]
+    assert cfg["widths"] == (64, 128, 256) and cfg["layers"] == 2 and not cfg["needs_init"]
+    loop.check_options(loop.TrainOptions(data=str(tiny_dataset), out="unused", config="small", steps=1))
+    pipe = loop.new_pipeline("small", 0)
+    for unet in (pipe.denoising_unet, pipe.reference_unet):
+        assert tuple(unet.config.block_out_channels) == cfg["widths"] and unet.config.layers_per_block == 2
+    model = AA2Trainee(pipe, 1)
+    params = [p for _, p in model.trainable_parameters()]
+    before = params[0].detach().clone()
+    opt = torch.optim.AdamW(params, lr=cfg["lr"])
+    batch = _batch(tiny_dataset, 1, n=1)
+    assert batch[0]["gt"].shape[1:3] == (32, 32)
+    loss = model(batch, noise_seed=1)
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    model.release_hooks()
+    for name in TRAINABLE:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, name).parameters()), name
+    opt.step()
+    assert not torch.equal(before, params[0].detach())

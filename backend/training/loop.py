@@ -25,6 +25,13 @@ CONFIGS = {
 }
 
 
+def new_pipeline(config: str, seed: int):
+    """A random-initialised pipeline of a config trained from scratch (tiny, small)."""
+    from models.tiny import tiny_pipeline
+    cfg = CONFIGS[config]
+    return tiny_pipeline(seed, channels=cfg["widths"], layers=cfg["layers"])
+
+
 class TrainError(ValueError):
     """Bad input for training; the message is one sentence naming the field and the fix."""
 
@@ -130,7 +137,6 @@ def _train(o: TrainOptions, state, progress, should_stop) -> dict:
     from accelerate.utils import DistributedDataParallelKwargs
 
     from models.pipeline_aa2 import load_pipeline
-    from models.tiny import tiny_pipeline
 
     from .model import TRAINABLE, AA2Trainee, VAETrainee
     from .plot import write_loss_curve
@@ -152,7 +158,7 @@ def _train(o: TrainOptions, state, progress, should_stop) -> dict:
     elif o.init:
         pipe = load_pipeline(o.init, device="cpu", dtype="float32")
     else:
-        pipe = tiny_pipeline(o.seed, channels=cfg["widths"], layers=cfg["layers"])
+        pipe = new_pipeline(o.config, o.seed)
     pipe.to(acc.device)
     trainee = VAETrainee(pipe) if o.stage == 0 else AA2Trainee(pipe, o.stage)
     for name in ("vae",) if o.stage == 0 else TRAINABLE:
