@@ -4,7 +4,10 @@ W worker processes (bpy as a module, one Blender each) render disjoint clips;
 each clip lands in its folder all at once, so a killed run started again with
 the same arguments continues where it stopped, and the same seed gives the
 same bytes. The layout is described in backend/dataset/layout.py and
-docs/dataset.md. Exit codes: 0 done, 1 failed, 2 bad input, 130 cancelled.
+docs/dataset.md. With ``--motions DIR`` every BVH there is checked (length,
+then imported and mapped in one Blender) before any clip is rendered, and a
+share of the clips is driven by them. Exit codes: 0 done, 1 failed, 2 bad
+input, 130 cancelled.
 """
 from __future__ import annotations
 
@@ -89,7 +92,11 @@ def run(args) -> int:
                                    samples=args.samples, motions=motions, motion_share=args.motion_share)
     problem = problem or _resume_problem(args.out, manifest)
     if not problem and motions:
-        problem = _bvh_problem(args.motions, [m["file"] for m in motions], args.out)
+        try:
+            problem = _bvh_problem(args.motions, [m["file"] for m in motions], args.out)
+        except RuntimeError as exc:
+            print(f"inhabit dataset: {exc}", file=sys.stderr)
+            return 1
     if problem:
         print(f"inhabit dataset: {problem}", file=sys.stderr)
         return 2
