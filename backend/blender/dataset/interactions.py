@@ -67,7 +67,7 @@ def _lift_angles(t: float) -> dict:
             "Spine1": 0.3 * bend * (1 - raise_)}
 
 
-def _push_angles(t: float, phase: float, swing: float) -> dict:
+def _push_angles(phase: float, swing: float) -> dict:
     s = math.sin(phase)
     return {"LeftUpLeg": -swing * s, "RightUpLeg": swing * s, "LeftLeg": 1.2 * swing * max(0.0, s),
             "RightLeg": 1.2 * swing * max(0.0, -s), "LeftArm": -1.0, "RightArm": -1.0,
@@ -100,7 +100,7 @@ def animate_interaction(scene, arm, rng, frames: int, start: Vector, end: Vector
     colour = tuple(float(c) for c in rng.uniform(0.05, 0.9, 3))
     ts = [(f - 1) / max(1, frames - 1) for f in range(1, frames + 1)]
     if motion == "push":
-        return [_push(arm, rng, frames, ts, start, end, colour, props_collection)]
+        return [_push(arm, rng, ts, start, end, colour, props_collection)]
     yaw = float(rng.uniform(-math.pi, math.pi))
     base = Vector((start.x, start.y, 0.0))
     if motion == "lift":
@@ -130,11 +130,11 @@ def _lift(arm, rng, ts, base, yaw, colour, props, furniture):
     return box
 
 
-def _push(arm, rng, frames, ts, start, end, colour, props):
+def _push(arm, rng, ts, start, end, colour, props):
     heading = math.atan2((end - start).x, -(end - start).y)
     stride, swing = float(rng.uniform(8.0, 14.0)), float(rng.uniform(0.2, 0.4))
     fwd = _forward(heading)
-    _apply(arm, Vector(start), heading, _push_angles(0.0, 0.0, swing))
+    _apply(arm, Vector(start), heading, _push_angles(0.0, swing))
     lh, rh = _hands(arm)
     width = (lh - rh).length + float(rng.uniform(0.05, 0.3))
     depth = float(rng.uniform(0.35, 0.6))
@@ -143,7 +143,7 @@ def _push(arm, rng, frames, ts, start, end, colour, props):
     crate.rotation_euler = (0.0, 0.0, heading)
     for f, t in enumerate(ts, start=1):
         phase = 2 * math.pi * (f - 1) / stride
-        _apply(arm, start.lerp(end, t), heading, _push_angles(t, phase, swing))
+        _apply(arm, start.lerp(end, t), heading, _push_angles(phase, swing))
         _key(arm, f)
         mid = sum(_hands(arm), Vector()) / 2
         # The near face touches the palms; the base slides on the floor.
