@@ -8,32 +8,42 @@ from __future__ import annotations
 
 
 CHANNELS = (32, 64)   # UNet block widths of every tiny UNet
+LAYERS = 1            # resnet/attention layers per UNet block of every tiny UNet
 
 
-def _tiny_unet(cls, blocks: tuple, heads: dict, in_channels: int, cross_attention_dim: int, seed: int | None):
+def _block_types(suffix: str, n: int) -> tuple:
+    """SD's layout for ``n`` levels: cross-attention everywhere but the deepest level."""
+    down = tuple(f"CrossAttnDownBlock{suffix}" for _ in range(n - 1)) + (f"DownBlock{suffix}",)
+    up = (f"UpBlock{suffix}",) + tuple(f"CrossAttnUpBlock{suffix}" for _ in range(n - 1))
+    return down, up
+
+
+def _tiny_unet(cls, suffix: str, heads: dict, in_channels: int, cross_attention_dim: int, seed: int | None,
+               channels: tuple, layers: int):
     import torch
     if seed is not None:
         torch.manual_seed(seed)
-    down, up = blocks
-    return cls(in_channels=in_channels, out_channels=4, block_out_channels=CHANNELS, layers_per_block=1,
+    down, up = _block_types(suffix, len(channels))
+    return cls(in_channels=in_channels, out_channels=4, block_out_channels=tuple(channels), layers_per_block=layers,
                down_block_types=down, up_block_types=up, cross_attention_dim=cross_attention_dim,
                norm_num_groups=8, sample_size=8, **heads).eval()
 
 
-def tiny_unet2d(in_channels: int = 4, *, cross_attention_dim: int = 32, seed: int | None = None):
+def tiny_unet2d(in_channels: int = 4, *, cross_attention_dim: int = 32, seed: int | None = None,
+                channels: tuple = CHANNELS, layers: int = LAYERS):
     """The tiny ReferenceNet-shaped UNet (``UNet2DConditionModel``), in eval mode."""
     from diffusers import UNet2DConditionModel
-    blocks = (("CrossAttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "CrossAttnUpBlock2D"))
     # attention_head_dim is the head count in this class; 2 keeps it fast on CPU.
-    return _tiny_unet(UNet2DConditionModel, blocks, {"attention_head_dim": 2}, in_channels, cross_attention_dim, seed)
+    return _tiny_unet(UNet2DConditionModel, "2D", {"attention_head_dim": 2}, in_channels, cross_attention_dim, seed,
+                      channels, layers)
 
 
-def tiny_motion_unet(in_channels: int = 4, *, cross_attention_dim: int = 32, seed: int | None = None):
+def tiny_motion_unet(in_channels: int = 4, *, cross_attention_dim: int = 32, seed: int | None = None,
+                     channels: tuple = CHANNELS, layers: int = LAYERS):
     """The tiny denoising UNet with motion modules (``UNetMotionModel``), in eval mode."""
     from diffusers import UNetMotionModel
-    blocks = (("CrossAttnDownBlockMotion", "DownBlockMotion"), ("UpBlockMotion", "CrossAttnUpBlockMotion"))
     heads = {"num_attention_heads": 2, "motion_num_attention_heads": 2, "motion_max_seq_length": 32}
-    return _tiny_unet(UNetMotionModel, blocks, heads, in_channels, cross_attention_dim, seed)
+    return _tiny_unet(UNetMotionModel, "Motion", heads, in_channels, cross_attention_dim, seed, channels, layers)
 
 
 def tiny_vae():
@@ -52,7 +62,10 @@ def tiny_image_encoder(projection_dim: int = 32):
         image_size=32, patch_size=8, projection_dim=projection_dim)).eval()
 
 
-def tiny_components(seed: int = 0, *, fusion_mode: str = "mid_up") -> dict:
+def tiny_components(seed: int = 0, *, fusion_mode: str = "mid_up", channels: tuple = CHANNELS,
+                    layers: int = LAYERS) -> dict:
+    """All AA2 components; ``channels``/``layers`` size both UNets (the trainer's
+    ``small`` config is (64, 128, 256) x 2; the defaults are the tiny one)."""
     import torch
 
     from .denoising_unet import INPUT_CHANNELS
@@ -61,10 +74,10 @@ def tiny_components(seed: int = 0, *, fusion_mode: str = "mid_up") -> dict:
     from .pose_guider import PoseGuider
 
     torch.manual_seed(seed)
-    channels = CHANNELS
+    channels = tuple(channels)
     cross = 32
-    reference_unet = tiny_unet2d(cross_attention_dim=cross)
-    denoising_unet = tiny_motion_unet(INPUT_CHANNELS, cross_attention_dim=cross)
+    reference_unet = tiny_unet2d(cross_attention_dim=cross, channels=channels, layers=layers)
+    denoising_unet = tiny_motion_unet(INPUT_CHANNELS, cross_attention_dim=cross, channels=channels, layers=layers)
     # Same start as a converted checkpoint: the extra input channels are zero.
     with torch.no_grad():
         denoising_unet.conv_in.weight[:, 4:] = 0
@@ -95,9 +108,10 @@ def moore_scheduler():
                          rescale_betas_zero_snr=True, timestep_spacing="trailing")
 
 
-def tiny_pipeline(seed: int = 0, *, fusion_mode: str = "mid_up", device: str = "cpu", dtype=None):
+def tiny_pipeline(seed: int = 0, *, fusion_mode: str = "mid_up", device: str = "cpu", dtype=None,
+                  channels: tuple = CHANNELS, layers: int = LAYERS):
     from .pipeline_aa2 import AnimateAnyone2Pipeline
-    pipe = AnimateAnyone2Pipeline(**tiny_components(seed, fusion_mode=fusion_mode))
+    pipe = AnimateAnyone2Pipeline(**tiny_components(seed, fusion_mode=fusion_mode, channels=channels, layers=layers))
     pipe.to(device=device, dtype=dtype) if dtype is not None else pipe.to(device)
     return pipe
 

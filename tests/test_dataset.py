@@ -79,3 +79,52 @@ def test_splits_are_disjoint_and_cover_every_clip():
     everything = s["train"] + s["val"] + s["test"]
     assert sorted(everything) == list(range(50)) and len(s["test"]) == 5 and len(s["val"]) == 5
     assert layout.split_clips(50, seed=3) == s != layout.split_clips(50, seed=4)
+
+
+ASSETS = os.path.join(os.path.dirname(__file__), "assets")
+SNAKE_BVH = ("HIERARCHY\nROOT Root\n{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation "
+             "Yrotation\n JOINT Mid\n {\n  OFFSET 0 1 0\n  CHANNELS 3 Zrotation Xrotation Yrotation\n  End Site\n"
+             "  {\n   OFFSET 0 1 0\n  }\n }\n}\nMOTION\nFrames: 30\nFrame Time: 0.0333333\n"
+             + "0 0 0 0 0 0 0 0 0\n" * 30)
+
+
+def test_bvh_motions_are_recorded_and_deterministic(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    args = ("--motions", ASSETS, "--motion-share", "1")
+    pa, pb = make(a, *args, "--workers", "2"), make(b, *args)
+    assert pa.returncode == 0 and pb.returncode == 0, pa.stderr + pb.stderr
+    assert digest(a) == digest(b)
+    m = json.loads((a / "manifest.json").read_text())
+    files = {x["file"]: x for x in m["motions"]}
+    assert set(files) == {"boxing_toes_start.bvh", "cmu_01_01_start.bvh"} and m["motion_share"] == 1.0
+    for i in range(2):
+        meta = json.loads((a / "clips" / layout.clip_name(i) / "meta.json").read_text())
+        rec = meta["bvh"]
+        assert meta["motion"] == "bvh" and rec["file"] in files and rec["sha256"] == files[rec["file"]]["sha256"]
+        first, last = rec["frames"]
+        assert last - first == 1 and 0 <= first and last < files[rec["file"]]["frames"]
+        assert set(meta["looks"]) == {"shirt", "trousers", "hair"}
+    # Other motion files in the same folder: refused, nothing rendered again.
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(os.path.join(ASSETS, "cmu_01_01_start.bvh"), one)
+    proc = make(a, "--motions", one, "--motion-share", "1")
+    assert proc.returncode == 2 and "motions" in proc.stderr
+
+
+def test_a_bvh_that_cannot_be_mapped_stops_before_any_clip(tmp_path):
+    motions = tmp_path / "motions"
+    motions.mkdir()
+    shutil.copy(os.path.join(ASSETS, "cmu_01_01_start.bvh"), motions)
+    (motions / "snake.bvh").write_text(SNAKE_BVH)
+    out = tmp_path / "out"
+    proc = make(out, "--motions", motions)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'snake.bvh'" in lines[0] and "--motions" in lines[0], proc.stderr
+    assert not os.path.exists(out / "clips") and not os.path.exists(out / "manifest.json")
+    (motions / "snake.bvh").write_text("not a bvh")
+    proc = make(out, "--motions", motions)
+    assert proc.returncode == 2 and "'snake.bvh' has no valid 'Frames:'" in proc.stderr
+    proc = make(out, "--motions", tmp_path / "nowhere")
+    assert proc.returncode == 2 and "is not a folder" in proc.stderr

@@ -1,28 +1,39 @@
 """The dataset's labels against the geometry (ray casting), as tests/test_passes.py checks the add-on's passes."""
 from __future__ import annotations
 
+import os
+
 import bpy  # noqa: F401  (first: mathutils)
 import numpy as np
+import pytest
 from bpy_extras.object_utils import world_to_camera_view
 
 from backend.blender.dataset.random_scene import build_clip_scene
 from backend.blender.dataset.render_clip import render_clip
 from backend.dataset import layout
+from backend.dataset.motions import list_motions
 from blender_addon.core import protocol
 from blender_addon.scene import keypoints as kp_mod
 from blender_addon.scene.rig import PosedRig
 from tests.blender_scene import raycast_silhouette
 
-SIZE, FRAMES, SEED = 64, 2, 5
+SIZE, FRAMES = 64, 2
 
 
-def test_saved_labels_match_ray_casting(tmp_path):
+ASSETS = os.path.join(os.path.dirname(__file__), "assets")
+
+
+# Seeds whose clip 0 draws push (a moving tagged crate), sit and lift (a carried box); and a retargeted BVH.
+@pytest.mark.parametrize("SEED,motion", [(5, "push"), (0, "sit"), (12, "lift"), (5, "bvh")])
+def test_saved_labels_match_ray_casting(tmp_path, SEED, motion):
     root = str(tmp_path)
-    render_clip(root, 0, seed=SEED, frames=FRAMES, size=SIZE, samples=1)
+    bvh = {"folder": ASSETS, "motions": list_motions(ASSETS, FRAMES), "share": 1.0} if motion == "bvh" else None
+    render_clip(root, 0, seed=SEED, frames=FRAMES, size=SIZE, samples=1, bvh=bvh)
     clip = layout.load_clip(root, 0)
     # Same seed, same scene: rebuild it and cast rays at the very geometry that was rendered.
-    c = build_clip_scene(np.random.default_rng(layout.clip_seed(SEED, 0)), FRAMES, SIZE, 1)
+    c = build_clip_scene(np.random.default_rng(layout.clip_seed(SEED, 0)), FRAMES, SIZE, 1, bvh=bvh)
     scene = c["scene"]
+    assert clip["meta"]["motion"] == c["motion"] == motion
     assert clip["meta"]["objects"] == [o.name for o in c["props"]]
     for i in range(FRAMES):
         scene.frame_set(1 + i)

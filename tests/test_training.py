@@ -201,3 +201,27 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one(tiny_dataset, tmp_pat
     assert not [n for n in os.listdir(out / "checkpoints") if n.startswith(".tmp")]
     s = loop.train(_opts(tiny_dataset, out, 4, resume=True))   # and it resumes from there
     assert s["start"] == 2 and s["steps"] == 4
+
+
+def test_small_config_takes_an_optimizer_step_at_32px(tiny_dataset):
+    """`--config small`: wider, deeper UNets from the same builders as tiny; one step on 32 px clips."""
+    cfg = loop.CONFIGS["small"]
+    assert cfg["widths"] == (64, 128, 256) and cfg["layers"] == 2 and not cfg["needs_init"]
+    loop.check_options(loop.TrainOptions(data=str(tiny_dataset), out="unused", config="small", steps=1))
+    pipe = loop.new_pipeline("small", 0)
+    for unet in (pipe.denoising_unet, pipe.reference_unet):
+        assert tuple(unet.config.block_out_channels) == cfg["widths"] and unet.config.layers_per_block == 2
+    model = AA2Trainee(pipe, 1)
+    params = [p for _, p in model.trainable_parameters()]
+    before = params[0].detach().clone()
+    opt = torch.optim.AdamW(params, lr=cfg["lr"])
+    batch = _batch(tiny_dataset, 1, n=1)
+    assert batch[0]["gt"].shape[1:3] == (32, 32)
+    loss = model(batch, noise_seed=1)
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    model.release_hooks()
+    for name in TRAINABLE:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, name).parameters()), name
+    opt.step()
+    assert not torch.equal(before, params[0].detach())

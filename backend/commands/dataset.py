@@ -4,7 +4,10 @@ W worker processes (bpy as a module, one Blender each) render disjoint clips;
 each clip lands in its folder all at once, so a killed run started again with
 the same arguments continues where it stopped, and the same seed gives the
 same bytes. The layout is described in backend/dataset/layout.py and
-docs/dataset.md. Exit codes: 0 done, 1 failed, 2 bad input, 130 cancelled.
+docs/dataset.md. With ``--motions DIR`` every BVH there is checked (length,
+then imported and mapped in one Blender) before any clip is rendered, and a
+share of the clips is driven by them. Exit codes: 0 done, 1 failed, 2 bad
+input, 130 cancelled.
 """
 from __future__ import annotations
 
@@ -29,6 +32,9 @@ def add_parser(subparsers):
     m.add_argument("--seed", type=int, default=0, help="dataset seed (default %(default)s)")
     m.add_argument("--workers", type=int, default=1, help="parallel Blender processes (default %(default)s)")
     m.add_argument("--samples", type=int, default=8, help="Cycles samples per render (default %(default)s)")
+    m.add_argument("--motions", metavar="DIR", help="folder of .bvh files retargeted onto the characters")
+    m.add_argument("--motion-share", type=float, default=0.5, metavar="F",
+                   help="with --motions: share of the clips that take a BVH (default %(default)s)")
     return p
 
 
@@ -43,6 +49,8 @@ def check_args(args) -> str | None:
         return f"--workers must be at least 1, got {args.workers}."
     if args.samples < 1:
         return f"--samples must be at least 1, got {args.samples}."
+    if not 0.0 <= args.motion_share <= 1.0:
+        return f"--motion-share must be between 0 and 1, got {args.motion_share}."
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         return f"--out {args.out!r} is a file: pass a folder."
     return None
@@ -73,18 +81,55 @@ def run(args) -> int:
         return 2
     problem = check_args(args)
     from backend.dataset import layout
+    from backend.dataset.motions import MotionError, list_motions
+    motions = None
+    if not problem and args.motions:
+        try:
+            motions = list_motions(args.motions, args.frames)
+        except MotionError as exc:
+            problem = str(exc)
     manifest = layout.manifest_for(clips=args.clips, frames=args.frames, size=args.size, seed=args.seed,
-                                   samples=args.samples)
+                                   samples=args.samples, motions=motions, motion_share=args.motion_share)
     problem = problem or _resume_problem(args.out, manifest)
+    if not problem and motions:
+        try:
+            problem = _bvh_problem(args.motions, [m["file"] for m in motions], args.out)
+        except RuntimeError as exc:
+            print(f"inhabit dataset: {exc}", file=sys.stderr)
+            return 1
     if problem:
         print(f"inhabit dataset: {problem}", file=sys.stderr)
         return 2
     os.makedirs(os.path.join(args.out, "clips"), exist_ok=True)
     layout.write_json_atomic(os.path.join(args.out, "manifest.json"), manifest)
-    return make(args.out, manifest, workers=args.workers)
+    return make(args.out, manifest, workers=args.workers, motions=os.path.abspath(args.motions) if motions else None)
 
 
-def make(out: str, manifest: dict, *, workers: int) -> int:
+def _blender_env(out: str) -> dict:
+    from backend.local_server import REPO_ROOT
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    cache = os.path.join(os.path.abspath(out), ".cache")
+    for var, sub in (("BLENDER_USER_RESOURCES", "blender"), ("XDG_CACHE_HOME", "xdg")):
+        env.setdefault(var, os.path.join(cache, sub))
+    return env
+
+
+def _bvh_problem(folder: str, names: list[str], out: str) -> str | None:
+    """Import and map every BVH in one Blender before any clip is rendered (a bad file: one sentence)."""
+    from backend.local_server import REPO_ROOT
+    proc = subprocess.run([sys.executable, "-m", "backend.blender.dataset.bvh_motion", os.path.abspath(folder),
+                           *names], cwd=REPO_ROOT, env=_blender_env(out), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode == 0:
+        return None
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    if proc.returncode == 2 and lines:
+        return lines[-1]
+    raise RuntimeError(f"checking the --motions files failed (exit {proc.returncode}): {' '.join(lines[-3:])}")
+
+
+def make(out: str, manifest: dict, *, workers: int, motions: str | None = None) -> int:
     from backend.blender.demo.progress import ProgressBar
     from backend.dataset import layout
     from backend.local_server import REPO_ROOT
@@ -98,11 +143,7 @@ def make(out: str, manifest: dict, *, workers: int) -> int:
         bar.close()
         print(f"inhabit dataset: {out} already holds all {total} clips.", file=sys.stderr)
         return 0
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    cache = os.path.join(os.path.abspath(out), ".cache")
-    for var, sub in (("BLENDER_USER_RESOURCES", "blender"), ("XDG_CACHE_HOME", "xdg")):
-        env.setdefault(var, os.path.join(cache, sub))
+    env = _blender_env(out)
     workers = min(workers, len(todo))
     logs_dir = os.path.join(out, ".logs")
     os.makedirs(logs_dir, exist_ok=True)
@@ -112,6 +153,7 @@ def make(out: str, manifest: dict, *, workers: int) -> int:
         log = open(os.path.join(logs_dir, f"worker_{w}.log"), "ab")
         cmd = [sys.executable, "-m", "backend.blender.dataset.worker", os.path.abspath(out), str(manifest["seed"]),
                str(manifest["frames"]), str(manifest["size"]), str(manifest["samples"]), ",".join(map(str, mine))]
+        cmd += [motions] if motions else []
         procs.append((subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL), log))
     t0 = time.monotonic()

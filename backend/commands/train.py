@@ -17,7 +17,7 @@ import sys
 def add_parser(subparsers):
     p = subparsers.add_parser("train", help="train the aa2 engine on a rendered dataset", description=__doc__)
     p.add_argument("--data", required=True, metavar="DIR", help="dataset folder (inhabit dataset make)")
-    p.add_argument("--config", default="tiny", help="model size: tiny (from scratch) or sd15 (needs --init)")
+    p.add_argument("--config", default="tiny", help="model size: tiny or small (from scratch) or sd15 (needs --init)")
     p.add_argument("--init", metavar="DIR", help="start from this AA2 pipeline folder (e.g. converted Moore weights)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoints, loss log, loss curve")
     p.add_argument("--steps", type=int, required=True, help="train until this global step")

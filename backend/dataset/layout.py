@@ -29,7 +29,7 @@ import shutil
 
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 FORMAT = "inhabit-dataset"
 ARRAYS = ("gt", "environment", "character_mask", "character_depth", "scene_depth", "object_labels", "keypoints")
 SPLITS = ("train", "val", "test")
@@ -58,9 +58,14 @@ def split_clips(n: int, seed: int) -> dict:
             "train": sorted(order[n_test + n_val:])}
 
 
-def manifest_for(*, clips: int, frames: int, size: int, seed: int, samples: int) -> dict:
-    return {"format": FORMAT, "generator_version": GENERATOR_VERSION, "seed": seed, "clips": clips,
-            "frames": frames, "size": size, "samples": samples, "splits": split_clips(clips, seed)}
+def manifest_for(*, clips: int, frames: int, size: int, seed: int, samples: int,
+                 motions: list | None = None, motion_share: float = 0.5) -> dict:
+    """``motions``: backend.dataset.motions.list_motions of --motions (recorded only when given)."""
+    m = {"format": FORMAT, "generator_version": GENERATOR_VERSION, "seed": seed, "clips": clips,
+         "frames": frames, "size": size, "samples": samples, "splits": split_clips(clips, seed)}
+    if motions:
+        m.update(motions=motions, motion_share=motion_share)
+    return m
 
 
 def write_json_atomic(path: str, data) -> None:

@@ -5,8 +5,10 @@ one rig of ``backend/blender/rig.py``) so the data looks like what the product
 renders: a room with random floor/wall colours, furniture boxes, one or two
 tagged props, sometimes an occluder between camera and path, a sun plus a
 studio-light HDRI from bpy's own datafiles as world light, a character with
-random proportions and clothing colours, a procedural motion (walk along a
-random path, turn, optional reach) and a camera that sometimes moves.
+random proportions, clothing colours and patterns and hair (``looks.py``), a
+motion -- procedural (walk along a random path, turn, optional reach; lift a
+box, push a crate, sit on a box: ``interactions.py``) or a BVH retargeted
+(``bvh_motion.py``) -- and a camera that sometimes moves.
 """
 from __future__ import annotations
 
@@ -17,12 +19,17 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
+from backend.dataset.motions import SCENE_FPS
+
 from ..demo.scene import (BODY_COLLECTION, INTERACTIVE_COLLECTION, PREFIX, _box, _material, _swing,
                           build_character, configure_render)
+from .bvh_motion import drive_with_bvh
+from .interactions import INTERACTIONS, animate_interaction
+from .looks import dress
 
 LEG_BONES = ("LeftUpLeg", "RightUpLeg", "LeftLeg", "RightLeg")
 ARM_BONES = ("LeftArm", "RightArm", "LeftForeArm", "RightForeArm")
-MOTIONS = ("walk", "walk_reach", "turn")
+MOTIONS = ("walk", "walk_reach", "turn") + INTERACTIONS
 
 
 def _colour(rng, lo=0.05, hi=0.9):
@@ -102,7 +109,8 @@ def _character(scene, rng):
     arm = build_character(scene, colours)
     height, width = float(rng.uniform(0.85, 1.1)), float(rng.uniform(0.85, 1.2))
     arm.scale = (width * height, height, height)
-    return arm
+    looks = dress(arm, rng)
+    return arm, looks
 
 
 def _animate(scene, arm, rng, frames: int, start: Vector, end: Vector, motion: str):
@@ -159,8 +167,21 @@ def _camera(scene, rng, frames: int, look_at: Vector) -> tuple:
     return cam, moving
 
 
-def build_clip_scene(rng: np.random.Generator, frames: int, size: int, samples: int) -> dict:
-    """Fresh file with one random clip's scene; returns what the renderer needs."""
+def _pick_bvh(rng, frames: int, bvh: dict | None) -> dict | None:
+    """With --motions, a share of the clips take a random window of a random BVH file."""
+    if not bvh or not rng.random() < bvh["share"]:
+        return None
+    m = bvh["motions"][int(rng.integers(len(bvh["motions"])))]
+    offset = int(rng.integers(0, m["frames"] - frames + 1))
+    return {"file": m["file"], "sha256": m["sha256"], "frames": [offset, offset + frames - 1], "fps": SCENE_FPS,
+            "path": os.path.join(bvh["folder"], m["file"])}
+
+
+def build_clip_scene(rng: np.random.Generator, frames: int, size: int, samples: int, *,
+                     motion: str | None = None, bvh: dict | None = None) -> dict:
+    """Fresh file with one random clip's scene; returns what the renderer needs.
+    ``motion`` forces one of MOTIONS (the draw still happens, so the rest of the clip is the same).
+    ``bvh``: {"folder", "motions" (backend.dataset.motions.list_motions), "share"} when --motions is given."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     scene.name = "Clip"
@@ -169,19 +190,33 @@ def build_clip_scene(rng: np.random.Generator, frames: int, size: int, samples: 
     # Few samples and an un-importance-sampled HDRI make fireflies; clamping removes them.
     scene.cycles.sample_clamp_direct = 4.0
     scene.cycles.sample_clamp_indirect = 1.0
-    motion = MOTIONS[int(rng.integers(len(MOTIONS)))]
+    drawn = MOTIONS[int(rng.integers(len(MOTIONS)))]
+    motion = motion or drawn
+    picked = _pick_bvh(rng, frames, bvh)
+    if picked:
+        motion = "bvh"
     start = Vector((float(rng.uniform(-1.0, 1.0)), float(rng.uniform(0.0, 1.5)), 0))
-    length = float(rng.uniform(0.4, 1.4)) if motion != "turn" else 0.0
+    length = float(rng.uniform(0.4, 1.4)) if motion in ("walk", "walk_reach", "push") else 0.0
     ang = float(rng.uniform(0, 2 * math.pi))
     end = start + Vector((math.cos(ang) * length, math.sin(ang) * length * 0.5, 0))
     mid = (start + end) / 2
     cam, moving = _camera(scene, rng, frames, mid)
     _world(scene, rng)
     props = _room(scene, rng, mid, cam.location.to_2d())
-    arm = _character(scene, rng)
-    _animate(scene, arm, rng, frames, start, end, motion)
+    arm, looks = _character(scene, rng)
+    if motion in INTERACTIONS:
+        props = props + animate_interaction(scene, arm, rng, frames, start, end, motion,
+                                            bpy.data.collections[INTERACTIVE_COLLECTION],
+                                            bpy.data.collections["Room"])
+    elif picked:
+        arm.location = start
+        arm.rotation_euler = (0.0, 0.0, float(rng.uniform(-math.pi, math.pi)))
+        bpy.context.view_layer.update()
+        drive_with_bvh(scene, arm, picked.pop("path"), picked["frames"][0], frames)
+    else:
+        _animate(scene, arm, rng, frames, start, end, motion)
     scene.frame_set(1)
     body = sorted((o for o in bpy.data.collections[BODY_COLLECTION].all_objects if o.type == "MESH"),
                   key=lambda o: o.name)
     return dict(scene=scene, armature=arm, camera=cam, body=body, props=sorted(props, key=lambda o: o.name),
-                motion=motion, camera_moving=moving)
+                motion=motion, camera_moving=moving, looks=looks, bvh=picked)

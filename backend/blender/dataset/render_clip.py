@@ -19,7 +19,8 @@ import numpy as np
 from backend.dataset import layout
 
 
-def render_clip(root: str, index: int, *, seed: int, frames: int, size: int, samples: int) -> str:
+def render_clip(root: str, index: int, *, seed: int, frames: int, size: int, samples: int,
+                bvh: dict | None = None) -> str:
     from blender_addon.scene import keypoints as kp_mod
     from blender_addon.scene.passes import PassRenderer
 
@@ -27,7 +28,7 @@ def render_clip(root: str, index: int, *, seed: int, frames: int, size: int, sam
     from .random_scene import build_clip_scene
 
     rng = np.random.default_rng(layout.clip_seed(seed, index))
-    c = build_clip_scene(rng, frames, size, samples)
+    c = build_clip_scene(rng, frames, size, samples, bvh=bvh)
     scene, arm, cam = c["scene"], c["armature"], c["camera"]
     mapping = kp_mod.resolve_for(arm, None)
     with tempfile.TemporaryDirectory(prefix="inhabit-clip-") as work:
@@ -54,7 +55,8 @@ def render_clip(root: str, index: int, *, seed: int, frames: int, size: int, sam
     arrays = {k: np.stack(v) for k, v in per.items()}
     meta = {"clip": index, "seed": layout.clip_seed(seed, index), "frames": frames, "size": size,
             "samples": samples, "objects": [o.name for o in c["props"]], "motion": c["motion"],
-            "camera_moving": c["camera_moving"], "generator_version": layout.GENERATOR_VERSION}
+            "camera_moving": c["camera_moving"], "looks": c["looks"], "bvh": c["bvh"],
+            "generator_version": layout.GENERATOR_VERSION}
     return layout.commit_clip(root, index, arrays, meta,
                               {"reference.png": png.tobytes(),
                                "reference_keypoints.npy": np.asarray(ref_kp, np.float32)})

@@ -73,14 +73,18 @@ def _world(posed: PosedRig, names) -> dict:
     return {k: posed.world(posed.mapping.joints[k]).copy() for k in names}
 
 
-def retarget_bvh(src, dst, dst_map, scene, frames: int) -> int:
-    """Bake ``frames`` frames of ``src``'s motion onto ``dst``; return the first scene frame."""
+def retarget_bvh(src, dst, dst_map, scene, frames: int, *, start: int | None = None, to_frame: int | None = None
+                 ) -> int:
+    """Bake ``frames`` frames of ``src``'s motion onto ``dst`` from scene frame ``start`` (default: the
+    action's first); the keys land from ``to_frame`` on (default: ``start``). Returns ``start``."""
     src_map = _map_source(src)
     missing = [k for k in NEEDED if dst_map.joints.get(k) is None]
     if missing:
         raise SetupError("character", f"The character's rig has no {', '.join(missing)} joint to drive from a BVH.")
     act = src.animation_data.action if src.animation_data else None
-    start = int(math.floor(act.frame_range[0])) if act else 1
+    if start is None:
+        start = int(math.floor(act.frame_range[0])) if act else 1
+    shift = 0 if to_frame is None else to_frame - start
     view = bpy.context.view_layer
     dst.animation_data_clear()  # the character's own action would fight the baked keys
     src_posed, dst_posed = PosedRig(src, src_map), PosedRig(dst, dst_map)
@@ -145,9 +149,9 @@ def retarget_bvh(src, dst, dst_map, scene, frames: int) -> int:
             view.update()
         for name in touched:
             pbone = dst.pose.bones[name]
-            pbone.keyframe_insert("rotation_quaternion", frame=f)
+            pbone.keyframe_insert("rotation_quaternion", frame=f + shift)
             if name == root:
-                pbone.keyframe_insert("location", frame=f)
+                pbone.keyframe_insert("location", frame=f + shift)
     if dst.animation_data is not None and dst.animation_data.action is not None:
         dst.animation_data.action.name = f"{src.name} (retargeted)"
     bpy.data.objects.remove(src)
