@@ -1,11 +1,13 @@
-"""2D keypoints (OpenPose-18, 21 per hand) and the face box, projected from
-the armature with depth-tested visibility."""
+"""2D keypoints (OpenPose-18, 21 per hand, toes) and the face box, projected from
+the posed rig with depth-tested visibility, in the estimators' convention
+(``core.rig_surface``); ``project_rig_joints`` gives the rig's own joints."""
 from __future__ import annotations
 
 import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
 
 from ..core import protocol
+from ..core.rig_surface import estimator_neck
 from .rig import PosedRig, map_armature
 
 # A joint counts as occluded when the environment is nearer than the joint by
@@ -43,9 +45,12 @@ def project_points(scene, camera, points, width: int, height: int, scene_depth: 
 
 def project_keypoints(scene, camera, armature, mapping, width: int, height: int,
                       scene_depth: np.ndarray | None) -> np.ndarray:
-    """float32 [18, 4] in KEYPOINT_NAMES order. Call after ``scene.frame_set``."""
+    """float32 [18, 4] in KEYPOINT_NAMES order, where a pose estimator would put them
+    (``core.rig_surface``: neck between the shoulders, face on the head's skin, visible
+    shoulders). Call after ``scene.frame_set``."""
     posed = PosedRig(armature, mapping)
-    return project_points(scene, camera, posed.points(protocol.KEYPOINT_NAMES), width, height, scene_depth)
+    kps = project_points(scene, camera, posed.seen_points(protocol.KEYPOINT_NAMES), width, height, scene_depth)
+    return estimator_neck(kps)
 
 
 def project_hands(scene, camera, armature, mapping, width: int, height: int,
@@ -57,9 +62,10 @@ def project_hands(scene, camera, armature, mapping, width: int, height: int,
 
 def project_toes(scene, camera, armature, mapping, width: int, height: int,
                  scene_depth: np.ndarray | None) -> np.ndarray:
-    """float32 [2, 4] in TOE_KEYPOINT_NAMES order (left toe, right toe)."""
+    """float32 [2, 4] in TOE_KEYPOINT_NAMES order (left toe, right toe): the mean of the big- and
+    small-toe tips on the foot's mesh (the toe bone's tip for a rig without one)."""
     posed = PosedRig(armature, mapping)
-    return project_points(scene, camera, posed.points(protocol.TOE_KEYPOINT_NAMES), width, height, scene_depth)
+    return project_points(scene, camera, posed.seen_points(protocol.TOE_KEYPOINT_NAMES), width, height, scene_depth)
 
 
 def project_face_box(scene, camera, armature, mapping, width: int, height: int,
@@ -85,3 +91,11 @@ def project_face_box(scene, camera, armature, mapping, width: int, height: int,
     vis = protocol.VIS_VISIBLE if facing and centre[3] == protocol.VIS_VISIBLE else protocol.VIS_OCCLUDED
     out[:] = (x0, y0, x1, y1, vis)
     return out
+
+
+def project_rig_joints(scene, camera, armature, mapping, width: int, height: int, names,
+                       scene_depth: np.ndarray | None = None) -> np.ndarray:
+    """float32 [len(names), 4]: the rig's own joints (bone heads, derived face points), for
+    what wants the skeleton's 3D structure rather than where an estimator would see it."""
+    posed = PosedRig(armature, mapping)
+    return project_points(scene, camera, posed.points(names), width, height, scene_depth)
