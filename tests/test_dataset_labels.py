@@ -50,12 +50,16 @@ def test_saved_labels_match_ray_casting(tmp_path, SEED, motion):
             if labelled.sum() >= 4:
                 on_prop, _ = raycast_silhouette(scene, [prop], SIZE, SIZE)
                 assert (labelled & on_prop).sum() / labelled.sum() > 0.9
-        # Keypoints: the armature's joints through world_to_camera_view, visibility from the scene depth.
+        # Keypoints: where an estimator sees each point, through world_to_camera_view, visibility from
+        # the scene depth; the neck between the shoulders.
         kp = clip["keypoints"][i]
         posed = PosedRig(c["armature"], kp_mod.resolve_for(c["armature"]))
-        pos = dict(zip(protocol.KEYPOINT_NAMES, posed.points(protocol.KEYPOINT_NAMES)))
+        pos = dict(zip(protocol.KEYPOINT_NAMES, posed.seen_points(protocol.KEYPOINT_NAMES)))
+        ls, rs = (protocol.KEYPOINT_INDEX[n] for n in ("left_shoulder", "right_shoulder"))
+        if kp[ls, 3] and kp[rs, 3]:
+            assert np.allclose(kp[protocol.KEYPOINT_INDEX["neck"], :2], (kp[ls, :2] + kp[rs, :2]) / 2, atol=1e-4)
         for k, name in enumerate(protocol.KEYPOINT_NAMES):
-            if pos.get(name) is None or kp[k, 3] == protocol.VIS_ABSENT:
+            if pos.get(name) is None or kp[k, 3] == protocol.VIS_ABSENT or name == "neck":
                 continue
             v = world_to_camera_view(scene, scene.camera, pos[name])
             assert abs(kp[k, 0] - v.x * SIZE) < 1e-3 and abs(kp[k, 1] - (1 - v.y) * SIZE) < 1e-3

@@ -32,7 +32,7 @@ import re
 
 import numpy as np
 
-from .rig_model import Joint, RigMap
+from .rig_model import USER, Joint, RigMap
 
 SURFACE = "surface"
 # Name tokens of what covers the body rather than being it (bones, objects, materials).
@@ -70,6 +70,9 @@ def fit_surface(rm: RigMap, skin: dict, accessories: dict, *, has_mesh: bool, ey
     _fit_toes(rm, skin)
     _fit_eye_meshes(rm, eyes)
     _fit_face(rm, skin, acc)
+    for k, j in rm.joints.items():   # the user's own mapping wins over the mesh
+        if j is not None and j.how == USER:
+            rm.seen.pop(k, None)
     return rm
 
 
