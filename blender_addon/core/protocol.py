@@ -26,6 +26,7 @@ import numpy as np
 
 from .conventions import (FACE_BOX_LAYOUT, HAND_KEYPOINT_NAMES, HAND_LAYOUT, HAND_LIMBS,  # noqa: F401
                           HAND_POINTS, KEYPOINT_INDEX, KEYPOINT_LAYOUT, KEYPOINT_LIMBS, KEYPOINT_NAMES,
+                          KEYPOINT_PLACEMENT, KEYPOINT_PLACEMENTS,
                           NO_SURFACE_DEPTH, NO_SURFACE_THRESHOLD, NUM_HAND_KEYPOINTS, NUM_KEYPOINTS,
                           TOE_KEYPOINT_NAMES, VIS_ABSENT, VIS_OCCLUDED, VIS_VISIBLE)
 
@@ -485,12 +486,13 @@ class JobSpec:
     objects: list = field(default_factory=list)
     name: str = ""             # shot name, for logs
     request: str = ""          # client token echoed in ACCEPTED / ERROR
+    keypoint_placement: str = KEYPOINT_PLACEMENT   # "rig" when an older client leaves it out
 
     def to_header(self) -> dict:
         return header(SUBMIT, engine=self.engine, width=self.width, height=self.height,
                       frames=self.frames, params=dict(self.params), objects=list(self.objects),
                       name=self.name, request=self.request,
-                      keypoint_layout=KEYPOINT_LAYOUT)
+                      keypoint_layout=KEYPOINT_LAYOUT, keypoint_placement=self.keypoint_placement)
 
     @classmethod
     def from_header(cls, hdr: Mapping, limits: Mapping = DEFAULT_LIMITS) -> "JobSpec":
@@ -517,6 +519,10 @@ class JobSpec:
         if layout != KEYPOINT_LAYOUT:
             raise ProtocolError(E_BAD_HEADER, f"submit.keypoint_layout must be {KEYPOINT_LAYOUT!r}, got {layout!r}",
                                 field="submit.keypoint_layout")
+        placement = hdr.get("keypoint_placement", "rig")
+        if placement not in KEYPOINT_PLACEMENTS:
+            raise ProtocolError(E_BAD_HEADER, f"submit.keypoint_placement must be one of {list(KEYPOINT_PLACEMENTS)}, "
+                                f"got {placement!r}", field="submit.keypoint_placement")
         params = hdr.get("params", {})
         if not isinstance(params, dict):
             raise ProtocolError(E_BAD_HEADER, "submit.params must be a JSON object", field="submit.params")
@@ -528,4 +534,4 @@ class JobSpec:
                    width=need_int("width", 8, limits["max_width"]),
                    height=need_int("height", 8, limits["max_height"]),
                    frames=need_int("frames", 1, limits["max_frames"]),
-                   params=params, objects=objects, name=name, request=request)
+                   params=params, objects=objects, name=name, request=request, keypoint_placement=placement)

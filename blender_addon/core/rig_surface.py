@@ -5,7 +5,7 @@ whole-body: COCO-WholeBody, drawn as OpenPose-18 plus toes) found on video.
 An estimator sees the body's surface, not the rig's bones, so per point:
 
 * neck: the midpoint of the two shoulders, in the image (as OpenPose-18 is
-  drawn from COCO); applied at projection (``estimator_neck``).
+  drawn from COCO); applied at projection (``conventions.neck_between_shoulders``).
 * toes: the mean of the big-toe and small-toe tips, found on the foot's
   mesh (its front, medial and lateral), whatever the toe bones are.
 * nose, ears and eyes without eye bones: on the head's skin, hair, hats and
@@ -119,6 +119,8 @@ def _points(skin: dict, bones) -> tuple[np.ndarray, list]:
 
 
 def _fit_toes(rm: RigMap, skin: dict) -> None:
+    if rm.axes is None:
+        return
     up, left, _fwd, _unit = rm.axes
     missing = []
     for side, sign in (("left", 1.0), ("right", -1.0)):
@@ -236,17 +238,3 @@ def _covered(p, key: str, acc: np.ndarray, frame, size) -> bool:
     r = 0.12 * float(max(size[0], size[1]))
     near = (np.abs((rel - q) @ across[0]) < r) & (np.abs((rel - q) @ across[1]) < r)
     return bool((near & ((rel - q) @ depth > 0.01 * r)).any())
-
-
-def estimator_neck(kps: np.ndarray) -> np.ndarray:
-    """Keypoints [18, 4] (OpenPose-18 order) with the neck set to the midpoint of the shoulders in the
-    image -- depth their mean, visibility the lesser -- or absent when either shoulder is."""
-    from .conventions import KEYPOINT_INDEX
-    n, ls, rs = KEYPOINT_INDEX["neck"], KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]
-    out = kps.copy()
-    if kps[ls, 3] > 0 and kps[rs, 3] > 0:
-        out[n, :3] = (kps[ls, :3] + kps[rs, :3]) / 2
-        out[n, 3] = min(kps[ls, 3], kps[rs, 3])
-    else:
-        out[n] = 0.0
-    return out

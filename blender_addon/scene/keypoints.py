@@ -7,7 +7,7 @@ import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
 
 from ..core import protocol
-from ..core.rig_surface import estimator_neck
+from ..core.conventions import neck_between_shoulders
 from .rig import PosedRig, map_armature
 
 # A joint counts as occluded when the environment is nearer than the joint by
@@ -50,7 +50,7 @@ def project_keypoints(scene, camera, armature, mapping, width: int, height: int,
     shoulders). Call after ``scene.frame_set``."""
     posed = PosedRig(armature, mapping)
     kps = project_points(scene, camera, posed.seen_points(protocol.KEYPOINT_NAMES), width, height, scene_depth)
-    return estimator_neck(kps)
+    return neck_between_shoulders(kps)
 
 
 def project_hands(scene, camera, armature, mapping, width: int, height: int,
