@@ -66,6 +66,12 @@ def test_saved_labels_match_ray_casting(tmp_path, SEED, motion):
             margin = kp_mod.OCCLUSION_MARGIN_M + kp_mod.OCCLUSION_MARGIN_REL * kp[k, 2]
             hidden = clip["scene_depth"][i][int(kp[k, 1]), int(kp[k, 0])] < kp[k, 2] - margin
             assert (kp[k, 3] == protocol.VIS_OCCLUDED) == hidden, name
+        # Every keypoint input a user's shot sends, from the exporter's own function.
+        sent = kp_mod.frame_keypoints(scene, scene.camera, c["armature"], kp_mod.resolve_for(c["armature"]),
+                                      SIZE, SIZE, clip["scene_depth"][i])
+        for name, value in sent.items():
+            assert np.allclose(clip[name][i], value, atol=1e-3), name
+        assert clip["toe_keypoints"][i][:, 3].any() and clip["hand_keypoints"][i][:, 3].any()
     assert clip["gt"].shape == (FRAMES, SIZE, SIZE, 3) and clip["environment"].dtype == np.uint8
     # Outside the character (and its shadow's reach is small), ground truth and environment agree closely.
     far = ~np.any(clip["character_mask"] > 0, axis=0)

@@ -149,10 +149,13 @@ def _fit_toes(rm: RigMap, skin: dict) -> None:
         s_lo, s_hi = np.percentile(S[front], 5), np.percentile(S[front], 95)
         medial = front & (S <= s_lo + 0.5 * (s_hi - s_lo))
         lateral = front & (S >= s_lo + 0.75 * (s_hi - s_lo))
-        big = np.flatnonzero(medial)[np.argmax(F[medial])]
-        small = np.flatnonzero(lateral)[np.argmax(F[lateral])]
-        tip = (pts[big] + pts[small]) / 2
-        rm.seen[key] = Joint(owner[big], tuple(float(v) for v in tip), SURFACE)
+        # A tip is the mean of the vertices within 3% of the foot's length of the most forward
+        # one: stable where a rounded toe box has several front vertices.
+        big = medial & (F >= F[medial].max() - 0.03 * length)
+        small = lateral & (F >= F[lateral].max() - 0.03 * length)
+        tip = (pts[big].mean(0) + pts[small].mean(0)) / 2
+        bone = owner[int(np.flatnonzero(big)[0])]
+        rm.seen[key] = Joint(bone, tuple(float(v) for v in tip), SURFACE)
     if missing:
         rm.notes.append(f"no foot mesh skinned below the ankle for {', '.join(missing)}: left absent")
 

@@ -99,3 +99,13 @@ def project_rig_joints(scene, camera, armature, mapping, width: int, height: int
     what wants the skeleton's 3D structure rather than where an estimator would see it."""
     posed = PosedRig(armature, mapping)
     return project_points(scene, camera, posed.points(names), width, height, scene_depth)
+
+
+def frame_keypoints(scene, camera, armature, mapping, width: int, height: int,
+                    scene_depth: np.ndarray | None) -> dict:
+    """Every keypoint input of one frame -- ``keypoints``, ``hand_keypoints``, ``toe_keypoints``,
+    ``face_box`` -- as a user's shot sends them: the one path for the add-on's exporter and the
+    training clips, so a model learns from what it is later given."""
+    args = (scene, camera, armature, mapping, width, height, scene_depth)
+    return {"keypoints": project_keypoints(*args), "hand_keypoints": project_hands(*args),
+            "toe_keypoints": project_toes(*args), "face_box": project_face_box(*args)}

@@ -9,7 +9,7 @@ its bones, with their own children), and which armature a scene's character is.
 from __future__ import annotations
 
 import bpy
-from mathutils import Vector
+from mathutils import Matrix, Vector
 
 from ..core import rig_map, rig_surface
 from ..core.settings import SetupError
@@ -40,6 +40,19 @@ def map_armature(armature, user_mapping=None, scene=None) -> rig_map.RigMap:
 MAX_VERTICES_READ = 60000  # per mesh: enough to find a head's extent, bounded time on dense meshes
 
 
+def _to_armature(obj, armature):
+    """``obj``'s matrix into the armature's space: through the parent chain when it hangs under the
+    armature (exact, whatever frame the armature is posed at), else through world space."""
+    m = Matrix.Identity(4)
+    p = obj
+    while p is not None and p != armature:
+        if p.parent_type != "OBJECT":
+            return armature.matrix_world.inverted() @ obj.matrix_world
+        m = p.matrix_parent_inverse @ p.matrix_basis @ m
+        p = p.parent
+    return m if p == armature else armature.matrix_world.inverted() @ obj.matrix_world
+
+
 def skinned_vertices(armature, scene) -> tuple[dict, dict, bool, list]:
     """Rest-pose vertices (armature space) of the meshes the armature deforms, by the bone that
     mostly carries each (weight >= 0.5), or by the bone a mesh is parented to: ({bone: [points]}
@@ -52,10 +65,9 @@ def skinned_vertices(armature, scene) -> tuple[dict, dict, bool, list]:
         objs = [o for o in driven_objects(scene, armature) if o.type == "MESH"]
     except SetupError:
         return skin, acc, False, eyes
-    to_arm = armature.matrix_world.inverted()
     bones = armature.data.bones
     for obj in objs:
-        m = to_arm @ obj.matrix_world
+        m = _to_armature(obj, armature)
         verts = obj.data.vertices
         step = max(1, len(verts) // MAX_VERTICES_READ)
         obj_acc = rig_surface.is_accessory(obj.name)

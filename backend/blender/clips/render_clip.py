@@ -2,8 +2,9 @@
 
 Per frame the add-on's ``PassRenderer`` gives the environment, scene depth,
 object labels and the character's exact silhouette and depth -- the very
-arrays a user's shot sends to the server -- and ``scene/keypoints.py``
-projects the keypoints with visibility. The demo's ``render_ground_truth``
+arrays a user's shot sends to the server -- and ``scene/keypoints.frame_keypoints``
+every keypoint input (body, hands, toes, face box) exactly as the add-on's
+exporter does, checked against the protocol like a shot's frame. The demo's ``render_ground_truth``
 renders the frames with the character, and ``render_reference`` the
 character alone in its rest pose at the origin, seen from the front on a
 transparent background: another pose and view than the clip's frames.
@@ -21,6 +22,7 @@ from backend.training.data import layout
 
 def render_clip(root: str, index: int, *, seed: int, frames: int, size: int, samples: int,
                 bvh: dict | None = None) -> str:
+    from blender_addon.core import protocol
     from blender_addon.scene import keypoints as kp_mod
     from blender_addon.scene.passes import PassRenderer
 
@@ -38,7 +40,9 @@ def render_clip(root: str, index: int, *, seed: int, frames: int, size: int, sam
         try:
             for f in range(1, frames + 1):
                 a = renderer.render_frame(f)
-                a["keypoints"] = kp_mod.project_keypoints(scene, cam, arm, mapping, size, size, a["scene_depth"])
+                # The exporter's own keypoint path: every keypoint input a user's shot sends.
+                a.update(kp_mod.frame_keypoints(scene, cam, arm, mapping, size, size, a["scene_depth"]))
+                protocol.check_frame_inputs(a, height=size, width=size, n_objects=len(c["props"]))
                 for k in layout.ARRAYS:
                     if k != "gt":
                         per[k].append(a[k])
