@@ -68,7 +68,8 @@ class RigMap:
             j = self.seen_joint(k)
             how = j.how if j else ("absent" if k in self.seen else "missing")
             if k == "neck" and j is not None:
-                how = "between the shoulders"
+                both = all(self.seen_joint(f"{s}_shoulder") is not None for s in ("left", "right"))
+                how = "between the shoulders" if both else "absent"
             out.append((k, j.bone if j else "", how))
         return out
 

@@ -63,6 +63,9 @@ def fit_surface(rm: RigMap, skin: dict, accessories: dict, *, has_mesh: bool, ey
     ``eyes``: [(bone, [N, 3])] vertices of eye meshes (by object or material name), if any.
     """
     rm.seen = {}
+    no_shoulder = [k for k in ("left_shoulder", "right_shoulder") if rm.seen_joint(k) is None]
+    if no_shoulder and rm.joints.get("neck") is not None:
+        rm.notes.append(f"no {' or '.join(no_shoulder)}: the neck (their midpoint) is left absent")
     if not has_mesh or rm.axes is None:
         return rm
     skin = {b: np.asarray(v, float).reshape(-1, 3) for b, v in skin.items() if len(v)}
