@@ -274,7 +274,7 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
                 if on_step is not None:
                     on_step({"window": wi, "windows": len(windows), "step": si + 1, "steps": steps,
                              "start": start, "end": end, "frames": num_frames})
-            if carried:
+            if carried_lat is not None:
                 # Cross-fade the carried frames: the earlier window's result
                 # fades out over the overlap, the new one fades in.
                 ramp = torch.linspace(0, 1, len(carried) + 2, device=latents.device)[1:-1].view(-1, 1, 1, 1)
