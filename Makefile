@@ -4,6 +4,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The keypoint check's estimator venv (see pose-venv below).
+POSE_PYTHON ?= python3.11
+POSE_VENV   := .venv-pose
+POSE_STAMP  := $(POSE_VENV)/.installed
 
 .PHONY: test lint typecheck demo venv clean addon bench test-blender-4.2 gpu-bench-bundle pose-venv
 
@@ -21,9 +25,6 @@ test: lint typecheck $(STAMP) $(POSE_STAMP)
 
 # The keypoint check's estimator (BlazePose, mediapipe 0.10.14: Python <= 3.12, protobuf 4.x) in its
 # own venv, run as a subprocess by tests/test_keypoint_estimator.py and bench/keypoints.py.
-POSE_PYTHON ?= python3.11
-POSE_VENV   := .venv-pose
-POSE_STAMP  := $(POSE_VENV)/.installed
 pose-venv: $(POSE_STAMP)
 $(POSE_STAMP): requirements-pose.txt
 	test -x $(POSE_VENV)/bin/python || $(POSE_PYTHON) -m venv $(POSE_VENV)
