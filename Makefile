@@ -72,4 +72,4 @@ test-blender-4.2: $(VENV42)/.installed
 	$(VENV42)/bin/python -m pytest -q -p no:cacheprovider tests
 
 clean:
-	rm -rf $(VENV) $(VENV42) dist demo_out
+	rm -rf $(VENV) $(VENV42) $(POSE_VENV) dist demo_out
