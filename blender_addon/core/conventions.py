@@ -1,9 +1,9 @@
 """The few facts every layer shares besides the wire: keypoint layouts (body,
-hands, toes, face box), limb tables, keypoint visibility, "no surface" depth.
+hands, toes, face box) and placement, limb tables, keypoint visibility, "no
+surface" depth.
 
 Imports nothing, so the models, the preview warp, the add-on's passes and the
-protocol all take these from here; ``protocol.py`` re-exports them because the
-wire's tables are written in their terms.
+protocol all take these from here (import them from this module).
 """
 from __future__ import annotations
 
