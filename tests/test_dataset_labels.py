@@ -12,7 +12,7 @@ from backend.blender.clips.random_scene import build_clip_scene
 from backend.blender.clips.render_clip import render_clip
 from backend.training.data import layout
 from backend.training.data.motions import list_motions
-from blender_addon.core import protocol
+from blender_addon.core import conventions
 from blender_addon.scene import keypoints as kp_mod
 from blender_addon.scene.rig import PosedRig
 from tests.blender_scene import raycast_silhouette
@@ -54,18 +54,18 @@ def test_saved_labels_match_ray_casting(tmp_path, SEED, motion):
         # the scene depth; the neck between the shoulders.
         kp = clip["keypoints"][i]
         posed = PosedRig(c["armature"], kp_mod.resolve_for(c["armature"]))
-        pos = dict(zip(protocol.KEYPOINT_NAMES, posed.seen_points(protocol.KEYPOINT_NAMES)))
-        ls, rs = (protocol.KEYPOINT_INDEX[n] for n in ("left_shoulder", "right_shoulder"))
+        pos = dict(zip(conventions.KEYPOINT_NAMES, posed.seen_points(conventions.KEYPOINT_NAMES)))
+        ls, rs = (conventions.KEYPOINT_INDEX[n] for n in ("left_shoulder", "right_shoulder"))
         if kp[ls, 3] and kp[rs, 3]:
-            assert np.allclose(kp[protocol.KEYPOINT_INDEX["neck"], :2], (kp[ls, :2] + kp[rs, :2]) / 2, atol=1e-4)
-        for k, name in enumerate(protocol.KEYPOINT_NAMES):
-            if pos.get(name) is None or kp[k, 3] == protocol.VIS_ABSENT or name == "neck":
+            assert np.allclose(kp[conventions.KEYPOINT_INDEX["neck"], :2], (kp[ls, :2] + kp[rs, :2]) / 2, atol=1e-4)
+        for k, name in enumerate(conventions.KEYPOINT_NAMES):
+            if pos.get(name) is None or kp[k, 3] == conventions.VIS_ABSENT or name == "neck":
                 continue
             v = world_to_camera_view(scene, scene.camera, pos[name])
             assert abs(kp[k, 0] - v.x * SIZE) < 1e-3 and abs(kp[k, 1] - (1 - v.y) * SIZE) < 1e-3
             margin = kp_mod.OCCLUSION_MARGIN_M + kp_mod.OCCLUSION_MARGIN_REL * kp[k, 2]
             hidden = clip["scene_depth"][i][int(kp[k, 1]), int(kp[k, 0])] < kp[k, 2] - margin
-            assert (kp[k, 3] == protocol.VIS_OCCLUDED) == hidden, name
+            assert (kp[k, 3] == conventions.VIS_OCCLUDED) == hidden, name
         # Every keypoint input a user's shot sends, from the exporter's own function.
         sent = kp_mod.frame_keypoints(scene, scene.camera, c["armature"], kp_mod.resolve_for(c["armature"]),
                                       SIZE, SIZE, clip["scene_depth"][i])

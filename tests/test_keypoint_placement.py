@@ -7,16 +7,16 @@ import pytest
 
 from backend.server.admission import admit_submit, check_frame
 from backend.server.job import ServerJob
-from blender_addon.core import protocol
+from blender_addon.core import conventions, protocol
 from tests.engines_for_tests import EchoEngine
 
 W = H = 64
 
 
 def _keypoints() -> np.ndarray:
-    kp = np.zeros((protocol.NUM_KEYPOINTS, 4), np.float32)
+    kp = np.zeros((conventions.NUM_KEYPOINTS, 4), np.float32)
     for name, (x, y) in {"neck": (32, 10), "left_shoulder": (40, 20), "right_shoulder": (24, 22)}.items():
-        kp[protocol.KEYPOINT_INDEX[name]] = (x, y, 3.0, 1.0)
+        kp[conventions.KEYPOINT_INDEX[name]] = (x, y, 3.0, 1.0)
     return kp
 
 
@@ -47,10 +47,10 @@ def test_an_older_client_gets_its_neck_between_its_shoulders():
     del hdr["keypoint_placement"]
     adm = _admit(hdr)
     assert adm.job.keypoint_placement == "rig"
-    neck = protocol.KEYPOINT_INDEX["neck"]
+    neck = conventions.KEYPOINT_INDEX["neck"]
     for kp in (adm.job.reference_keypoints, _frame(adm)["keypoints"]):
         assert tuple(kp[neck]) == (32.0, 21.0, 3.0, 1.0)
-        others = [i for i in range(protocol.NUM_KEYPOINTS) if i != neck]
+        others = [i for i in range(conventions.NUM_KEYPOINTS) if i != neck]
         assert np.array_equal(kp[others], _keypoints()[others])
 
 

@@ -10,7 +10,7 @@ import pytest
 from backend.blender import scene_kit as kit
 from backend.blender.clips.looks import apply_hair
 from backend.blender.demo.scene import PREFIX, build_character
-from blender_addon.core import protocol
+from blender_addon.core import conventions
 from blender_addon.scene import keypoints as kp_mod
 from blender_addon.scene.rig import PosedRig, map_armature
 
@@ -41,8 +41,8 @@ def test_face_and_toes_sit_on_the_skin_whatever_the_hair():
     short = _character("short")
     m = map_armature(short)
     assert m.notes == []
-    assert {m.seen[k].how for k in FACE + protocol.TOE_KEYPOINT_NAMES} == {"surface"}
-    pts = {k: _world(short, m, k) for k in FACE + protocol.TOE_KEYPOINT_NAMES}
+    assert {m.seen[k].how for k in FACE + conventions.TOE_KEYPOINT_NAMES} == {"surface"}
+    pts = {k: _world(short, m, k) for k in FACE + conventions.TOE_KEYPOINT_NAMES}
     # Eyes at the front of the eye meshes; the nose at the nose's tip, in front of them; ears at the
     # sides of the skull (head radius 0.105 m), at about eye height, not on the hair above.
     assert pts["left_eye"][0] > 0.02 and pts["right_eye"][0] < -0.02 and abs(pts["left_eye"][2] - 1.69) < 0.02
@@ -69,7 +69,7 @@ def test_the_neck_is_the_midpoint_of_the_shoulders_in_the_image():
     scene.camera = cam
     bpy.context.view_layer.update()
     kps = kp_mod.project_keypoints(scene, cam, arm, map_armature(arm), 96, 96, None)
-    i = protocol.KEYPOINT_INDEX
+    i = conventions.KEYPOINT_INDEX
     assert np.allclose(kps[i["neck"], :2], (kps[i["left_shoulder"], :2] + kps[i["right_shoulder"], :2]) / 2)
     rig = kp_mod.project_rig_joints(scene, cam, arm, map_armature(arm), 96, 96, ["neck"])
     assert rig[0, 1] < kps[i["neck"], 1] - 1   # the rig's neck bone sits higher in the image
@@ -91,7 +91,7 @@ def test_unplaceable_points_are_absent_with_one_note(case):
         gone, words = ("nose", "left_eye", "right_eye"), "hair or an accessory covers"
     elif case == "no feet":
         _remove("LeftShoe", "RightShoe")
-        gone, words = protocol.TOE_KEYPOINT_NAMES, "no foot mesh"
+        gone, words = conventions.TOE_KEYPOINT_NAMES, "no foot mesh"
     else:
         bpy.context.view_layer.objects.active = arm
         bpy.ops.object.mode_set(mode="EDIT")
@@ -106,17 +106,17 @@ def test_unplaceable_points_are_absent_with_one_note(case):
     m = map_armature(arm)
     notes = [n for n in m.notes if words in n]
     assert len(notes) == 1, m.notes
-    rows = dict((k, how) for k, _, how in m.rows(protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES))
+    rows = dict((k, how) for k, _, how in m.rows(conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES))
     cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
     scene.collection.objects.link(cam)
     cam.location, cam.rotation_euler = (0, -4.0, 1.0), (1.5708, 0, 0)
     bpy.context.view_layer.update()
     kps = kp_mod.frame_keypoints(scene, cam, arm, m, 96, 96, None)
     pts = np.concatenate([kps["keypoints"], kps["toe_keypoints"]])
-    names = protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES
+    names = conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES
     for k in gone:
-        assert pts[names.index(k), 3] == protocol.VIS_ABSENT, k
+        assert pts[names.index(k), 3] == conventions.VIS_ABSENT, k
         assert rows[k] in ("absent", "missing"), (k, rows[k])
     # Everything else a camera sees is still there.
     for k in ("left_hip", "right_hip", "left_knee", "left_ankle"):
-        assert pts[names.index(k), 3] == protocol.VIS_VISIBLE, k
+        assert pts[names.index(k), 3] == conventions.VIS_VISIBLE, k

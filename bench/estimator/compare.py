@@ -15,7 +15,7 @@ import subprocess
 
 import numpy as np
 
-from blender_addon.core import protocol
+from blender_addon.core import conventions
 
 # BlazePose's 33 landmarks by the names of ours (toes: the foot's tip, its "foot index").
 BLAZEPOSE = {
@@ -24,7 +24,7 @@ BLAZEPOSE = {
     "left_wrist": 15, "right_wrist": 16, "left_hip": 23, "right_hip": 24, "left_knee": 25, "right_knee": 26,
     "left_ankle": 27, "right_ankle": 28, "left_toe": 31, "right_toe": 32,
 }
-NAMES = protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES
+NAMES = conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES
 CHAINS = (("shoulder", "elbow", "wrist"), ("hip", "knee", "ankle", "toe"), ("eye", "ear"))
 JOINTS = ("neck", "shoulders", "elbows", "wrists", "hips", "knees", "ankles", "toes", "nose", "eyes", "ears")
 # Targets (median offset, torso lengths); hips are reported, not judged (BlazePose's hips are not COCO's).

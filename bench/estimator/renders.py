@@ -14,7 +14,7 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
-from blender_addon.core import protocol
+from blender_addon.core import conventions
 from blender_addon.scene import keypoints as kp_mod
 from blender_addon.scene.rig import driven_objects
 
@@ -31,7 +31,7 @@ CASES = {
     "BCN_Epileptic, boxing": {"path": BCN, "motion": BOXING},
 }
 FILL = 0.8          # the character's height as a fraction of the image's
-NAMES = protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES
+NAMES = conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES
 
 
 def build_case(name: str, frames: int):
