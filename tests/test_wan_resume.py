@@ -62,17 +62,16 @@ def test_killed_mid_shot_then_resumed_equals_an_uninterrupted_run_from_the_resta
     take = take_of(str(out))
     kept = pngs(take)
     assert 5 <= len(kept) < FRAMES, kept
-    with serverproc.start_server(engines=("wan-animate",), weights=tiny, address=address, startup_timeout=60):
-        res = inhabit(*_args(shot, out, address, "--resume"), timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert take_of(str(out)) == take and len(pngs(take)) == FRAMES
     first_missing = len(kept)
     restart = first_missing // 4 * 4                          # the segment start at or before the gap
-    assert f"regenerating {first_missing - restart} kept frame" in res.stderr
-    # An uninterrupted render that starts at the restart frame (scene frames are 1-based).
     ref_out = tmp_path / "from_restart"
     with serverproc.start_server(engines=("wan-animate",), weights=tiny, address=address, startup_timeout=60):
+        res = inhabit(*_args(shot, out, address, "--resume"), timeout=300)
+        # An uninterrupted render that starts at the restart frame (scene frames are 1-based).
         full = inhabit(*_args(shot, ref_out, address, "--frames", f"{restart + 1}-{FRAMES}"), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert take_of(str(out)) == take and len(pngs(take)) == FRAMES
+    assert f"regenerating {first_missing - restart} kept frame" in res.stderr
     assert full.returncode == 0, full.stderr[-3000:]
     ref_take = take_of(str(ref_out))
     for i in range(restart, FRAMES):
