@@ -19,8 +19,9 @@ from tests.cli import inhabit
 from tests.test_farm import pngs, popen_render, take_of, wait_for_frames
 
 SIZE, FRAMES = 64, 9
-# Segments of 5 frames carrying 1: they start at shot indices 0, 4, 8.
-PARAMS = ("--param", "segment_length=5", "--param", "carried_frames=1", "--param", "steps=16", "--param", "seed=7")
+# Segments of 5 frames carrying 1: they start at shot indices 0, 4, 8. 30 steps a segment leave the
+# test seconds to kill the server between the first segment's frames and the end of the shot.
+PARAMS = ("--param", "segment_length=5", "--param", "carried_frames=1", "--param", "steps=30", "--param", "seed=7")
 
 
 @pytest.fixture(scope="module")
