@@ -114,3 +114,15 @@ class WindowEchoEngine(EchoEngine):
               ParamSpec("window", "int", 4, 1, 64, doc="frames per window"),
               ParamSpec("overlap", "int", 1, 0, 63, doc="frames carried into the next window"))
     restart_window = ("window", "overlap")
+
+
+class BuggyEngine(EchoEngine):
+    """Echo whose submit check has a bug when ``fail_at`` is 0: it raises a plain
+    KeyError where EngineInputError belongs. The server must answer that one
+    SUBMIT ``internal_error``, log it, and go on serving."""
+    name = "buggy"
+
+    def validate(self, job) -> None:
+        if job.params["fail_at"] == 0:
+            raise KeyError("a bug in the engine's own check")
+        super().validate(job)

@@ -23,7 +23,7 @@ from blender_addon.core.wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_pa
 from . import log
 from .admission import admit_submit, check_frame, ranges
 from .config import ServerConfig
-from .handshakes import HandshakeWatch
+from .handshakes import HandshakeWatch, refusals
 from .job import JobState, ServerJob
 from .outbox import Outbox
 from .scheduler import Scheduler
@@ -96,6 +96,7 @@ class Server:
                     self.scheduler.wake()
             if time.monotonic() >= next_hb:
                 self._check_heartbeats()
+                refusals.flush()
                 next_hb = time.monotonic() + HEARTBEAT_CHECK_S
         self._shutdown()
         return 0

@@ -277,7 +277,7 @@ class Client:
     def _send(self, hdr: messages.Header | messages.JobSpec | dict, arrays: dict | None = None) -> None:
         if self._closed:
             raise RuntimeError("client is closed")
-        send_parts(self._sock, protocol.encode(hdr.to_dict() if isinstance(hdr, messages.JobSpec) else hdr, arrays))
+        send_parts(self._sock, protocol.encode(hdr, arrays))
 
     def close(self) -> None:
         if not self._closed:

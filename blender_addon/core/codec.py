@@ -19,7 +19,7 @@ import numpy as np
 from .conventions import FACE_BOX_LAYOUT, NUM_HAND_KEYPOINTS, NUM_KEYPOINTS, TOE_KEYPOINT_NAMES
 from .messages import (E_BAD_BUFFERS, E_BAD_DTYPE, E_BAD_HEADER, E_BAD_JSON, E_BAD_SHAPE, E_BAD_VERSION,
                        E_NOT_FINITE, E_TOO_LARGE, E_UNKNOWN_TYPE, MAX_HEADER_DEPTH, PROTOCOL_VERSION,
-                       Header, ProtocolError, clip, echo)
+                       Header, JobSpec, ProtocolError, clip, echo)
 
 # -- dtypes --------------------------------------------------------------------
 DTYPES: dict[str, np.dtype] = {
@@ -97,13 +97,13 @@ def header(type_: str, **fields) -> dict:
     return h
 
 
-def encode(hdr: Mapping | Header, arrays: Mapping[str, np.ndarray] | None = None) -> list:
+def encode(hdr: Mapping | Header | JobSpec, arrays: Mapping[str, np.ndarray] | None = None) -> list:
     """Header (+ named arrays) -> list of frames for ``wire.send_parts``.
 
     Arrays are sent without copying when they are already C-contiguous and
     little-endian; their descriptors are written into the header.
     """
-    hdr = hdr.to_dict() if isinstance(hdr, Header) else dict(hdr)
+    hdr = hdr.to_dict() if isinstance(hdr, (Header, JobSpec)) else dict(hdr)
     hdr.setdefault("v", PROTOCOL_VERSION)
     frames: list = [b""]
     if arrays:

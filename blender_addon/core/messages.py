@@ -148,7 +148,7 @@ _KINDS: dict[str, tuple[Any, str]] = {
 H = TypeVar("H", bound="Header")
 
 
-def _kind(annotation: str) -> tuple[str, bool]:
+def field_kind(annotation: str) -> tuple[str, bool]:
     """'int | None' -> ('int', True); 'list' -> ('list', False)."""
     parts = [p.strip() for p in str(annotation).split("|")]
     base = [p.split("[")[0] for p in parts if p != "None"]
@@ -178,7 +178,7 @@ class Header:
         job = job if isinstance(job, str) else None
         values = {}
         for f in fields(cls):  # type: ignore[arg-type]
-            kind, nullable = _kind(str(f.type))
+            kind, nullable = field_kind(str(f.type))
             check, words = _KINDS[kind]
             where = f"{cls.TYPE}.{f.name}"
             if f.name not in hdr:
