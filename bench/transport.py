@@ -30,6 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from backend.server.engines.base import Engine  # noqa: E402
+from blender_addon.core import conventions  # noqa: E402
 from blender_addon.core import protocol as P  # noqa: E402
 from results_file import write_section  # noqa: E402
 
@@ -65,7 +66,7 @@ def conditioning(size: int) -> dict:
         "character_mask": (rng.random((size, size)) > 0.7).astype(np.uint8) * 255,
         "character_depth": rng.random((size, size), dtype=np.float32) * 10,
         "scene_depth": rng.random((size, size), dtype=np.float32) * 10,
-        "keypoints": rng.random((P.NUM_KEYPOINTS, 4), dtype=np.float32),
+        "keypoints": rng.random((conventions.NUM_KEYPOINTS, 4), dtype=np.float32),
         "object_labels": np.zeros((size, size), np.uint8),
     }
 

@@ -4,14 +4,15 @@ import json
 import numpy as np
 import pytest
 
+from blender_addon.core import conventions
 from blender_addon.core import protocol as P
 
 
 def test_round_trip_keeps_header_and_arrays_bit_exact():
     arrays = {
         "environment": np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3),
-        "scene_depth": np.linspace(0, P.NO_SURFACE_DEPTH, 20, dtype=np.float32).reshape(4, 5),
-        "keypoints": np.ones((P.NUM_KEYPOINTS, 4), np.float32),
+        "scene_depth": np.linspace(0, conventions.NO_SURFACE_DEPTH, 20, dtype=np.float32).reshape(4, 5),
+        "keypoints": np.ones((conventions.NUM_KEYPOINTS, 4), np.float32),
         "empty": np.zeros((0, 3), np.uint16),
     }
     frames = P.encode(P.header(P.FRAME, job="abc", index=3), arrays)

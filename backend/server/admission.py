@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from backend.server.engines.base import AdmittedJob, Engine, EngineInputError
-from blender_addon.core import protocol
+from blender_addon.core import conventions, protocol
 
 
 @dataclass
@@ -47,7 +47,7 @@ def admit_submit(hdr: dict, arrays: dict, *, engine_classes: dict, validators: d
     elif cls.needs_reference_keypoints:
         hint = f" {cls.reference_keypoints_hint}" if cls.reference_keypoints_hint else ""
         raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs the reference's "
-                                     f"keypoints: send a float32 [{protocol.NUM_KEYPOINTS}, 4] buffer named "
+                                     f"keypoints: send a float32 [{conventions.NUM_KEYPOINTS}, 4] buffer named "
                                      f"{protocol.REFERENCE_KEYPOINTS!r} (x, y in reference-image pixels){hint}",
                                      field=f"submit.{protocol.REFERENCE_KEYPOINTS}")
     job = AdmittedJob(job_id=secrets.token_hex(8), engine=cls.name, width=spec.width, height=spec.height,

@@ -31,10 +31,8 @@ from typing import Any, Mapping, Sequence
 from .codec import (DTYPES, FRAME_INPUTS, MAX_DIMS, OPTIONAL_FRAME_INPUTS, REFERENCE,  # noqa: F401
                     REFERENCE_KEYPOINTS, RESULT_MATTE, RESULT_RGBA, InputSpec, check_frame_inputs,
                     check_reference, check_reference_keypoints, decode, encode, header, parse_header)
-from .conventions import (FACE_BOX_LAYOUT, HAND_KEYPOINT_NAMES, HAND_LAYOUT, HAND_LIMBS,  # noqa: F401
-                          HAND_POINTS, KEYPOINT_INDEX, KEYPOINT_LAYOUT, KEYPOINT_LIMBS, KEYPOINT_NAMES,
-                          NO_SURFACE_DEPTH, NO_SURFACE_THRESHOLD, NUM_HAND_KEYPOINTS, NUM_KEYPOINTS,
-                          TOE_KEYPOINT_NAMES, VIS_ABSENT, VIS_OCCLUDED, VIS_VISIBLE)
+# The wire's keypoint order and count, for readers of the wire; code takes them from conventions.
+from .conventions import KEYPOINT_LAYOUT, KEYPOINT_NAMES, NUM_KEYPOINTS  # noqa: F401
 from .messages import (ACCEPTED, CANCEL, CANCELLED, CLIENT_TYPES, CREDIT, DEFAULT_LIMITS, DONE,  # noqa: F401
                        E_BAD_BUFFERS, E_BAD_DTYPE, E_BAD_HEADER, E_BAD_INDEX, E_BAD_JSON, E_BAD_PARAM,
                        E_BAD_SHAPE, E_BAD_VERSION, E_BUSY, E_DUPLICATE_FRAME, E_ENGINE_FAILED, E_INTERNAL,
