@@ -102,9 +102,13 @@ _ECHO.maxlevel = 2
 _ECHO.maxlist = _ECHO.maxtuple = _ECHO.maxdict = 6
 
 
+ECHO_CHARS = 80
+
+
 def echo(value: Any) -> str:
-    """repr() of a client value, at most about 70 characters, control characters escaped."""
-    return _ECHO.repr(value)
+    """repr() of a client value, at most ECHO_CHARS characters, control characters escaped."""
+    text = _ECHO.repr(value)
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS - 3] + "..."
 
 
 def clip(text: str, limit: int = 64) -> str:
@@ -174,24 +178,40 @@ class Header:
 
     @classmethod
     def from_dict(cls: type[H], hdr: Mapping) -> H:
-        job = hdr.get("job")
-        job = job if isinstance(job, str) else None
         values = {}
-        for f in fields(cls):  # type: ignore[arg-type]
+        for name, check, words, nullable, required in _schema(cls):
+            if name not in hdr:
+                if not required:
+                    continue  # an optional field: the dataclass default applies
+                raise _field_error(cls, hdr, name, E_BAD_HEADER, f"is missing; expected {words}")
+            value = hdr[name]
+            if not (check(value) or (nullable and value is None)):
+                raise _field_error(cls, hdr, name, cls.FIELD_CODES.get(name, E_BAD_HEADER),
+                                   f"must be {words}{' or null' if nullable else ''}, got {echo(value)}")
+            values[name] = value
+        return cls(**values)
+
+
+_SCHEMAS: dict[type, tuple] = {}
+
+
+def _schema(cls: type) -> tuple:
+    """(name, check, words, nullable, required) per field, read once per class."""
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        out = []
+        for f in fields(cls):
             kind, nullable = field_kind(str(f.type))
             check, words = _KINDS[kind]
-            where = f"{cls.TYPE}.{f.name}"
-            if f.name not in hdr:
-                if f.default is not MISSING or f.default_factory is not MISSING:
-                    continue  # an optional field: the dataclass default applies
-                raise ProtocolError(E_BAD_HEADER, f"{where} is missing; expected {words}", field=where, job=job)
-            value = hdr[f.name]
-            if not (check(value) or (nullable and value is None)):
-                raise ProtocolError(cls.FIELD_CODES.get(f.name, E_BAD_HEADER),
-                                    f"{where} must be {words}{' or null' if nullable else ''}, got {echo(value)}",
-                                    field=where, job=job)
-            values[f.name] = value
-        return cls(**values)
+            out.append((f.name, check, words, nullable, f.default is MISSING and f.default_factory is MISSING))
+        schema = _SCHEMAS[cls] = tuple(out)
+    return schema
+
+
+def _field_error(cls, hdr: Mapping, name: str, code: str, text: str) -> ProtocolError:
+    job = hdr.get("job")
+    where = f"{cls.TYPE}.{name}"
+    return ProtocolError(code, f"{where} {text}", field=where, job=job if isinstance(job, str) else None)
 
 
 # client -> server (SUBMIT is JobSpec)
