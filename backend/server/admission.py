@@ -27,14 +27,15 @@ def admit_submit(hdr: dict, arrays: dict, *, engine_classes: dict, validators: d
     spec = protocol.JobSpec.from_header(hdr, limits)
     cls = engine_classes.get(spec.engine)
     if cls is None:
-        raise protocol.ProtocolError(protocol.E_UNKNOWN_ENGINE, f"unknown engine {spec.engine!r}; this server runs "
-                                     f"{sorted(engine_classes)}", field="submit.engine")
+        raise protocol.ProtocolError(protocol.E_UNKNOWN_ENGINE, f"unknown engine {protocol.echo(spec.engine)}; "
+                                     f"this server runs {sorted(engine_classes)}", field="submit.engine")
     params = protocol.validate_params((*protocol.COMMON_PARAMS, *cls.params), spec.params)
     extra = sorted(set(arrays) - {protocol.REFERENCE, protocol.REFERENCE_KEYPOINTS})
     if extra:
-        raise protocol.ProtocolError(protocol.E_BAD_BUFFERS, f"submit carries unknown buffer {extra[0]!r}; expected "
-                                     f"{protocol.REFERENCE!r} and optionally {protocol.REFERENCE_KEYPOINTS!r}",
-                                     field=f"buffers.{extra[0]}")
+        raise protocol.ProtocolError(protocol.E_BAD_BUFFERS, f"submit carries unknown buffer "
+                                     f"{protocol.echo(extra[0])}; expected {protocol.REFERENCE!r} and optionally "
+                                     f"{protocol.REFERENCE_KEYPOINTS!r}",
+                                     field=f"buffers.{protocol.clip(extra[0])}")
     reference = arrays.get(protocol.REFERENCE)
     if reference is not None:
         protocol.check_reference(reference, max_pixels=limits["max_reference_pixels"])
