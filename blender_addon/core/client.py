@@ -386,8 +386,9 @@ def run_job(client: Client, spec: protocol.JobSpec, reference: np.ndarray,
         for ev in client.poll(0.05):
             if ev.job is not job and ev.type != protocol.ERROR:
                 continue
-            if ev.job is None and ev.type == protocol.ERROR and ev.header.get("request") not in (None, job.request):
-                continue
+            if ev.job is None and isinstance(ev.message, messages.Error) and ev.message.request not in (None,
+                                                                                                    job.request):
+                continue  # another submit's refusal
             last_event = time.monotonic()
             events.append(ev)
             if on_event is not None:
