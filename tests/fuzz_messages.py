@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 from hypothesis import strategies as st
@@ -95,8 +96,8 @@ def buffer(draw):
                                st.lists(st.integers(-2, 2**32), max_size=5), json_values))
     try:
         itemsize = codec.DTYPES[dtype].itemsize
-        n = int(np.prod(shape)) * itemsize if isinstance(shape, list) and len(shape) <= 4 else 0
-        n = n if 0 <= n <= 64 * 1024 else 0
+        n = math.prod(shape) * itemsize if isinstance(shape, list) and len(shape) <= 4 else 0
+        n = n if isinstance(n, int) and 0 <= n <= 64 * 1024 else 0
     except (KeyError, TypeError, ValueError, OverflowError):
         n = 0
     n = max(0, n + draw(st.sampled_from([0, 0, 0, 0, -1, 1, -n])))
@@ -166,7 +167,7 @@ def mutated(draw):
                                          json_values))
         elif kind == "desc" and bufs:
             i = draw(st.integers(0, len(bufs) - 1))
-            d = dict(bufs[i][0])
+            d = dict(bufs[i][0]) if isinstance(bufs[i][0], dict) else {}
             d[draw(st.sampled_from(["name", "dtype", "shape", "extra"]))] = draw(
                 st.one_of(json_values, st.sampled_from([["float32"], {"a": 1}, [2**31], [True], "K"])))
             bufs[i] = (d, bufs[i][1])
