@@ -64,7 +64,7 @@ CHILD = r"""
 import json, sys
 sys.path.insert(0, sys.argv[2])
 import torch, diffusers, transformers  # noqa: F401
-from models.moore_folder import convert_to_folder
+from models.aa2.moore_folder import convert_to_folder
 def status_mb(key):
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith(key + ":")) / 1024
@@ -78,13 +78,13 @@ if mode == "streamed":
 else:  # the converter before: every checkpoint loaded whole, the whole pipeline built, then save_pretrained
     from diffusers import AutoencoderKL, UNet2DConditionModel, UNetMotionModel
     from transformers import CLIPVisionModelWithProjection
-    from models.denoising_unet import expand_conv_in
-    from models.depth_modulation import DepthModulation
-    from models.moore_convert import convert
-    from models.object_guider import ObjectGuider, decoder_blend_levels
-    from models.pipeline_aa2 import AnimateAnyone2Pipeline
-    from models.pose_guider import PoseGuider
-    from models.tiny import moore_scheduler
+    from models.aa2.denoising_unet import expand_conv_in
+    from models.aa2.depth_modulation import DepthModulation
+    from models.aa2.moore_convert import convert
+    from models.aa2.object_guider import ObjectGuider, decoder_blend_levels
+    from models.aa2.pipeline import AnimateAnyone2Pipeline
+    from models.aa2.pose_guider import PoseGuider
+    from models.aa2.tiny import moore_scheduler
     load = lambda name: torch.load(f"{root}/moore/{name}.pth", map_location="cpu", weights_only=True)
     cfg = UNet2DConditionModel.load_config(root + "/sd15/unet")
     unet_sd, ref_sd, motion_sd = (load(n) for n in ("denoising_unet", "reference_unet", "motion_module"))

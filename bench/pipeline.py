@@ -29,7 +29,7 @@ def one_run(frames: int, size: int, steps: int, context: int, overlap: int, per_
     import torch
     torch.set_num_threads(2)
     sys.path.insert(0, ROOT)
-    from models.tiny import tiny_inputs, tiny_pipeline
+    from models.aa2.tiny import tiny_inputs, tiny_pipeline
 
     pipe = tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)

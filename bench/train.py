@@ -74,7 +74,7 @@ def main() -> int:
     untrained = os.path.join(out, "untrained")
     if not os.path.isdir(untrained):
         sys.path.insert(0, ROOT)
-        from models.tiny import tiny_pipeline
+        from models.aa2.tiny import tiny_pipeline
         tiny_pipeline(0).save_pretrained(untrained, safe_serialization=True)   # what `inhabit train` starts from
 
     vae_run, run = os.path.join(out, "stage0"), os.path.join(out, "stage1")

@@ -29,7 +29,7 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from backend.engines.base import Engine  # noqa: E402
+from backend.server.engines.base import Engine  # noqa: E402
 from blender_addon.core import protocol as P  # noqa: E402
 from results_file import write_section  # noqa: E402
 

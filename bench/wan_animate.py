@@ -84,8 +84,8 @@ def cpu_run(frames: int, size: int, steps: int, segment: int, carried: int, colo
     import numpy as np
     import torch
     torch.set_num_threads(2)
-    from backend.engines.base import AdmittedJob
-    from backend.engines.wan_animate import WanAnimateEngine
+    from backend.server.engines.base import AdmittedJob
+    from backend.server.engines.wan_animate import WanAnimateEngine
     from blender_addon.core import protocol
 
     eng = WanAnimateEngine(device="cpu", weights=weights)

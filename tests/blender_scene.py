@@ -18,7 +18,7 @@ from backend.blender.rig import HUMANOID_CENTRE, HUMANOID_LEFT, build_armature, 
 CAMERA_Y = -6.0
 TABLE_TOP_Z = 0.7
 
-def _box(name, size, location, collection):
+def make_box(name, size, location, collection):
     mesh = bpy.data.meshes.new(name)
     sx, sy, sz = (s / 2 for s in size)
     verts = [(x * sx, y * sy, z * sz) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]
@@ -61,14 +61,14 @@ def build_scene(*, size: int = 64, frames: int = 3, samples: int = 2, prefix: st
     world.color = (0.05, 0.05, 0.05)
     scene.world = world
 
-    floor = _box("Floor", (8, 8, 0.02), (0, 0, -0.01), coll)
+    floor = make_box("Floor", (8, 8, 0.02), (0, 0, -0.01), coll)
     floor.data.materials.append(_emission_material("FloorMat", (0.2, 0.25, 0.3)))
-    table = _box("Table", (1.0, 0.3, TABLE_TOP_Z), (0, -1.0, TABLE_TOP_Z / 2), coll)
+    table = make_box("Table", (1.0, 0.3, TABLE_TOP_Z), (0, -1.0, TABLE_TOP_Z / 2), coll)
     table.data.materials.append(_emission_material("TableMat", (0.4, 0.3, 0.1)))
 
     props = bpy.data.collections.new("Interactive")
     coll.children.link(props)
-    box = _box("Box", (0.3, 0.3, 0.3), (0.9, 0.0, 1.0), props)
+    box = make_box("Box", (0.3, 0.3, 0.3), (0.9, 0.0, 1.0), props)
     box.data.materials.append(_emission_material("BoxMat", (0.1, 0.6, 0.2)))
 
     cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))

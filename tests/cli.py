@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from backend.local_server import REPO_ROOT
+from backend.cli.local_server import REPO_ROOT
 
 
 def inhabit(*args, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -33,8 +33,9 @@ if str(REPO_ROOT) not in sys.path:
 _MARK_BY_IMPORT = {
     "blender": ("bpy", "mathutils", "bmesh", "tests.blender_scene", "blender_addon.scene", "blender_addon.session",
                 "blender_addon.headless", "backend.blender"),
-    "torch": ("torch", "diffusers", "transformers", "models.tiny", "models.pipeline_aa2", "backend.engines.aa2"),
-    "server": ("subprocess", "tests.serverproc", "backend.local_server"),
+    "torch": ("torch", "diffusers", "transformers", "models.aa2.tiny", "models.aa2.pipeline",
+              "backend.server.engines.aa2"),
+    "server": ("subprocess", "tests.serverproc", "backend.cli.local_server"),
 }
 _module_marks: dict[str, set] = {}
 

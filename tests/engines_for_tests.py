@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from backend.engines.base import Engine, EngineInputError
+from backend.server.engines.base import Engine, EngineInputError
 from blender_addon.core.protocol import ParamSpec
 
 TINT = np.array([255, 0, 255], np.float32)  # magenta: unmistakable in a test image

@@ -6,7 +6,7 @@ per step) or after a number of emitted frames.
 """
 from __future__ import annotations
 
-from backend.engines.base import JobCancelled, JobContext, AdmittedJob
+from backend.server.engines.base import JobCancelled, JobContext, AdmittedJob
 
 
 class RecordingContext(JobContext):

@@ -3,7 +3,7 @@
     with start_server(engines=("tests.engines_for_tests:EchoEngine",)) as srv:
         Client(srv.address) ...
 
-A thin layer over the product's own launcher (``backend.local_server``):
+A thin layer over the product's own launcher (``backend.cli.local_server``):
 free loopback port, wait until INFO answers, SIGTERM then kill afterwards.
 ``srv.log()`` returns the server's output so far.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from backend.local_server import REPO_ROOT, LocalServer, free_loopback_port as free_port  # noqa: F401
+from backend.cli.local_server import REPO_ROOT, LocalServer, free_loopback_port as free_port  # noqa: F401
 
 
 class ServerProcess(LocalServer):

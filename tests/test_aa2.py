@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from backend.engines import registry
-from backend.engines.aa2 import AA2Engine
-from backend.engines.base import EngineInputError, JobCancelled, AdmittedJob
+from backend.server.engines import registry
+from backend.server.engines.aa2 import AA2Engine
+from backend.server.engines.base import EngineInputError, JobCancelled, AdmittedJob
 from blender_addon.core import protocol
 from tests.recording_context import RecordingContext
-from models.tiny import tiny_inputs
+from models.aa2.tiny import tiny_inputs
 
 SIZE = 64
 
@@ -61,7 +61,7 @@ def test_engine_is_registered_and_described():
 
 
 def test_engine_module_does_not_import_torch():
-    code = "import sys, backend.engines.aa2 as m; m.AA2Engine.describe(); print('torch' in sys.modules)"
+    code = "import sys, backend.server.engines.aa2 as m; m.AA2Engine.describe(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 

@@ -30,7 +30,7 @@ def _parse(module, argv):
 
 
 def test_export_writes_what_would_be_sent(tmp_path):
-    from backend.commands import export
+    from backend.cli.commands import export
     blend, ref = make_blend(tmp_path)
     out = tmp_path / "export"
     args = _parse(export, ["export", blend, "--armature", "Rig", "--objects", "Interactive", "--reference", ref,
@@ -51,7 +51,7 @@ def test_export_writes_what_would_be_sent(tmp_path):
 
 
 def test_export_bad_input_is_one_sentence(tmp_path, capsys):
-    from backend.commands import export
+    from backend.cli.commands import export
     blend, ref = make_blend(tmp_path)
     args = _parse(export, ["export", blend, "--armature", "Nope", "--reference", ref, "--out", str(tmp_path / "o")])
     assert export.run(args) == 2
@@ -78,7 +78,7 @@ def test_results_become_a_growing_strip(tmp_path):
 
 
 def test_render_command_refuses_bad_input_before_any_work(tmp_path, capsys):
-    from backend.commands import render
+    from backend.cli.commands import render
     blend, ref = make_blend(tmp_path)
     cases = [
         (["--armature", "Rig", "--reference", ref, "--frames", "3-1"], "Frame range 3-1 is empty or reversed"),

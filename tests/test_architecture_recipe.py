@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from backend.local_server import REPO_ROOT
+from backend.cli.local_server import REPO_ROOT
 from blender_addon.core import protocol
 from blender_addon.core.client import Client, JobFailed, run_job
 from tests.serverproc import start_server

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from backend.local_server import REPO_ROOT
+from backend.cli.local_server import REPO_ROOT
 
 
 def test_transport_benchmark_runs_all_three_paths():

@@ -15,7 +15,7 @@ from blender_addon.core import protocol
 from blender_addon.core.settings import SetupError, ShotSettings
 from blender_addon.scene import keypoints as kp_mod
 from blender_addon.scene.export import ShotExporter, check_scene
-from blender_addon.scene.imports import fbx_light_trap, import_bvh, import_character
+from backend.blender.imports import fbx_light_trap, import_bvh, import_character
 from blender_addon.scene.rig import PosedRig, driven_objects, find_character_armature, map_armature
 from tests import rig_builder as rb
 
@@ -410,7 +410,7 @@ def test_bone_parented_hair_card_is_body_and_its_alpha_is_respected(tmp_path, al
 
 
 def test_bvh_retarget_points_every_limb_where_the_performer_does():
-    from backend.blender.demo.retarget import SEGMENTS, _frame
+    from backend.blender.demo.retarget import SEGMENTS, body_frame
     scene, arm, _ = _bcn()
     src = import_bvh(str(ASSETS / "cmu_01_01_start.bvh"), scene, fps=24)
     src_map = map_armature(src)
@@ -419,7 +419,7 @@ def test_bvh_retarget_points_every_limb_where_the_performer_does():
 
     def body_dirs(posed):
         p = {k: posed.world(posed.mapping.joints[k]).copy() for k in names}
-        basis = _frame(p).transposed()     # world -> (left, forward, up) of that body
+        basis = body_frame(p).transposed()     # world -> (left, forward, up) of that body
         return {(a, b): (basis @ (p[b] - p[a])).normalized() for a, b in list(SEGMENTS) + feet}
     frames = (6, 12, 18)
     want = {}
@@ -455,7 +455,7 @@ def test_blend_import_leaves_bone_widgets_and_lights_out_of_the_scene(tmp_path):
 
 def test_export_without_armature_refuses_two_candidates_in_one_sentence(tmp_path, capsys):
     import argparse
-    from backend.commands import export
+    from backend.cli.commands import export
     scene, arm, _ = _bcn()
     second = rb.build_armature(rb.mixamo(), "Second")
     twin = driven_objects(scene, arm)[0].copy()

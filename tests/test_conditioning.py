@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from blender_addon.core.protocol import NO_SURFACE_DEPTH, NUM_KEYPOINTS
-from models import conditioning as C
+from models.aa2 import conditioning as C
 
 
 def disc_mask(h=96, w=80, cy=50, cx=40, r=20):
@@ -174,6 +174,7 @@ def test_composite_names_bad_shapes():
 
 # -- metrics ---------------------------------------------------------------------------
 def test_metrics_identity_and_ordering():
+    from backend.training.metrics import image as C
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
     assert C.ssim_gray(img, img) == pytest.approx(1.0)

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from backend.dataset import layout
-from backend.local_server import REPO_ROOT
+from backend.training.data import layout
+from backend.cli.local_server import REPO_ROOT
 
 
 def make(out, *extra, clips=2):

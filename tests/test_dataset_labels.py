@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from bpy_extras.object_utils import world_to_camera_view
 
-from backend.blender.dataset.random_scene import build_clip_scene
-from backend.blender.dataset.render_clip import render_clip
-from backend.dataset import layout
-from backend.dataset.motions import list_motions
+from backend.blender.clips.random_scene import build_clip_scene
+from backend.blender.clips.render_clip import render_clip
+from backend.training.data import layout
+from backend.training.data.motions import list_motions
 from blender_addon.core import protocol
 from blender_addon.scene import keypoints as kp_mod
 from blender_addon.scene.rig import PosedRig

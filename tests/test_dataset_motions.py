@@ -7,13 +7,13 @@ import bpy  # noqa: F401  (first: mathutils)
 import numpy as np
 import pytest
 
-from backend.blender.dataset import interactions as it
-from backend.blender.dataset import looks
-from backend.blender.dataset.random_scene import MOTIONS, build_clip_scene
+from backend.blender.clips import interactions as it
+from backend.blender.clips import looks
+from backend.blender.clips.random_scene import MOTIONS, build_clip_scene
 from backend.blender.demo.retarget import SEGMENTS
-from backend.blender.demo.scene import _material
-from backend.dataset.motions import SCENE_FPS, MotionError, list_motions
-from blender_addon.scene.imports import import_bvh
+from backend.blender import scene_kit as kit
+from backend.training.data.motions import SCENE_FPS, MotionError, list_motions
+from backend.blender.imports import import_bvh
 from blender_addon.scene.rig import PosedRig, map_armature
 
 FRAMES = 3
@@ -92,7 +92,7 @@ def test_sit_lowers_the_hips_onto_the_seat_and_keeps_the_feet():
 @pytest.mark.parametrize("pattern", looks.PATTERNS)
 def test_clothing_patterns_are_shader_nodes_between_two_colours(pattern):
     _scene("walk")
-    mat = _material(f"Cloth_{pattern}", (0.5, 0.5, 0.5))
+    mat = kit.material(f"Cloth_{pattern}", (0.5, 0.5, 0.5))
     before = {n.type for n in mat.node_tree.nodes}
     looks.apply_pattern(mat, pattern, (0.9, 0.1, 0.1), (0.1, 0.1, 0.9), 5.0)
     added = {n.type for n in mat.node_tree.nodes} - before

@@ -133,7 +133,7 @@ def test_ctrl_c_stops_the_demo_with_exit_130(tmp_path):
 
 
 def test_naive_baseline_pastes_reference_at_mask_box_only():
-    from backend.blender.demo.metrics import naive_baseline, sample_frames
+    from backend.training.evaluation.report import naive_baseline, sample_frames
     env = np.full((40, 50, 3), 90, np.uint8)
     mask = np.zeros((40, 50), np.uint8)
     mask[10:30, 20:30] = 255
@@ -229,7 +229,7 @@ def test_unknown_action_names_the_ones_there_are(tmp_path):
 def bcn_variants(tmp_path_factory):
     """The same public character as .blend and as .fbx (with a light: the importer trap)."""
     out = tmp_path_factory.mktemp("variants")
-    code = ("import bpy, sys\nfrom blender_addon.scene.imports import import_character\n"
+    code = ("import bpy, sys\nfrom backend.blender.imports import import_character\n"
             "bpy.ops.wm.read_factory_settings(use_empty=True)\nsc = bpy.context.scene\n"
             "import_character(sys.argv[1], sc, fps=24)\n"
             "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2] + '/bcn.blend')\n"

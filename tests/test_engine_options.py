@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.engines.options import OptionError, from_text, resolve
+from backend.server.engines.options import OptionError, from_text, resolve
 from blender_addon.core import protocol
 from blender_addon.core.client import Client, run_job
 from blender_addon.core.protocol import ParamSpec

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
-from backend.evaluation.scores import Tally
-from backend.local_server import REPO_ROOT
+from backend.training.evaluation.scores import Tally
+from backend.cli.local_server import REPO_ROOT
 
 
 def _eval(*args):
@@ -19,7 +19,7 @@ def _eval(*args):
 
 
 def test_eval_table_names_every_engine(tiny_dataset, tmp_path):
-    from models.tiny import tiny_pipeline
+    from models.aa2.tiny import tiny_pipeline
     weights = tmp_path / "tiny"
     tiny_pipeline(0).save_pretrained(str(weights), safe_serialization=True)
     out = tmp_path / "eval"

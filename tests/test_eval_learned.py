@@ -1,4 +1,5 @@
-"""LPIPS and FVD from local weight files (random weights in the public key layouts, models/metrics/tiny.py)."""
+"""LPIPS and FVD from local weight files (random weights in the public key layouts,
+backend/training/metrics/tiny.py)."""
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.metrics import fvd, i3d, lpips, tiny
-from models.metrics.state_dicts import MetricWeightsError
+from backend.training.metrics import fvd, i3d, lpips, tiny
+from backend.training.metrics.state_dicts import MetricWeightsError
 from tests.cli import inhabit
 
 

@@ -302,8 +302,8 @@ def test_bad_input_exits_2_before_a_take_is_made(shot, tmp_path):
 
 
 def test_engines_declare_where_a_resumed_shot_restarts():
-    from backend.engines.aa2 import AA2Engine
-    from backend.engines.preview import PreviewEngine
+    from backend.server.engines.aa2 import AA2Engine
+    from backend.server.engines.preview import PreviewEngine
     from blender_addon.core import protocol, resume
     aa2 = AA2Engine.describe()
     assert aa2["restart_window"] == {"frames": "context_frames", "overlap": "overlap"}

@@ -182,7 +182,7 @@ def test_bad_input_is_refused_before_long_work(server, tmp_path, reference, case
 
 def test_render_command_saves_the_strip(server, tmp_path, reference):
     import argparse
-    from backend.commands import render
+    from backend.cli.commands import render
     build_scene(size=SIZE, frames=2)
     blend = str(tmp_path / "shot.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend)
@@ -201,8 +201,8 @@ def test_render_command_saves_the_strip(server, tmp_path, reference):
 def test_render_command_on_the_public_character_needs_no_armature_body_or_map(server, tmp_path, reference):
     import argparse
     import math
-    from backend.commands import render
-    from blender_addon.scene.imports import import_character
+    from backend.cli.commands import render
+    from backend.blender.imports import import_character
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     import_character(os.path.join(os.path.dirname(__file__), "assets", "BCN_Epileptic.glb"), scene, fps=24)

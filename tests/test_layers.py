@@ -74,7 +74,7 @@ def test_addon_is_self_contained_and_its_core_is_bpy_free():
 def test_backend_imports_bpy_only_in_its_blender_package_and_ml_lazily():
     def rule(rel, first, name, top):
         in_blender_pkg = rel.startswith("backend/blender/")
-        if first in BPY and not in_blender_pkg and (top or not rel.startswith("backend/commands/")):
+        if first in BPY and not in_blender_pkg and (top or not rel.startswith("backend/cli/commands/")):
             return "bpy belongs in backend/blender/ (commands: inside run only)"
         if name.startswith("backend.blender") and not in_blender_pkg and top:
             return "backend/blender/ imports bpy: import it inside the command's run"
@@ -97,10 +97,10 @@ def test_models_and_warp_know_only_the_layers_below_them():
         return None
 
     def warp_rule(rel, first, name, top):
-        if name.startswith(("backend.engines", "backend.server")):
+        if name.startswith(("backend.server.engines", "backend.server")):
             return "the warp is the preview engine's insides, below the engine layer"
         return None
-    assert _violations(_files("models"), models_rule) + _violations(_files("backend/warp"), warp_rule) == []
+    assert _violations(_files("models"), models_rule) + _violations(_files("models/warp"), warp_rule) == []
 
 
 @pytest.mark.parametrize("module", ["blender_addon/core/protocol.py", "blender_addon/core/conventions.py"])

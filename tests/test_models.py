@@ -4,13 +4,13 @@ import copy
 import pytest
 import torch
 
-from models import tiny
+from models.aa2 import tiny
 
-from models.denoising_unet import add_after_conv_in, blend_objects, expand_conv_in
-from models.depth_modulation import DepthModulation
-from models.object_guider import ObjectGuider, decoder_blend_levels
-from models.pose_guider import PoseGuider
-from models.reference_attention import ReferenceBank, fuse_reference, spatial_self_attention_names
+from models.aa2.denoising_unet import add_after_conv_in, blend_objects, expand_conv_in
+from models.aa2.depth_modulation import DepthModulation
+from models.aa2.object_guider import ObjectGuider, decoder_blend_levels
+from models.aa2.pose_guider import PoseGuider
+from models.aa2.reference_attention import ReferenceBank, fuse_reference, spatial_self_attention_names
 
 torch.set_grad_enabled(False)
 

@@ -130,12 +130,12 @@ def test_scene_depth_and_object_labels(shot):
 
 @pytest.mark.parametrize("as_collection", [False, True])
 def test_a_mesh_body_with_child_meshes_or_a_collection(tmp_path, as_collection):
-    from tests.blender_scene import _box
+    from tests.blender_scene import make_box
     scene = build_scene(size=SIZE, frames=1)
     coll = bpy.data.collections.new("Character")
     scene.collection.children.link(coll)
-    torso = _box("Body", (0.4, 0.3, 0.5), (0, 0, 1.2), coll)
-    hat = _box("Hat", (0.3, 0.3, 0.15), (0, 0, 0.45), coll)
+    torso = make_box("Body", (0.4, 0.3, 0.5), (0, 0, 1.2), coll)
+    hat = make_box("Hat", (0.3, 0.3, 0.15), (0, 0, 0.45), coll)
     hat.parent = torso  # a child mesh is part of the character too
     s = ShotSettings(armature="Rig", reference_path="", frame_start=1, frame_end=1, width=SIZE, height=SIZE,
                      output_dir=str(tmp_path), body="Character" if as_collection else "Body", samples=1)

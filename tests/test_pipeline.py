@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.pipeline_aa2 import AnimateAnyone2Pipeline, load_pipeline, plan_windows
+from models.aa2.pipeline import AnimateAnyone2Pipeline, load_pipeline, plan_windows
 from models.errors import InputError
-from models.tiny import tiny_inputs, tiny_pipeline
+from models.aa2.tiny import tiny_inputs, tiny_pipeline
 
 FAST = dict(steps=2, guidance=2.0, overlap=1)
 

@@ -6,12 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-from backend.engines.base import EngineInputError
-from backend.warp.frame import CompositeOptions, render_frame
-from backend.warp.reference import matte_plain_background, prepare_reference
-from backend.warp.skinning import ReferenceRig
+from backend.server.engines.base import EngineInputError
+from models.warp.frame import CompositeOptions, render_frame
+from models.warp.reference import matte_plain_background, prepare_reference
+from models.warp.skinning import ReferenceRig
 from blender_addon.core import protocol
-from models.conditioning import ssim_gray
+from backend.training.metrics.image import ssim_gray
 from tests.test_preview_figures import K, figure, over, rotate_about
 
 SHARP = CompositeOptions(feather=0.0, match_brightness=False, mask_margin=-1)

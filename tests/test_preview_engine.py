@@ -7,13 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from backend.engines import registry
-from backend.engines.base import EngineInputError, JobCancelled, AdmittedJob
-from backend.engines.preview import PreviewEngine
+from backend.server.engines import registry
+from backend.server.engines.base import EngineInputError, JobCancelled, AdmittedJob
+from backend.server.engines.preview import PreviewEngine
 from blender_addon.core import protocol
 from tests.recording_context import RecordingContext
 from blender_addon.core.client import Client, JobFailed, run_job
-from models.conditioning import ssim_gray
+from backend.training.metrics.image import ssim_gray
 from tests.test_preview_figures import K, figure, over
 
 SIZE = 96

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from backend.local_server import REPO_ROOT
+from backend.cli.local_server import REPO_ROOT
 from backend.training import loop
 from backend.training.model import TRAINABLE, AA2Trainee, VAETrainee, is_motion
 from backend.training.stream import ClipStream
 from blender_addon.core import protocol
-from models.tiny import tiny_pipeline
+from models.aa2.tiny import tiny_pipeline
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -100,9 +100,9 @@ def test_resume_continues_the_same_loss_curve(tiny_dataset, tmp_path):
 
 
 def test_checkpoint_is_served_by_aa2_as_it_is(tiny_dataset, tmp_path):
-    from backend.dataset import layout
+    from backend.training.data import layout
     from blender_addon.core.client import Client, run_job
-    from models.pipeline_aa2 import load_pipeline
+    from models.aa2.pipeline import load_pipeline
     from tests.serverproc import start_server
 
     out = tmp_path / "run"
@@ -116,7 +116,7 @@ def test_checkpoint_is_served_by_aa2_as_it_is(tiny_dataset, tmp_path):
     assert torch.equal(dict(pipe.pose_guider.named_parameters())[name.split(".", 1)[1]], ema[name])
     clip = layout.load_clip(str(tiny_dataset), layout.split_indices(str(tiny_dataset),
                                                                     layout.read_manifest(str(tiny_dataset)), "test")[0])
-    from backend.evaluation.run import clip_frames, read_reference
+    from backend.training.evaluation.run import clip_frames, read_reference
     n = clip["gt"].shape[0]
     spec = protocol.JobSpec(engine="aa2", width=32, height=32, frames=n, objects=clip["meta"]["objects"],
                             params={"steps": 1, "guidance": 1.0, "context_frames": n, "overlap": 0, "seed": 0})

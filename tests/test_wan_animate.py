@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.engines import registry
-from backend.engines.base import EngineInputError, JobCancelled, AdmittedJob
-from backend.engines.wan_animate import WanAnimateEngine
+from backend.server.engines import registry
+from backend.server.engines.base import EngineInputError, JobCancelled, AdmittedJob
+from backend.server.engines.wan_animate import WanAnimateEngine
 from blender_addon.core import protocol
 from models.wan import inputs as I
 from models.wan import pose as P
@@ -157,7 +157,7 @@ def engine(tiny_dir):
 
 
 def shot(n, *, empty=()):
-    from models.tiny import tiny_inputs
+    from models.aa2.tiny import tiny_inputs
     inp = tiny_inputs(n, SIZE, SIZE, with_objects=False)
     frames = []
     for i in range(n):
@@ -196,7 +196,8 @@ def test_engine_is_registered_and_described():
         assert n in names
     assert d["memory_tiers"][0] == "auto" and "sequential" in d["memory_tiers"]
     assert d["expected_s_per_frame"]["H100 832x480"] > 0
-    code = "import sys, backend.engines.wan_animate as m; m.WanAnimateEngine.describe(); print('torch' in sys.modules)"
+    code = ("import sys, backend.server.engines.wan_animate as m; m.WanAnimateEngine.describe(); "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -463,7 +464,7 @@ def test_reference_face_follows_the_head_into_the_face_video(engine):
 @pytest.mark.parametrize("free_gb, tier", [(139, "full"), (50, "model-offload"), (24, "group-offload"),
                                            (12, "sequential"), (4, "sequential"), (None, "full")])
 def test_memory_tier_from_free_vram(free_gb, tier):
-    from backend.engines.wan_animate_doctor import REAL_INNER_DIM, REAL_OTHER_PARAMS, REAL_TRANSFORMER_PARAMS
+    from backend.server.engines.wan_animate_doctor import REAL_INNER_DIM, REAL_OTHER_PARAMS, REAL_TRANSFORMER_PARAMS
     from models.wan import memory as M
     needs = M.estimate(int(REAL_TRANSFORMER_PARAMS), int(REAL_OTHER_PARAMS), REAL_INNER_DIM, 480, 832, 77)
     assert needs["full"] > needs["model-offload"] > needs["group-offload"] > needs["sequential"]

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from backend.local_server import REPO_ROOT
+from backend.cli.local_server import REPO_ROOT
 
 BLOCK = """
 import sys, runpy

@@ -8,12 +8,12 @@ import shutil
 import pytest
 import torch
 
-from models import tiny
+from models.aa2 import tiny
 
-from models.denoising_unet import expand_conv_in
-from models.moore_convert import convert, group, load_checkpoint, motion_key
-from models.pose_guider import PoseGuider
-from models.weights_check import check_folder
+from models.aa2.denoising_unet import expand_conv_in
+from models.aa2.moore_convert import convert, group, load_checkpoint, motion_key
+from models.aa2.pose_guider import PoseGuider
+from models.aa2.weights_check import check_folder
 
 def unet2d(seed):
     return tiny.tiny_unet2d(cross_attention_dim=16, seed=seed)
@@ -116,7 +116,7 @@ def test_checkpoints_are_loaded_without_unpickling_code(tmp_path):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    from models.tiny import tiny_pipeline
+    from models.aa2.tiny import tiny_pipeline
     out = tmp_path_factory.mktemp("pipe")
     tiny_pipeline().save_pretrained(out)
     return out
@@ -145,7 +145,7 @@ def test_check_names_each_problem(saved, tmp_path):
     assert "in_channels is 4, expected 9" in text
     assert "conv_in.weight has 9 inputs, config says 4" in text
     assert "vae: library" in text
-    from models.pipeline_aa2 import load_pipeline
+    from models.aa2.pipeline import load_pipeline
     with pytest.raises(ValueError, match="some_package"):
         load_pipeline(str(bad))
 
@@ -164,7 +164,7 @@ def test_weights_cli_check(saved, tmp_path):
 def test_weights_convert_cli_builds_a_loadable_folder(tmp_path):
     """``inhabit weights convert`` on tiny stand-ins of every input folder."""
     from backend.cli import main
-    from models.pipeline_aa2 import load_pipeline
+    from models.aa2.pipeline import load_pipeline
 
     sd15 = tmp_path / "sd15"
     src = unet2d(1)
@@ -224,7 +224,7 @@ def _tiny_inputs(tmp_path, wrap=lambda sd: sd, ref_source=None):
 @pytest.mark.parametrize("prefix", ["module.", "model.", "_orig_mod.", "module._orig_mod."])
 def test_convert_strips_wrapper_prefixes_and_takes_motion_heads(tmp_path, prefix, capsys):
     from backend.cli import main
-    from models.pipeline_aa2 import load_pipeline
+    from models.aa2.pipeline import load_pipeline
     src, argv = _tiny_inputs(tmp_path, wrap=lambda sd: {prefix + k: v for k, v in sd.items()})
     out = tmp_path / "out"
     assert main([*argv, "--out", str(out), "--motion-heads", "2"]) == 0

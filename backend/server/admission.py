@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from backend.engines.base import AdmittedJob, Engine, EngineInputError
+from backend.server.engines.base import AdmittedJob, Engine, EngineInputError
 from blender_addon.core import protocol
 
 

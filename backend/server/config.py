@@ -17,7 +17,7 @@ class ServerConfig:
     limits: dict = field(default_factory=lambda: dict(protocol.DEFAULT_LIMITS))
     max_queue: int = 64                # open jobs (running, queued or receiving) held at most
     # {engine name: {option: value}}: each engine's server_options, checked and
-    # defaulted by backend.engines.options.resolve (`inhabit serve --engine-option`).
+    # defaulted by backend.server.engines.options.resolve (`inhabit serve --engine-option`).
     engine_options: dict = field(default_factory=dict)
 
     def worker_device(self, n: int) -> str:

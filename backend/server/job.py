@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from backend.engines.base import JobCancelled, JobContext, AdmittedJob
+from backend.server.engines.base import JobCancelled, JobContext, AdmittedJob
 from blender_addon.core import protocol
 from blender_addon.core.eta import remaining_seconds
 

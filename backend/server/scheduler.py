@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from backend.engines.base import EngineInputError, JobCancelled
+from backend.server.engines.base import EngineInputError, JobCancelled
 from blender_addon.core import protocol
 
 from . import log

@@ -27,7 +27,7 @@ CONFIGS = {
 
 def new_pipeline(config: str, seed: int):
     """A random-initialised pipeline of a config trained from scratch (tiny, small)."""
-    from models.tiny import tiny_pipeline
+    from models.aa2.tiny import tiny_pipeline
     cfg = CONFIGS[config]
     return tiny_pipeline(seed, channels=cfg["widths"], layers=cfg["layers"])
 
@@ -94,7 +94,7 @@ def check_options(o: TrainOptions) -> dict | None:
         except ImportError:
             raise TrainError("--adam8bit needs the bitsandbytes package: install it, or leave --adam8bit off.") \
                 from None
-    from backend.dataset import layout
+    from backend.training.data import layout
     try:
         layout.split_indices(o.data, layout.read_manifest(o.data), "train")
     except layout.DatasetError as exc:
@@ -136,7 +136,7 @@ def _train(o: TrainOptions, state, progress, should_stop) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
-    from models.pipeline_aa2 import load_pipeline
+    from models.aa2.pipeline import load_pipeline
 
     from .model import TRAINABLE, AA2Trainee, VAETrainee
     from .plot import write_loss_curve

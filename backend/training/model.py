@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.denoising_unet import add_after_conv_in, blend_objects
-from models.object_guider import decoder_blend_levels
-from models.reference_attention import ReferenceBank, fuse_reference
+from models.aa2.denoising_unet import add_after_conv_in, blend_objects
+from models.aa2.object_guider import decoder_blend_levels
+from models.aa2.reference_attention import ReferenceBank, fuse_reference
 
 TRAINABLE = ("reference_unet", "denoising_unet", "pose_guider", "depth_modulation", "object_guider")
 

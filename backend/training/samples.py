@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from blender_addon.core.conventions import NO_SURFACE_DEPTH, VIS_ABSENT
-from models.conditioning import shape_agnostic_mask
+from models.aa2.conditioning import shape_agnostic_mask
 
 FRAME_KEYS = ("environment", "character_mask", "character_depth", "scene_depth", "object_labels", "keypoints")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch.utils.data
 
-from backend.dataset import layout
+from backend.training.data import layout
 
 from .samples import make_sample
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.conditioning import shape_agnostic_mask
+from models.aa2.conditioning import shape_agnostic_mask
 
 LATENT_CELL = 8        # AutoencoderKLWan spatial stride
 FACE_SIZE = 512        # WanAnimateTransformer3DModel.config.motion_encoder_size (real model)

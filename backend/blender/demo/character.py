@@ -1,7 +1,7 @@
 """The demo with the user's own character (bpy): ``inhabit demo --character``.
 
 The room, camera and light are the procedural demo's; the character is
-imported (``blender_addon.scene.imports``), found (its armature and the
+imported (``backend.blender.imports``), found (its armature and the
 meshes it drives), stood on the floor facing the camera, and animated by its
 own action or by a BVH retargeted through the keypoint map (``retarget``).
 Its driven objects are linked into the demo's body collection, so the
@@ -16,7 +16,7 @@ from mathutils import Matrix, Vector
 
 from blender_addon.core import keypoint_map
 from blender_addon.core.settings import SetupError
-from blender_addon.scene.imports import import_bvh, import_character
+from backend.blender.imports import import_bvh, import_character
 from blender_addon.scene.rig import driven_objects, map_armature
 
 from .scene import BODY_COLLECTION, build_camera_and_light, build_room, configure_render

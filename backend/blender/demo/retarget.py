@@ -26,7 +26,8 @@ NEEDED = ("nose", "neck", "left_hip", "right_hip", "left_shoulder", "right_shoul
           "left_elbow", "right_elbow", "left_ankle", "right_ankle", "left_wrist", "right_wrist")
 
 
-def _map_source(src):
+def map_bvh_source(src):
+    """The keypoint mapping of BVH armature ``src``, refused in one sentence when it is not a whole humanoid."""
     try:
         m = map_armature(src)
     except keypoint_map.MappingError as exc:
@@ -39,7 +40,7 @@ def _map_source(src):
     return m
 
 
-def _frame(p) -> Matrix:
+def body_frame(p) -> Matrix:
     """3x3 whose columns are the body's left, forward, up (from hips and neck)."""
     mid = (p["left_hip"] + p["right_hip"]) / 2
     up = (p["neck"] - mid).normalized()
@@ -77,7 +78,7 @@ def retarget_bvh(src, dst, dst_map, scene, frames: int, *, start: int | None = N
                  ) -> int:
     """Bake ``frames`` frames of ``src``'s motion onto ``dst`` from scene frame ``start`` (default: the
     action's first); the keys land from ``to_frame`` on (default: ``start``). Returns ``start``."""
-    src_map = _map_source(src)
+    src_map = map_bvh_source(src)
     missing = [k for k in NEEDED if dst_map.joints.get(k) is None]
     if missing:
         raise SetupError("character", f"The character's rig has no {', '.join(missing)} joint to drive from a BVH.")
@@ -101,7 +102,7 @@ def retarget_bvh(src, dst, dst_map, scene, frames: int, *, start: int | None = N
                    for s in ("left", "right"))
     scale = leg(rest) / max(leg(first), 1e-9)
     # Turn the performer's first heading onto the character's rest heading.
-    f_src, f_dst = _frame(first).col[0], _frame(rest).col[0]
+    f_src, f_dst = body_frame(first).col[0], body_frame(rest).col[0]
     turn = Matrix.Rotation(math.atan2(f_dst.y, f_dst.x) - math.atan2(f_src.y, f_src.x), 3, "Z")
     src_mid0 = (first["left_hip"] + first["right_hip"]) / 2
     dst_mid0 = (rest["left_hip"] + rest["right_hip"]) / 2
@@ -124,7 +125,7 @@ def retarget_bvh(src, dst, dst_map, scene, frames: int, *, start: int | None = N
         for pb in dst.pose.bones:
             pb.matrix_basis = Matrix.Identity(4)
         view.update()
-        rot = (_frame(target) @ _frame(rest).transposed()).to_4x4()
+        rot = (body_frame(target) @ body_frame(rest).transposed()).to_4x4()
         mid = (target["left_hip"] + target["right_hip"]) / 2
         pb = dst.pose.bones[root]
         world = Matrix.Translation(mid) @ rot @ Matrix.Translation(-dst_mid0) @ (mw @ pb.matrix)

@@ -1,4 +1,4 @@
-"""The whole demo, step by step (bpy). ``backend.commands.demo`` checks the
+"""The whole demo, step by step (bpy). ``backend.cli.commands.demo`` checks the
 arguments first and then calls ``run_demo``."""
 from __future__ import annotations
 
@@ -75,10 +75,11 @@ def run_demo(o: DemoOptions, *, bar=None, should_cancel=None) -> dict:
     from blender_addon.core.settings import ShotSettings
     from blender_addon.headless import run_shot
 
-    from . import metrics as M
+    from backend.training.evaluation import report as M
+    from backend.training.metrics.image import frame_score, mean_score
     from .reference_render import render_ground_truth, render_reference
     from .scene import BODY_COLLECTION, INTERACTIVE_COLLECTION, build_scene
-    from backend.local_server import LocalServer
+    from backend.cli.local_server import LocalServer
 
     def say(stage, done, total, detail="", eta=None):
         if should_cancel is not None and not stage.startswith("job") and should_cancel():
@@ -131,7 +132,7 @@ def run_demo(o: DemoOptions, *, bar=None, should_cancel=None) -> dict:
 
         def observe(i: int, inputs: dict) -> None:
             base = M.naive_baseline(inputs["environment"], inputs["character_mask"], ref_rgba)
-            base_scores[i] = M.frame_score(base, _read_rgb(gt_paths[i]))
+            base_scores[i] = frame_score(base, _read_rgb(gt_paths[i]))
             if i in sheet_idx:
                 seen[i] = {k: np.array(inputs[k]) for k in ("environment", "character_mask", "keypoints")}
 
@@ -150,13 +151,13 @@ def run_demo(o: DemoOptions, *, bar=None, should_cancel=None) -> dict:
     for i, f in enumerate(frames):
         res = _read_rgba(result.frame_paths[i])[..., :3]
         truth = _read_rgb(gt_paths[i])
-        engine_scores.append(M.frame_score(res, truth))
+        engine_scores.append(frame_score(res, truth))
         if i in sheet_idx:
             rows.append(dict(frame=f, environment=seen[i]["environment"], mask=seen[i]["character_mask"],
                              keypoints=seen[i]["keypoints"], result=res, truth=truth))
         say("metrics", i + 1, len(frames))
-    engine_score = M.mean_score(engine_scores)
-    base_score = M.mean_score([base_scores[i] for i in range(len(frames))])
+    engine_score = mean_score(engine_scores)
+    base_score = mean_score([base_scores[i] for i in range(len(frames))])
     sheet = M.contact_sheet(rows)
     sheet_path = os.path.join(out, "contact_sheet.png")
     cv2.imwrite(sheet_path, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))

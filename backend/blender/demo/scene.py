@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 import bpy  # first: bmesh and mathutils come with it
-import bmesh
-from mathutils import Matrix, Quaternion, Vector
+from mathutils import Vector
 
+from .. import scene_kit as kit
 from ..rig import HUMANOID_CENTRE, HUMANOID_LEFT, build_armature, mirrored_table
 
 ARMATURE = "DemoRig"
@@ -32,55 +32,9 @@ def bone_table() -> dict:
     return mirrored_table(HUMANOID_CENTRE, HUMANOID_LEFT, prefix=PREFIX)
 
 
-def _material(name: str, colour) -> bpy.types.Material:
-    mat = bpy.data.materials.get(name) or bpy.data.materials.new(name)
-    mat.diffuse_color = (*colour, 1.0)
-    if mat.node_tree is None:
-        mat.use_nodes = True  # older Blender; 5.0 creates the node tree itself
-    bsdf = next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
-    if bsdf is not None:
-        bsdf.inputs["Base Color"].default_value = (*colour, 1.0)
-        bsdf.inputs["Roughness"].default_value = 0.7
-    return mat
 
 
-def _link(obj, collection):
-    collection.objects.link(obj)
-    return obj
 
-
-def _mesh_object(name, bm, material, collection):
-    me = bpy.data.meshes.new(name)
-    bm.to_mesh(me)
-    bm.free()
-    for poly in me.polygons:
-        poly.use_smooth = True
-    me.materials.append(material)
-    return _link(bpy.data.objects.new(name, me), collection)
-
-
-def _box(name, centre, size, material, collection):
-    bm = bmesh.new()
-    bmesh.ops.create_cube(bm, size=1.0)
-    bmesh.ops.transform(bm, matrix=Matrix.Translation(centre) @ Matrix.Diagonal((*size, 1.0)), verts=bm.verts)
-    obj = _mesh_object(name, bm, material, collection)
-    for poly in obj.data.polygons:
-        poly.use_smooth = False
-    return obj
-
-
-def _ellipsoid(p0, p1, radius, depth_scale=1.0, overlap=0.35):
-    """bmesh of an ellipsoid spanning p0..p1 (extended by ``overlap`` radii so
-    neighbouring limbs overlap at joints instead of showing gaps)."""
-    p0, p1 = Vector(p0), Vector(p1)
-    axis = p1 - p0
-    half = axis.length / 2 + overlap * radius
-    bm = bmesh.new()
-    bmesh.ops.create_uvsphere(bm, u_segments=14, v_segments=8, radius=1.0)
-    rot = axis.normalized().to_track_quat("Z", "Y").to_matrix().to_4x4()
-    scale = Matrix.Diagonal((radius, radius * depth_scale, half, 1.0))
-    bmesh.ops.transform(bm, matrix=Matrix.Translation((p0 + p1) / 2) @ rot @ scale, verts=bm.verts)
-    return bm
 
 
 def build_room(scene) -> dict:
@@ -90,17 +44,19 @@ def build_room(scene) -> dict:
     inter = bpy.data.collections.new(INTERACTIVE_COLLECTION)
     scene.collection.children.link(inter)
     objs = {
-        "floor": _box("Floor", (0, 1.5, -0.05), (12, 12, 0.1), _material("Floor", COLOURS["floor"]), room),
-        "wall": _box("Wall", (0, 4.5, 2.5), (12, 0.1, 5.0), _material("Wall", COLOURS["wall"]), room),
-        "pillar": _box("Pillar", (-0.75, -0.4, 1.3), (0.38, 0.38, 2.6), _material("Pillar", COLOURS["pillar"]), room),
+        "floor": kit.box("Floor", (0, 1.5, -0.05), (12, 12, 0.1), kit.material("Floor", COLOURS["floor"]), room),
+        "wall": kit.box("Wall", (0, 4.5, 2.5), (12, 0.1, 5.0), kit.material("Wall", COLOURS["wall"]), room),
+        "pillar": kit.box("Pillar", (-0.75, -0.4, 1.3), (0.38, 0.38, 2.6), kit.material("Pillar", COLOURS["pillar"]),
+                          room),
     }
-    wood = _material("Wood", COLOURS["wood"])
+    wood = kit.material("Wood", COLOURS["wood"])
     tx, ty = 1.35, 0.55
-    objs["table"] = _box("TableTop", (tx, ty, 0.74), (1.0, 0.7, 0.05), wood, room)
+    objs["table"] = kit.box("TableTop", (tx, ty, 0.74), (1.0, 0.7, 0.05), wood, room)
     for i, (dx, dy) in enumerate(((-0.45, -0.3), (0.45, -0.3), (-0.45, 0.3), (0.45, 0.3))):
-        _box(f"TableLeg{i}", (tx + dx, ty + dy, 0.36), (0.05, 0.05, 0.72), wood, room)
-    objs["box"] = _box("Box", (tx - 0.25, ty - 0.1, 0.89), (0.25, 0.25, 0.25), _material("BoxRed", COLOURS["box"]),
-                       inter)
+        kit.box(f"TableLeg{i}", (tx + dx, ty + dy, 0.36), (0.05, 0.05, 0.72), wood, room)
+    objs["box"] = kit.box("Box", (tx - 0.25, ty - 0.1, 0.89), (0.25, 0.25, 0.25),
+                          kit.material("BoxRed", COLOURS["box"]),
+                          inter)
     return objs
 
 
@@ -112,11 +68,11 @@ def build_character(scene, colours: dict | None = None) -> bpy.types.Object:
     table = bone_table()
     arm = build_armature(ARMATURE, table, coll)
 
-    m = {k: _material(k.capitalize(), (colours or {}).get(k, v)) for k, v in COLOURS.items()
+    m = {k: kit.material(k.capitalize(), (colours or {}).get(k, v)) for k, v in COLOURS.items()
          if k in ("skin", "shirt", "trousers", "shoes", "hair")}
 
     def part(label, bone, p0, p1, radius, mat, depth_scale=1.0, overlap=0.35):
-        obj = _mesh_object(label, _ellipsoid(p0, p1, radius, depth_scale, overlap), mat, coll)
+        obj = kit.mesh_object(label, kit.ellipsoid(p0, p1, radius, depth_scale, overlap), mat, coll)
         group = obj.vertex_groups.new(name=PREFIX + bone)
         group.add(list(range(len(obj.data.vertices))), 1.0, "REPLACE")
         obj.parent = arm
@@ -144,13 +100,6 @@ def build_character(scene, colours: dict | None = None) -> bpy.types.Object:
              m["shoes"], overlap=0.3)
     return arm
 
-
-def _swing(arm, bone: str, axis, angle: float) -> Quaternion:
-    """Pose rotation (bone-local quaternion) that rotates ``bone`` by ``angle``
-    about ``axis`` given in the armature's rest space, relative to its parent."""
-    rest = arm.data.bones[PREFIX + bone].matrix_local.to_3x3()
-    r = Matrix.Rotation(angle, 3, Vector(axis))
-    return (rest.inverted() @ r @ rest).to_quaternion()
 
 
 def path_point(t: float):
@@ -204,7 +153,7 @@ def animate(scene, arm, frames: int, walk_fraction: float = 0.75):
         for bone in ("LeftUpLeg", "RightUpLeg", "LeftLeg", "RightLeg", "LeftArm", "RightArm",
                      "LeftForeArm", "RightForeArm", "Spine1"):
             pb = arm.pose.bones[PREFIX + bone]
-            pb.rotation_quaternion = _swing(arm, bone, x_axis, pose.get(bone, 0.0))
+            pb.rotation_quaternion = kit.swing(arm, PREFIX + bone, x_axis, pose.get(bone, 0.0))
             pb.keyframe_insert("rotation_quaternion", frame=f)
     scene.frame_set(1)
 
