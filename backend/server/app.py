@@ -155,7 +155,11 @@ class Server:
     def _on_client_message(self, frames):
         identity = frames[0].bytes
         body = frames[1:]
-        self.last_seen[identity] = time.monotonic()
+        now = self.last_seen[identity] = time.monotonic()
+        for job_id in self.by_client.get(identity, ()):
+            job = self.jobs.get(job_id)
+            if job is not None:
+                job.last_heard = now               # read by a worker starving for this client's frames
         try:
             hdr, arrays = protocol.decode(body, max_bytes=self.limits["max_message_bytes"],
                                           allowed_types=protocol.CLIENT_TYPES)

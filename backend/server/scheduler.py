@@ -17,7 +17,7 @@ from blender_addon.core import protocol
 from . import log
 from .admission import ranges
 from .config import ServerConfig
-from .job import ServerJob, WorkerContext
+from .job import FramesStarved, ServerJob, WorkerContext
 from .outbox import Outbox, Outgoing
 
 
@@ -91,6 +91,15 @@ class Scheduler:
             if job_id in self.queued:
                 self.queued.remove(job_id)
 
+    def others_waiting(self) -> bool:
+        """Is a queued job ready to start (so a worker starving for frames should give way)?"""
+        with self.cond:
+            for job_id in self.queued:
+                job = self.jobs.get(job_id)
+                if job is not None and not job.cancelled and job.ready():
+                    return True
+        return False
+
     def queued_count(self) -> int:
         with self.cond:
             return len(self.queued)
@@ -146,7 +155,7 @@ class Scheduler:
         job.started_at = time.monotonic()
         self.running.add(job.id)
         log.event("started", job=job.id, engine=job.data.engine)
-        ctx = WorkerContext(job, send)
+        ctx = WorkerContext(job, send, limits=self.config.limits, others_waiting=self.others_waiting)
         try:
             if slot.instance is None:
                 ctx.progress("loading", 0.0)
@@ -159,6 +168,9 @@ class Scheduler:
                 raise RuntimeError(f"engine {job.data.engine!r} finished without emitting frames {ranges(missing)}")
             send(protocol.header(protocol.DONE, job=job.id, frames=len(ctx.emitted),
                                  seconds=round(time.monotonic() - job.started_at, 3)), None)
+        except FramesStarved as exc:
+            log.event("starved", job=job.id, reason=str(exc))
+            send(protocol.error_header(protocol.E_MISSING_INPUT, str(exc), field="frames", job=job.id), None)
         except JobCancelled:
             send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)
         except EngineInputError as exc:
