@@ -43,7 +43,8 @@ class Server:
         # Construction is cheap by contract (heavy work lives in load()), so one
         # unloaded instance per engine checks jobs at submit, on this thread.
         self.validators = {cls.name: cls(device=config.device, weights=config.weights,
-                                         options=config.engine_options.get(cls.name)) for cls in engine_classes}
+                                         options=config.engine_options.get(cls.name), limits=config.limits)
+                           for cls in engine_classes}
         self.ctx: zmq.Context = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 500

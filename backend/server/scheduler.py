@@ -40,7 +40,7 @@ class EngineSlot:
         if self.instance is None:
             t0 = time.monotonic()
             instance = self.cls(device=self.device, weights=self.config.weights,
-                                options=self.config.engine_options.get(self.cls.name))
+                                options=self.config.engine_options.get(self.cls.name), limits=self.config.limits)
             instance.load()
             self.instance = instance
             self._loaded_names.add(self.cls.name)

@@ -138,12 +138,18 @@ class Engine(abc.ABC):
     # started there must give the frames an uninterrupted run gives.
     restart_window: tuple | None = None
 
-    def __init__(self, *, device: str = "cpu", weights: str | None = None, options: Mapping | None = None):
+    def __init__(self, *, device: str = "cpu", weights: str | None = None, options: Mapping | None = None,
+                 limits: Mapping | None = None):
+        from blender_addon.core.protocol import DEFAULT_LIMITS
+
         from .options import defaults
         self.device = device
         self.weights = weights
         # This server's values of ``server_options`` (defaults where not set).
         self.options = defaults(self.server_options, options)
+        # This server's limits (max_width, max_height, ...): a param that sets a
+        # size, such as a working resolution, stays within them.
+        self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self.log = logs.get(f"engine.{self.name}")   # logs.event(self.log, "...", key=value)
 
     # -- set-up ----------------------------------------------------------------------------------
