@@ -84,7 +84,7 @@ sys.path.insert(0, {root!r})
 from blender_addon.core import protocol as P
 from blender_addon.core.client import Client
 cl = Client({address!r})
-job = cl.submit(P.JobSpec("echo", 16, 16, 50), np.zeros((16, 16, 3), np.uint8))
+job = cl.submit(P.JobSpec("echo", 16, 16, 50), np.full((16, 16, 3), 60, np.uint8))
 while job.job_id is None:
     cl.poll(0.05)
 env = {{"environment": np.zeros((16, 16, 3), np.uint8), "character_mask": np.zeros((16, 16), np.uint8)}}

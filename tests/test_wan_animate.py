@@ -288,7 +288,7 @@ def cv2_nearest(a, w, h):
     ({"lora": "/nonexistent/lora.safetensors"}, "params.lora"),
     ({"resolution": "4096x2048"}, "params.resolution"),
     ({"resolution": "9" * 5000 + "x16"}, "params.resolution"),
-    ({"face": "reference"}, "reference_keypoints"),
+    ({"face": "reference"}, "submit.reference_keypoints"),
 ])
 def test_bad_params_name_the_field(engine, params, field):
     ref, _ = shot(2)

@@ -81,7 +81,7 @@ class AA2Engine(Engine):
 
     def validate(self, job: AdmittedJob) -> None:
         if job.reference is None:
-            raise EngineInputError("the aa2 engine needs a reference image of the character", field="reference")
+            raise EngineInputError("the aa2 engine needs a reference image of the character", field="submit.reference")
         p = job.params
         if p["overlap"] >= p["context_frames"]:
             raise EngineInputError(f"params.overlap ({p['overlap']}) must be smaller than "

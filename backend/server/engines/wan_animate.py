@@ -103,6 +103,8 @@ class WanAnimateEngine(Engine):
                   doc="size cap of the prompt cache; the least recently used embeddings go first"),
     )
     input_window = MAX_SEGMENT
+    # Segments carry their last frames into the next: a resumed shot restarts at a segment start.
+    restart_window = ("segment_length", "carried_frames")
     streaming = True
 
     def __init__(self, **kw):
@@ -148,7 +150,7 @@ class WanAnimateEngine(Engine):
         from models.wan.segments import is_valid_length
         if job.reference is None:
             raise EngineInputError("the wan-animate engine needs a reference image of the character",
-                                   field="reference")
+                                   field="submit.reference")
         p = job.params
         parse_resolution(p["resolution"], job.height, job.width, self.limits["max_width"], self.limits["max_height"])
         if not is_valid_length(p["segment_length"]):
@@ -165,7 +167,7 @@ class WanAnimateEngine(Engine):
             self._lora_path(p["lora"])
         if p["face"] == "reference" and self._reference_face_box(job) is None:
             raise EngineInputError("params.face 'reference' needs reference_keypoints with the reference's head "
-                                   "(nose, eyes or ears) visible, or use face 'null'", field="reference_keypoints")
+                                   "(nose, eyes or ears) visible, or use face 'null'", field="submit.reference_keypoints")
 
     def _lora_path(self, name: str) -> str:
         """The path of LoRA ``name`` in the server's LoRA folder. A job names a file
