@@ -167,7 +167,8 @@ class WanAnimateEngine(Engine):
             self._lora_path(p["lora"])
         if p["face"] == "reference" and self._reference_face_box(job) is None:
             raise EngineInputError("params.face 'reference' needs reference_keypoints with the reference's head "
-                                   "(nose, eyes or ears) visible, or use face 'null'", field="submit.reference_keypoints")
+                                   "(nose, eyes or ears) visible, or use face 'null'",
+                                   field="submit.reference_keypoints")
 
     def _lora_path(self, name: str) -> str:
         """The path of LoRA ``name`` in the server's LoRA folder. A job names a file
