@@ -121,3 +121,13 @@ def test_a_reference_with_nothing_in_it_is_refused_by_every_engine():
                 run_job(cl, P.JobSpec("echo", w, h, 1), ref, [(0, env)], timeout=20)
             assert err.value.code == P.E_BAD_PARAM and "submit.reference" in str(err.value)
         assert "started" not in srv.log()
+
+
+def test_doctor_takes_every_engine_through_its_hooks(tmp_path):
+    one_sentence(inhabit("doctor", "--engine", "nope"), "--engine: unknown engine 'nope'")
+    one_sentence(inhabit("doctor", "--frames", "0"), "--frames must be at least 1, got 0")
+    res = inhabit("doctor", "--engine", "preview", timeout=120)
+    assert res.returncode == 0 and "engine 'preview' has no model to smoke-test" in res.stdout, res.stdout
+    res = inhabit("doctor", "--engine", "preview", "--save-tiny", tmp_path / "t", timeout=120)
+    one_sentence(res, "has no model to save")
+    assert not (tmp_path / "t").exists()

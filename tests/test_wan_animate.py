@@ -516,6 +516,10 @@ def test_cached_prompt_needs_no_text_encoder(tiny_dir, tmp_path):
     with pytest.raises(EngineInputError, match="text_encoder") as err:
         e.run(RecordingContext(make_job(2, ref, prompt="a person dances"), frames))
     assert err.value.field == "params.prompt"
+    with pytest.raises(EngineInputError, match="not cached on this server") as err:
+        e.validate(make_job(2, ref, prompt="a person dances"))   # refused at SUBMIT already
+    assert err.value.field == "params.prompt"
+    e.validate(make_job(2, ref))                                 # Wan's own prompt is cached
 
 
 def test_prompt_cache_keeps_under_its_cap_and_never_drops_wan_s_own_prompt(tiny_dir, tmp_path):

@@ -174,8 +174,9 @@ class Scheduler:
         except JobCancelled:
             send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)
         except EngineInputError as exc:
-            send(protocol.error_header(protocol.E_MISSING_INPUT if exc.field else protocol.E_BAD_PARAM,
-                                       str(exc), field=exc.field, job=job.id), None)
+            param = not exc.field or exc.field.startswith("params.")
+            send(protocol.error_header(protocol.E_BAD_PARAM if param else protocol.E_MISSING_INPUT, str(exc),
+                                       field=exc.field, job=job.id), None)
         except Exception as exc:
             if job.cancelled:
                 send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)

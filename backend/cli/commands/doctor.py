@@ -32,12 +32,12 @@ def run(args) -> int:
     from backend.server.engines import registry
     for name, value in (("--frames", args.frames), ("--steps", args.steps)):
         if value < 1:
-            print(f"inhabit doctor: {name} must be at least 1, got {value}.")
+            print(f"inhabit doctor: {name} must be at least 1, got {value}.", file=sys.stderr)
             return 2
     try:
         cls = registry.load_spec(args.engine)
     except registry.EngineNotFound as exc:
-        print(f"inhabit doctor: --engine: {exc}.")
+        print(f"inhabit doctor: --engine: {exc}.", file=sys.stderr)
         return 2
     try:
         import diffusers
@@ -71,7 +71,7 @@ def run(args) -> int:
     try:
         print(cls.smoke_test(device, frames=args.frames, steps=args.steps, save_to=args.save_tiny))
     except ValueError as exc:   # e.g. --save-tiny for an engine without a model
-        print(f"inhabit doctor: {exc}.")
+        print(f"inhabit doctor: {exc}.", file=sys.stderr)
         return 2
     if args.save_tiny and cls.needs_weights:
         print(f"tiny model written to {args.save_tiny} "

@@ -165,10 +165,29 @@ class WanAnimateEngine(Engine):
                                    f"params.carried_frames ({p['carried_frames']})", field="params.segment_length")
         if p["lora"]:
             self._lora_path(p["lora"])
+        self._check_prompt(p["prompt"], p["guidance"])
         if p["face"] == "reference" and self._reference_face_box(job) is None:
             raise EngineInputError("params.face 'reference' needs reference_keypoints with the reference's head "
                                    "(nose, eyes or ears) visible, or use face 'null'",
                                    field="submit.reference_keypoints")
+
+    def _prompt_cache(self):
+        from models.wan.prompts import PromptCache
+        return PromptCache(self.weights, self.options["prompt_cache"] or None,
+                           cap_bytes=self.options["prompt_cache_mb"] << 20)
+
+    def _check_prompt(self, prompt: str, guidance: float) -> None:
+        """A prompt that is not cached needs the text encoder: refused at SUBMIT when
+        the weights folder has none, not after the job waited for a worker."""
+        if not self.weights or os.path.isdir(os.path.join(self.weights, "text_encoder")):
+            return
+        from models.wan.prompts import DEFAULT_PROMPT, MAX_SEQUENCE_LENGTH, cache_key
+        cache = self._prompt_cache()
+        for text in (prompt or DEFAULT_PROMPT, *([""] if guidance > 1.0 else [])):
+            if cache.find(cache_key(self.weights, text, MAX_SEQUENCE_LENGTH) + ".safetensors") is None:
+                raise EngineInputError("params.prompt is not cached on this server and its weights folder has no "
+                                       "text_encoder/ to embed it: use a prompt embedded before (empty = Wan's own), "
+                                       "or restore text_encoder/", field="params.prompt")
 
     def _lora_path(self, name: str) -> str:
         """The path of LoRA ``name`` in the server's LoRA folder. A job names a file
@@ -200,7 +219,7 @@ class WanAnimateEngine(Engine):
         from models.wan import inputs as I
         from models.wan.generate import SegmentInputs, ShotGenerator
         from models.wan.lora import LoraMismatch, apply_lora
-        from models.wan.prompts import DEFAULT_PROMPT, PromptCache, prompt_embeddings
+        from models.wan.prompts import DEFAULT_PROMPT, prompt_embeddings
         from models.wan.segments import plan_segments
 
         job, p = ctx.job, ctx.job.params
@@ -219,8 +238,7 @@ class WanAnimateEngine(Engine):
         ctx.check_cancelled()
         ctx.progress("loading", 0.0)   # a prompt not cached yet loads the text encoder once
         try:
-            cache = PromptCache(self.weights, self.options["prompt_cache"] or None,
-                                cap_bytes=self.options["prompt_cache_mb"] << 20)
+            cache = self._prompt_cache()
             embeds = prompt_embeddings(self.weights, p["prompt"] or DEFAULT_PROMPT, device=self.device, cache=cache)
             negative = (prompt_embeddings(self.weights, "", device=self.device, cache=cache)
                         if p["guidance"] > 1.0 else None)
