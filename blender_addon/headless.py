@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .core import jobs, resume, takes
-from .core.settings import ShotSettings, validate_shot
+from .core.settings import SetupError, ShotSettings, validate_shot
 from .session import fetch_server_info, key_options, open_session
 
 
@@ -69,6 +69,8 @@ def run_shot(scene, settings: ShotSettings, *, progress: Callable[[jobs.Progress
                         strip_name=sink.strip_name, channel=sink.channel, frames=len(sink.frame_paths),
                         seconds=time.monotonic() - t0, state=job.state, error=job.error)
     if job.state == jobs.FAILED:
+        if jobs.refused_as_bad_input(job):   # the server refused the settings: nothing made, no take kept
+            raise SetupError("job", job.error or "the server refused the job")
         raise ShotFailed(job.error or "the job failed", result)
     return result
 

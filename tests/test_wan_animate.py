@@ -285,6 +285,7 @@ def cv2_nearest(a, w, h):
     ({"resolution": "wide"}, "params.resolution"),
     ({"segment_length": 6}, "params.segment_length"),
     ({"carried_frames": 3}, "params.carried_frames"),
+    ({"segment_length": 1, "carried_frames": 1}, "params.segment_length"),
     ({"lora": "/nonexistent/lora.safetensors"}, "params.lora"),
     ({"resolution": "4096x2048"}, "params.resolution"),
     ({"resolution": "9" * 5000 + "x16"}, "params.resolution"),
