@@ -35,8 +35,8 @@ def one_sentence(proc, *words):
     (("--bind", "foo"), "'foo' is not an address"),
 ])
 def test_serve_refuses_a_bad_number_engine_or_address(flags, words):
-    one_sentence(inhabit("serve", "--engine", ECHO, "--bind", NOWHERE, *flags) if "--bind" not in flags
-                 else inhabit("serve", "--engine", ECHO, *flags), words)
+    bind = () if "--bind" in flags else ("--bind", NOWHERE)
+    one_sentence(inhabit("serve", "--engine", ECHO, *bind, *flags), words)
 
 
 def test_serve_refuses_a_key_file_that_is_not_a_key(tmp_path):
