@@ -78,22 +78,25 @@ def test_a_pinging_client_that_never_sends_holds_no_worker():
             assert f"started job={job.job_id}" not in srv.log()
 
 
+# A raw ZeroMQ client written from docs/protocol.md: it submits, sends the
+# first frames, and dies without cancel, goodbye or another ping.
 DYING_CLIENT = """
-import os, sys, time, numpy as np
+import os, sys, numpy as np, zmq
 sys.path.insert(0, {root!r})
 from blender_addon.core import protocol as P
-from blender_addon.core.client import Client
-cl = Client({address!r})
-job = cl.submit(P.JobSpec("echo", 16, 16, 50), np.full((16, 16, 3), 60, np.uint8))
-while job.job_id is None:
-    cl.poll(0.05)
+sock = zmq.Context.instance().socket(zmq.DEALER)
+sock.connect({address!r})
+ref = np.full((16, 16, 3), 60, np.uint8)
+sock.send_multipart(P.encode(P.JobSpec("echo", 16, 16, 50).to_header(), {{P.REFERENCE: ref}}))
+while True:
+    hdr, _ = P.decode(sock.recv_multipart())
+    if hdr["type"] == P.ACCEPTED:
+        break
 env = {{"environment": np.zeros((16, 16, 3), np.uint8), "character_mask": np.zeros((16, 16), np.uint8)}}
 for i in range(4):
-    job.send_frame(i, env)
-t = time.monotonic() + 0.5
-while time.monotonic() < t:
-    cl.poll(0.05)
-print(job.job_id, flush=True)
+    sock.send_multipart(P.encode(P.header(P.FRAME, job=hdr["job"], index=i), env))
+sock.poll(500)
+print(hdr["job"], flush=True)
 os._exit(0)  # dies mid-job without cancel or goodbye
 """
 
