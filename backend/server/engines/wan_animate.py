@@ -171,20 +171,21 @@ class WanAnimateEngine(Engine):
                                    "(nose, eyes or ears) visible, or use face 'null'",
                                    field="submit.reference_keypoints")
 
-    def _prompt_cache(self):
+    def _prompt_cache(self, weights: str):
         from models.wan.prompts import PromptCache
-        return PromptCache(self.weights, self.options["prompt_cache"] or None,
+        return PromptCache(weights, self.options["prompt_cache"] or None,
                            cap_bytes=self.options["prompt_cache_mb"] << 20)
 
     def _check_prompt(self, prompt: str, guidance: float) -> None:
         """A prompt that is not cached needs the text encoder: refused at SUBMIT when
         the weights folder has none, not after the job waited for a worker."""
-        if not self.weights or os.path.isdir(os.path.join(self.weights, "text_encoder")):
+        weights = self.weights
+        if not weights or os.path.isdir(os.path.join(weights, "text_encoder")):
             return
         from models.wan.prompts import DEFAULT_PROMPT, MAX_SEQUENCE_LENGTH, cache_key
-        cache = self._prompt_cache()
+        cache = self._prompt_cache(weights)
         for text in (prompt or DEFAULT_PROMPT, *([""] if guidance > 1.0 else [])):
-            if cache.find(cache_key(self.weights, text, MAX_SEQUENCE_LENGTH) + ".safetensors") is None:
+            if cache.find(cache_key(weights, text, MAX_SEQUENCE_LENGTH) + ".safetensors") is None:
                 raise EngineInputError("params.prompt is not cached on this server and its weights folder has no "
                                        "text_encoder/ to embed it: use a prompt embedded before (empty = Wan's own), "
                                        "or restore text_encoder/", field="params.prompt")
@@ -209,7 +210,7 @@ class WanAnimateEngine(Engine):
     @staticmethod
     def _reference_face_box(job: AdmittedJob):
         from models.wan.inputs import face_box
-        if job.reference_keypoints is None:
+        if job.reference_keypoints is None or job.reference is None:
             return None
         h, w = job.reference.shape[:2]
         return face_box(job.reference_keypoints, h, w)
@@ -228,7 +229,9 @@ class WanAnimateEngine(Engine):
         plan = plan_segments(job.frames, p["segment_length"], p["carried_frames"])
         steps = p["steps"]
         total = steps * len(plan)
-        pipe = self.pipe
+        pipe, weights, ref = self.pipe, self.weights, job.reference
+        if pipe is None or weights is None or ref is None:  # by contract load() and validate() ran first
+            raise RuntimeError("the wan-animate engine ran before load(), or without a reference")
         face_size = pipe.transformer.config.motion_encoder_size
 
         try:
@@ -238,16 +241,16 @@ class WanAnimateEngine(Engine):
         ctx.check_cancelled()
         ctx.progress("loading", 0.0)   # a prompt not cached yet loads the text encoder once
         try:
-            cache = self._prompt_cache()
-            embeds = prompt_embeddings(self.weights, p["prompt"] or DEFAULT_PROMPT, device=self.device, cache=cache)
-            negative = (prompt_embeddings(self.weights, "", device=self.device, cache=cache)
+            cache = self._prompt_cache(weights)
+            embeds = prompt_embeddings(weights, p["prompt"] or DEFAULT_PROMPT, device=self.device, cache=cache)
+            negative = (prompt_embeddings(weights, "", device=self.device, cache=cache)
                         if p["guidance"] > 1.0 else None)
         except FileNotFoundError as exc:
             raise EngineInputError(f"params.prompt: {exc}", field="params.prompt") from None
         gen = ShotGenerator(pipe, height=height, width=width, steps=steps, guidance=p["guidance"], seed=p["seed"],
                             prompt_embeds=embeds, negative_embeds=negative, carried=p["carried_frames"],
                             color_match=p["color_match"])
-        reference = I.letterbox(job.reference, height, width)
+        reference = I.letterbox(ref, height, width)
         gen.set_reference(reference)
         ref_face = self._reference_face(job, reference, height, width, face_size) if p["face"] == "reference" else None
 
