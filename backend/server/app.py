@@ -41,7 +41,9 @@ class Server:
         self.engine_classes = {cls.name: cls for cls in engine_classes}
         # Construction is cheap by contract (heavy work lives in load()), so one
         # unloaded instance per engine checks jobs at submit, on this thread.
-        self.validators = {cls.name: cls(device=config.device, weights=config.weights) for cls in engine_classes}
+        self.validators = {cls.name: cls(device=config.device, weights=config.weights,
+                                         options=config.engine_options.get(cls.name), limits=config.limits)
+                           for cls in engine_classes}
         self.ctx: zmq.Context = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 500
@@ -154,7 +156,11 @@ class Server:
         (and a log line when it is the server's fault); the loop goes on."""
         identity = frames[0].bytes
         body = frames[1:]
-        self.last_seen[identity] = time.monotonic()
+        now = self.last_seen[identity] = time.monotonic()
+        for job_id in self.by_client.get(identity, ()):
+            job = self.jobs.get(job_id)
+            if job is not None:
+                job.last_heard = now               # read by a worker starving for this client's frames
         hdr: dict = {}
         try:
             try:
@@ -205,7 +211,8 @@ class Server:
         return messages.Info(
             server_version=SERVER_VERSION,
             protocol_version=protocol.PROTOCOL_VERSION,
-            engines=[cls.describe() | {"loaded": name in self.scheduler.loaded_engines}
+            engines=[cls.describe() | {"loaded": name in self.scheduler.loaded_engines,
+                                       "options": dict(self.validators[name].options)}
                      for name, cls in self.engine_classes.items()],
             device=self.config.device,
             worker_devices=[self.config.worker_device(n) for n in range(workers)],
