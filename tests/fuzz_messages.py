@@ -154,8 +154,15 @@ def mutated(draw):
                    | {"engine", "width", "height", "frames", "params", "objects", "request", "buffers"})
     raw_edit = None
     for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):  # 0: the valid message itself
-        kind = draw(st.sampled_from(["set", "drop", "version", "type", "desc", "payload", "frames", "raw"]))
-        if kind == "set":
+        kind = draw(st.sampled_from(["set", "drop", "version", "type", "desc", "payload", "frames", "raw",
+                                     "params"]))
+        if kind == "params" and hdr.get("type") == messages.SUBMIT:
+            # The engine's own parameters (echo's delay and fail_at, every engine's seed), valid or not.
+            hdr["params"] = draw(st.fixed_dictionaries({}, optional={
+                "seed": st.one_of(st.integers(-1, 2**64), json_values),
+                "delay": st.one_of(st.floats(-1, 0.01), json_values),
+                "fail_at": st.one_of(st.integers(-2, 3), json_values)}))
+        elif kind == "set":
             hdr[draw(st.one_of(st.sampled_from(known), st.text(max_size=6)))] = draw(json_values)
         elif kind == "drop" and hdr:
             hdr.pop(draw(st.sampled_from(sorted(hdr))))
@@ -208,10 +215,12 @@ raw = st.one_of(
 
 @st.composite
 def job_run(draw):
-    """A whole job's input in order (frames 0-2, end_input), with one message
+    """A whole job's input in order (frames 0..n-1, end_input), with one message
     repeated, dropped, swapped or replaced by a hostile one: flow control,
-    duplicates and missing frames, while the engine runs."""
-    run = [codec.encode(messages.Frame(job=JOB, index=i), _valid_frame_arrays(i)) for i in range(3)]
+    duplicates and missing frames, while the engine runs. The example's job has
+    3 or 6 frames and a window of 4, so 6 frames sent at once exceed the credit."""
+    n = draw(st.sampled_from([3, 6]))
+    run = [codec.encode(messages.Frame(job=JOB, index=i), _valid_frame_arrays(i)) for i in range(n)]
     run.append(codec.encode(messages.EndInput(job=JOB)))
     run = [[bytes(f) for f in m] for m in run]
     i = draw(st.integers(0, len(run) - 1))
@@ -227,8 +236,9 @@ def job_run(draw):
     return run
 
 
-# One example: whether to open a job first, then hostile messages (one to four, or a whole job's input).
-examples = st.tuples(st.booleans(), st.one_of(
+# One example: the frame count of a job to open first (0: none), then hostile messages
+# (one to four, or a whole job's input).
+examples = st.tuples(st.sampled_from([0, 3, 3, 6]), st.one_of(
     st.lists(st.one_of(mutated(), mutated(), generated, raw), min_size=1, max_size=4), job_run()))
 
 

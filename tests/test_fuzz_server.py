@@ -93,8 +93,8 @@ class Fuzzer:
         raise AssertionError(f"no {what} within {REPLY_TIMEOUT_S} s (server {'up' if alive else 'DOWN'}); "
                              f"last messages: {list(self.recent)}\n{self.server.log()[-3000:]}")
 
-    def open_job(self) -> str:
-        self.sock.send_multipart(codec.encode(messages.JobSpec("echo", fm.W, fm.H, 3, request="fuzz-open"),
+    def open_job(self, frames: int) -> str:
+        self.sock.send_multipart(codec.encode(messages.JobSpec("echo", fm.W, fm.H, frames, request="fuzz-open"),
                                               {codec.REFERENCE: REF}))
         msg = self._until(lambda m: isinstance(m, (messages.Accepted, messages.Error))
                           and getattr(m, "request", None) == "fuzz-open", "ACCEPTED")
@@ -106,7 +106,7 @@ class Fuzzer:
         for job in self.opened:  # so the server's job table (--max-queue) never fills up
             self.sock.send_multipart(codec.encode(messages.Cancel(job=job)))
         self.opened.clear()
-        job = self.open_job() if open_job else "no-such-job"
+        job = self.open_job(open_job) if open_job else "no-such-job"
         for frames in batch:
             frames = fm.substitute_job(frames, job)
             self.recent.append([f[:200] for f in frames])
