@@ -77,8 +77,6 @@ FRAME_INPUTS: dict[str, InputSpec] = {s.name: s for s in (
     InputSpec("face_box", "float32", (len(FACE_BOX_LAYOUT),),
               "x0, y0, x1, y1 of the head in pixels, then visibility (FACE_BOX_LAYOUT)"),
 )}
-# Inputs an older client may leave out; nothing required depends on them.
-OPTIONAL_FRAME_INPUTS = ("hand_keypoints", "toe_keypoints", "face_box")
 
 # Job-level buffers sent with SUBMIT.
 REFERENCE = "reference"                    # uint8 [h, w, 3|4] (alpha = matte)

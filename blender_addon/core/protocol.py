@@ -28,7 +28,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
-from .codec import (DTYPES, FRAME_INPUTS, MAX_DIMS, OPTIONAL_FRAME_INPUTS, REFERENCE,  # noqa: F401
+from .codec import (DTYPES, FRAME_INPUTS, MAX_DIMS, REFERENCE,  # noqa: F401
                     REFERENCE_KEYPOINTS, RESULT_MATTE, RESULT_RGBA, InputSpec, check_frame_inputs,
                     check_reference, check_reference_keypoints, decode, encode, header, parse_header)
 # The wire's keypoint order and count, for readers of the wire; code takes them from conventions.
