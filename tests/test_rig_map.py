@@ -131,7 +131,6 @@ def test_protocol_layouts_for_hands_and_face_box():
     assert protocol.FRAME_INPUTS["hand_keypoints"].concrete_shape(64, 64) == (42, 4)
     assert protocol.FRAME_INPUTS["face_box"].concrete_shape(64, 64) == (5,)
     assert protocol.FRAME_INPUTS["toe_keypoints"].concrete_shape(64, 64) == (2, 4)
-    assert set(protocol.OPTIONAL_FRAME_INPUTS) <= set(protocol.FRAME_INPUTS)
     # Old clients that send neither still pass the frame check.
     protocol.check_frame_inputs({"keypoints": np.zeros((18, 4), np.float32)}, height=64, width=64)
 
