@@ -107,8 +107,6 @@ class WanAnimateEngine(Engine):
                   doc="size cap of the prompt cache; the least recently used embeddings go first"),
     )
     input_window = MAX_SEGMENT
-    # Segments carry their last frames into the next: a resumed shot restarts at a segment start.
-    restart_window = ("segment_length", "carried_frames")
     streaming = True
 
     def __init__(self, **kw):
