@@ -21,7 +21,7 @@ def _keypoints() -> np.ndarray:
 
 
 def _admit(hdr: dict):
-    arrays = {protocol.REFERENCE: np.zeros((H, W, 3), np.uint8), protocol.REFERENCE_KEYPOINTS: _keypoints()}
+    arrays = {protocol.REFERENCE: np.full((H, W, 3), 140, np.uint8), protocol.REFERENCE_KEYPOINTS: _keypoints()}
     return admit_submit(hdr, arrays, engine_classes={"echo": EchoEngine}, validators={"echo": EchoEngine()},
                         limits=protocol.DEFAULT_LIMITS)
 
