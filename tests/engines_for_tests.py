@@ -15,6 +15,7 @@ from backend.server.engines.base import Engine, EngineInputError
 from blender_addon.core.protocol import ParamSpec
 
 TINT = np.array([255, 0, 255], np.float32)  # magenta: unmistakable in a test image
+TINTS = {"magenta": TINT, "green": np.array([0, 255, 0], np.float32)}
 
 
 class EchoEngine(Engine):
@@ -27,6 +28,9 @@ class EchoEngine(Engine):
         ParamSpec("delay", "float", 0.0, 0.0, 30.0, doc="seconds to sleep per frame (in 10 ms steps)"),
         ParamSpec("fail_at", "int", -1, -1, 100000, doc="raise RuntimeError at this frame (-1: never)"),
     )
+    # A server-side option, as a memory tier is for a real engine: set by
+    # `inhabit serve --engine-option tint=green`, read as self.options["tint"].
+    server_options = (ParamSpec("tint", "choice", "magenta", choices=tuple(TINTS), doc="colour of the tint"),)
     input_window = 4
     streaming = True
 
@@ -50,7 +54,7 @@ class EchoEngine(Engine):
             env = inputs["environment"].astype(np.float32)
             mask = inputs["character_mask"]
             alpha = (mask.astype(np.float32) / 255.0)[..., None]
-            rgb = env * (1 - 0.5 * alpha) + TINT * 0.5 * alpha
+            rgb = env * (1 - 0.5 * alpha) + TINTS[self.options["tint"]] * 0.5 * alpha
             rgba = np.empty((job.height, job.width, 4), np.uint8)
             rgba[..., :3] = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
             rgba[..., 3] = 255

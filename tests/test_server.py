@@ -428,7 +428,7 @@ _cli = inhabit
 def test_non_loopback_bind_needs_curve_keys():
     port = serverproc.free_port()
     out = _cli("serve", "--bind", f"tcp://0.0.0.0:{port}", "--engine", ENGINES[0])
-    assert out.returncode == 1
+    assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "loopback" in lines[0] and "--curve-secret-key" in lines[0]
 

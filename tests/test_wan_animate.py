@@ -387,7 +387,7 @@ def test_serve_refuses_a_bad_weights_folder_before_listening(tiny_dir, tmp_path,
         shutil.rmtree(folder / "transformer")
     proc = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--engine", "wan-animate", "--weights",
                            str(folder), "--bind", "tcp://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and words in proc.stderr and "listening" not in proc.stderr
+    assert proc.returncode == 2 and words in proc.stderr and "listening" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     if kind == "incomplete":
         from models.wan.loading import WeightsFolderError
@@ -464,7 +464,7 @@ def test_reference_face_follows_the_head_into_the_face_video(engine):
 @pytest.mark.parametrize("free_gb, tier", [(139, "full"), (50, "model-offload"), (24, "group-offload"),
                                            (12, "sequential"), (4, "sequential"), (None, "full")])
 def test_memory_tier_from_free_vram(free_gb, tier):
-    from backend.cli.commands.doctor_wan import REAL_INNER_DIM, REAL_OTHER_PARAMS, REAL_TRANSFORMER_PARAMS
+    from backend.server.engines.wan_animate_doctor import REAL_INNER_DIM, REAL_OTHER_PARAMS, REAL_TRANSFORMER_PARAMS
     from models.wan import memory as M
     needs = M.estimate(int(REAL_TRANSFORMER_PARAMS), int(REAL_OTHER_PARAMS), REAL_INNER_DIM, 480, 832, 77)
     assert needs["full"] > needs["model-offload"] > needs["group-offload"] > needs["sequential"]

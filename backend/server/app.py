@@ -42,7 +42,8 @@ class Server:
         self.engine_classes = {cls.name: cls for cls in engine_classes}
         # Construction is cheap by contract (heavy work lives in load()), so one
         # unloaded instance per engine checks jobs at submit, on this thread.
-        self.validators = {cls.name: cls(device=config.device, weights=config.weights) for cls in engine_classes}
+        self.validators = {cls.name: cls(device=config.device, weights=config.weights,
+                                         options=config.engine_options.get(cls.name)) for cls in engine_classes}
         self.ctx: zmq.Context = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 500
@@ -197,7 +198,8 @@ class Server:
         return {
             "server_version": SERVER_VERSION,
             "protocol_version": protocol.PROTOCOL_VERSION,
-            "engines": [cls.describe() | {"loaded": name in self.scheduler.loaded_engines}
+            "engines": [cls.describe() | {"loaded": name in self.scheduler.loaded_engines,
+                                          "options": dict(self.validators[name].options)}
                         for name, cls in self.engine_classes.items()],
             "device": self.config.device,
             "worker_devices": [self.config.worker_device(n) for n in range(workers)],

@@ -39,7 +39,8 @@ class EngineSlot:
     def get(self):
         if self.instance is None:
             t0 = time.monotonic()
-            instance = self.cls(device=self.device, weights=self.config.weights)
+            instance = self.cls(device=self.device, weights=self.config.weights,
+                                options=self.config.engine_options.get(self.cls.name))
             instance.load()
             self.instance = instance
             self._loaded_names.add(self.cls.name)

@@ -165,6 +165,7 @@ DEFAULT_LIMITS = {
     "max_objects": 255,
     "heartbeat_interval_s": 1.0,
     "heartbeat_timeout_s": 10.0,
+    "frame_timeout_s": 30.0,          # a running job waits this long for its client's next frame
 }
 
 

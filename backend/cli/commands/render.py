@@ -126,7 +126,7 @@ def _start_private_server(args):
         srv.remove_log()
         reason = lines[-1] if lines else f"it exited with code {code}"
         say(f"the private server did not start: {reason}")
-        return None, 2 if code == 1 else 1  # `inhabit serve` exits 1 on a bad engine or weights: bad input here
+        return None, 2 if code == 2 else 1  # `inhabit serve` exits 2 on a bad engine or weights folder
     return srv, 0
 
 

@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from blender_addon.core.protocol import ParamSpec
+from models.wan.memory import CHOICES as MEMORY_CHOICES
 
 from .base import Engine, EngineInputError, JobContext, AdmittedJob
 
@@ -84,11 +85,17 @@ class WanAnimateEngine(Engine):
         ParamSpec("lora", "str", "", doc="LoRA .safetensors on the server (e.g. Wan's relighting LoRA); empty = none"),
         ParamSpec("lora_strength", "float", 1.0, 0.0, 2.0, doc="LoRA scale"),
     )
+    server_options = (
+        ParamSpec("memory", "choice", "auto", choices=MEMORY_CHOICES,
+                  doc="memory tier (models/wan/memory.py); auto = chosen from free VRAM when the engine loads"),
+        ParamSpec("fp8", "bool", False,
+                  doc="store the transformer's weights in fp8 (e4m3), compute in bf16: half the bytes on any tier"),
+    )
     input_window = MAX_SEGMENT
     streaming = True
 
-    def __init__(self, *, device: str = "cpu", weights: str | None = None):
-        super().__init__(device=device, weights=weights)
+    def __init__(self, **kw):
+        super().__init__(**kw)
         self.pipe = None
         self.tier = None
         self.tier_reason = ""
@@ -96,31 +103,34 @@ class WanAnimateEngine(Engine):
 
     @classmethod
     def describe(cls) -> dict:
-        from models.wan.memory import CHOICES
         d = super().describe()
-        d["memory_tiers"] = list(CHOICES)
-        d["memory_tier"] = os.environ.get("INHABIT_MEMORY", "auto")
+        d["memory_tiers"] = list(MEMORY_CHOICES)
         d["expected_s_per_frame"] = dict(EXPECTED_S_PER_FRAME)
         return d
 
-    @staticmethod
-    def weights_problem(folder: str) -> str | None:
-        """One sentence when ``folder`` is not a usable Wan-Animate folder (checked at serve start)."""
-        from models.wan.loading import WeightsFolderError, check_or_raise
-        try:
-            check_or_raise(folder)
-        except WeightsFolderError as exc:
-            return str(exc)
-        return None
+    @classmethod
+    def weights_report(cls, folder: str) -> tuple[bool, list[str]]:
+        from models.wan.weights_check import check_wan_folder
+        ok, lines, _ = check_wan_folder(folder)
+        return ok, lines
+
+    @classmethod
+    def machine_report(cls, device: str, weights: str | None) -> list[str]:
+        from .wan_animate_doctor import machine_report
+        return machine_report(device, weights)
+
+    @classmethod
+    def smoke_test(cls, device: str, *, frames: int, steps: int, save_to: str | None = None) -> str:
+        from .wan_animate_doctor import smoke_test
+        return smoke_test(device, frames=frames, steps=steps, save_to=save_to)
 
     def load(self) -> None:
         if not self.weights:
             raise RuntimeError("the wan-animate engine needs a weights folder: inhabit serve --engine wan-animate "
                                "--weights DIR (a tiny test one: inhabit doctor --engine wan-animate --save-tiny DIR)")
         from models.wan.loading import load_pipeline
-        memory = os.environ.get("INHABIT_MEMORY", "auto")
         self.pipe, self.tier, self.tier_reason = load_pipeline(
-            self.weights, device=self.device, memory=memory, fp8=os.environ.get("INHABIT_WAN_FP8") == "1")
+            self.weights, device=self.device, memory=self.options["memory"], fp8=self.options["fp8"])
 
     # -- job checks, before anything is queued ---------------------------------------------------
     def validate(self, job: AdmittedJob) -> None:
