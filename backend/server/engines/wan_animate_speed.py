@@ -1,0 +1,138 @@
+"""The wan-animate engine's speed features: what a job chooses (preset, cache,
+LoRAs and their strengths) and how the server runs the model (LoRA slots,
+attention kernel, compilation, fp8), each checked with one sentence before
+anything long starts. The mechanisms live in ``models.wan`` (``presets``,
+``cache``, ``lora``, ``accel``); this module declares them to the server and
+applies them to the engine's pipeline.
+
+LoRA slots: ``--engine-option distill_lora=PATH`` (the step-distillation LoRA the
+``fast`` preset needs) and ``relight_lora=PATH`` (Wan's relighting LoRA, which a
+job asks for with ``params.lora=relight``) are loaded once per worker at load,
+before compilation. ``params.lora`` may also be the path of another LoRA file on
+the server, loaded at its first job. Several act at once, each with its strength
+(peft adapters).
+"""
+from __future__ import annotations
+
+import os
+
+from blender_addon.core.protocol import ParamSpec
+from models.wan.accel import ATTENTION
+from models.wan.cache import MODES as CACHE_MODES
+from models.wan.presets import DISTILL_SLOT, EXPECTED_S_PER_FRAME, PRESETS
+
+from .base import EngineInputError
+
+RELIGHT_SLOT = "relight"
+JOB_ADAPTER = "job"
+SLOT_OPTIONS = {DISTILL_SLOT: "distill_lora", RELIGHT_SLOT: "relight_lora"}
+
+JOB_PARAMS = (
+    ParamSpec("preset", "choice", "wan", choices=PRESETS,
+              doc=f"sampling: 'wan' = Wan's recipe (UniPC, params.steps, ~{EXPECTED_S_PER_FRAME['wan']} s/frame on "
+                  f"an H100 at 832x480); 'fast' = 4 steps, guidance off, with the server's step-distillation LoRA "
+                  f"(~{EXPECTED_S_PER_FRAME['fast']} s/frame projected; ignores params.steps and guidance)"),
+    ParamSpec("cache", "choice", "none", choices=CACHE_MODES,
+              doc="step caching (diffusers): first-block or mag skip blocks/steps whose change is under "
+                  "cache_threshold; taylorseer predicts 4 of every 5 steps after the third; gains shrink at 4 steps"),
+    ParamSpec("cache_threshold", "float", 0.0, 0.0, 1.0,
+              doc="first-block / mag threshold; 0 = the mode's default (0.05 / 0.06); higher = faster, rougher"),
+    ParamSpec("distill_strength", "float", 1.0, 0.0, 2.0,
+              doc="strength of the step-distillation LoRA under preset 'fast' (LightX2V uses 1.0)"),
+)
+SERVER_OPTIONS = (
+    ParamSpec("distill_lora", "str", "",
+              doc="step-distillation LoRA for preset 'fast' (lightx2v_I2V_14B_480p_cfg_step_distill_rank32_bf16"
+                  ".safetensors or a Wan 2.1 I2V 4-step LoRA), loaded once at load"),
+    ParamSpec("relight_lora", "str", "",
+              doc="Wan-Animate's relighting LoRA (safetensors, or Wan's relighting_lora.ckpt), loaded once at "
+                  "load; jobs use it with params.lora=relight"),
+    ParamSpec("compile", "bool", False,
+              doc="regional torch.compile of the transformer blocks, once per worker at load (its cost is paid "
+                  "there; needs a working inductor)"),
+    ParamSpec("attention", "choice", "sdpa", choices=ATTENTION,
+              doc="attention kernel: sdpa (torch), flash (flash-attn 3 or 2), sage (sageattention; users report "
+                  "worse Animate faces, unverified)"),
+)
+
+
+def options_problem(options: dict, device: str) -> str | None:
+    """One sentence when this server's options cannot work here (checked before it listens)."""
+    from models.wan.accel import attention_problem, compile_problem
+    for slot, name in SLOT_OPTIONS.items():
+        path = options.get(name) or ""
+        if path and not os.path.isfile(path):
+            return (f"--engine-option {name}={path!r} is not a file: give the path of the {slot} LoRA "
+                    "(.safetensors) on this server")
+    problem = attention_problem(options.get("attention", "sdpa"), device)
+    if problem:
+        return problem
+    if options.get("compile"):
+        return compile_problem(device)
+    return None
+
+
+def check_job(params: dict, options: dict) -> None:
+    """EngineInputError (one sentence, the field named) for speed choices this server cannot run."""
+    from models.wan.cache import mode_problem
+    if params["preset"] == "fast" and not options.get("distill_lora"):
+        raise EngineInputError(
+            "params.preset 'fast' needs the step-distillation LoRA on the server, which this one was started "
+            "without: start it with --engine-option distill_lora=PATH (e.g. lightx2v_I2V_14B_480p_cfg_step_distill_"
+            "rank32_bf16.safetensors), or use preset 'wan'", field="params.preset")
+    problem = mode_problem(params["cache"])
+    if problem:
+        raise EngineInputError(problem, field="params.cache")
+    lora = params["lora"]
+    if lora == RELIGHT_SLOT and not options.get("relight_lora"):
+        raise EngineInputError("params.lora 'relight' needs the relighting LoRA on the server: start it with "
+                               "--engine-option relight_lora=PATH, or give the path of a LoRA file there",
+                               field="params.lora")
+    if lora and lora not in SLOT_OPTIONS and not os.path.isfile(lora):
+        raise EngineInputError(f"params.lora {lora!r} is neither a LoRA slot of this server ('relight') nor a file "
+                               "on it: give the path of a LoRA file there, or leave it empty", field="params.lora")
+
+
+def load(engine) -> list[str]:
+    """After the pipeline is loaded: the LoRA slots, then compilation. Lines for the log."""
+    from models.wan.accel import compile_blocks
+    from models.wan.lora import AdapterSet
+    engine.adapters = AdapterSet(engine.pipe)
+    notes = []
+    for slot, name in SLOT_OPTIONS.items():
+        if engine.options.get(name):
+            engine.adapters.ensure(slot, engine.options[name])
+            notes.append(f"LoRA slot {slot}: {os.path.basename(engine.options[name])}")
+    engine.adapters.activate({})
+    if engine.options.get("compile"):
+        notes.append(f"compiled the repeated blocks in {compile_blocks(engine.pipe.transformer, engine.device):.1f} s")
+    return notes
+
+
+def start_job(engine, params: dict):
+    """Activate the job's LoRAs and cache; returns its ``Sampling``. Undo with ``end_job``."""
+    from models.wan import cache
+    from models.wan.lora import LoraMismatch
+    from models.wan.presets import sampling_for
+    wanted = {}
+    if params["preset"] == "fast":
+        wanted[DISTILL_SLOT] = params["distill_strength"]
+    lora = params["lora"]
+    if lora:
+        name = lora if lora in SLOT_OPTIONS else JOB_ADAPTER
+        if name == JOB_ADAPTER:
+            try:
+                engine.adapters.ensure(JOB_ADAPTER, lora)
+            except LoraMismatch as exc:
+                raise EngineInputError(str(exc), field="params.lora") from None
+        wanted[name] = params["lora_strength"]
+    engine.adapters.activate(wanted)
+    sampling = sampling_for(params["preset"], engine.pipe.scheduler, steps=params["steps"],
+                            guidance=params["guidance"])
+    cache.enable(engine.pipe.transformer, params["cache"], params["cache_threshold"], sampling.steps)
+    return sampling
+
+
+def end_job(engine) -> None:
+    from models.wan import cache
+    cache.disable(engine.pipe.transformer)
