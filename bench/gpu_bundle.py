@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # diffusers and the pure-Python requirements a transformers install may lack.
 WHEELS = ("diffusers==0.42.1", "importlib_metadata", "zipp")
 CODE = ("models", "blender_addon/__init__.py", "blender_addon/core/__init__.py", "blender_addon/core/protocol.py",
-        "bench/wan_animate.py", "bench/results_file.py", "bench/RESULTS.md")
+        "bench/wan_animate.py", "bench/wan_speed.py", "bench/results_file.py", "bench/RESULTS.md")
 LIMIT = 64 * 2 ** 20
 
 

@@ -24,9 +24,20 @@ runpy.run_path("bench/wan_animate.py", run_name="__main__")
 
 def test_cpu_form_runs():
     out = subprocess.run([sys.executable, "bench/wan_animate.py", "--frames", "2", "--runs", "1", "--no-seams",
-                          "--cpu-only", "--no-write"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+                          "--cpu-only", "--no-write", "--no-speed"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| 2 |" in out.stdout and "GPU rows: none ran" in out.stdout
+
+
+def test_fast_preset_speed_row_runs_in_tiny_form():
+    """The 20-step and fast-preset rows of bench/wan_speed.py (the others run in `make bench`)."""
+    out = subprocess.run([sys.executable, "bench/wan_animate.py", "--speed-only", "--no-write", "--speed-rows",
+                          "4 steps (preset fast)"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| 20 steps") or line.startswith("| 4 steps")]
+    assert [r.split(" | ")[0] for r in rows] == ["| 20 steps (Wan's recipe, UniPC)", "| 4 steps (preset fast)"]
+    assert float(rows[0].split(" | ")[-1].strip(" |")) == 0.0 and float(rows[1].split(" | ")[-1].strip(" |")) > 0
 
 
 def test_gpu_path_builds_the_real_size_model_without_pyzmq_or_bpy():

@@ -82,7 +82,8 @@ def apply_fp8(transformer, method: str) -> None:
             return isinstance(module, torch.nn.Linear) and fqn.startswith("blocks.") and "lora_" not in fqn
         quantize_(transformer, Float8WeightOnlyConfig(), filter_fn=blocks_linear)
     else:
-        transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+        # compute in the dtype the model runs in (bf16 on CUDA; fp32 for the tiny model on a CPU)
+        transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=transformer.dtype)
 
 
 def compile_blocks(transformer, device: str) -> float:

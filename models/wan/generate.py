@@ -75,6 +75,7 @@ class ShotGenerator:
             neg = negative_embeds if negative_embeds is not None else torch.zeros_like(prompt_embeds)
             self.negative_embeds = neg.to(self.device, self.tdtype)
         self.carry = None          # [1, 3, P, H, W] in [-1, 1]
+        self.last_latents = None   # the last segment's final latents, before decoding
         self.ref_latents = None
         self.image_embeds = None
 
@@ -162,6 +163,7 @@ class ShotGenerator:
             if on_step is not None:
                 on_step(i + 1, len(timesteps))   # may raise to cancel within one step
 
+        self.last_latents = latents          # kept for the speed benchmark's comparison of recipes
         video = self._decode(latents)
         if carried and self.color_match:
             from .seams import match_to_carried

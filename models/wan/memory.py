@@ -77,7 +77,8 @@ def apply_tier(pipe, tier: str, device: str, *, fp8: bool | str = False) -> None
     if method == "torchao" and not on_gpu_whole:
         method = "layerwise"
     if method == "layerwise":
-        pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+        from .accel import apply_fp8
+        apply_fp8(pipe.transformer, "layerwise")
     if tier == "full" or not str(device).startswith("cuda"):
         pipe.to(device)
     elif tier == "model-offload":
