@@ -47,7 +47,8 @@ def build(out: str, wheels: str | None = None) -> int:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copy2(src, dst)
     with open(os.path.join(out, "run.sh"), "w") as fh:
-        fh.write('#!/bin/sh\n# The GPU rows of bench/wan_animate.py; results land in bench/RESULTS.md here.\n'
+        fh.write('#!/bin/sh\n# The GPU rows of bench/wan_animate.py; results land in bench/RESULTS.md and '
+                 'bench/wan_speed_gpu.json here: copy both back.\n'
                  'cd "$(dirname "$0")" && PYTHONPATH=site:. exec python bench/wan_animate.py --gpu-only "$@"\n')
     size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out) for f in fs)
     print(f"{out}: {size / 2 ** 20:.1f} MiB (limit 64 MiB)")

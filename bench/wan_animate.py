@@ -345,7 +345,7 @@ GPU_BUDGET_S = 540
 GPU_SPEED_BUDGET_S = 330      # the speed rows' share; each row stops being started once it is spent
 
 
-def gpu_bench(tiers, speed: bool = True) -> str:
+def gpu_bench(tiers, speed: bool = True, write: bool = True) -> str:
     import torch
     name = torch.cuda.get_device_name(0)
     t0 = time.perf_counter()
@@ -363,6 +363,10 @@ def gpu_bench(tiers, speed: bool = True) -> str:
             heading = (f"Speed rows, GPU ({name}), real-size transformer with random bf16 weights, 832x480, one "
                        f"77-frame segment, no CFG, one process (model built in {got['build_s']:.0f} s):")
             sections.append(table(got["rows"], got["notes"], heading))
+            if write and got["rows"]:     # what `inhabit doctor --engine wan-animate` quotes
+                from models.wan.advice import ROWS_FILE
+                with open(ROWS_FILE, "w") as fh:
+                    json.dump({"device": name, "date": time.strftime("%Y-%m-%d"), "rows": got["rows"]}, fh, indent=1)
     for tier in tiers:
         left = GPU_BUDGET_S - (time.perf_counter() - t0)
         if left < 60:
@@ -448,7 +452,7 @@ def main():
     if not a.gpu_only and not a.no_speed:
         sections.append(cpu_speed(only=a.speed_rows))
     if torch.cuda.is_available() and not a.cpu_only:
-        sections.append(gpu_bench([] if a.speed_only else a.tiers, speed=not a.no_speed))
+        sections.append(gpu_bench([] if a.speed_only else a.tiers, speed=not a.no_speed, write=not a.no_write))
     else:
         sections.append("GPU rows: none ran (torch sees no CUDA device on this machine).")
     text = "## wan_animate (bench/wan_animate.py)\n\n" + "\n\n".join(sections)

@@ -232,3 +232,22 @@ def test_serve_refuses_speed_options_this_machine_cannot_run(tiny_dir, option, w
                            str(tiny_dir), "--engine-option", option, "--bind", "tcp://127.0.0.1:1"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and words in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
+
+
+# -- doctor ------------------------------------------------------------------------------------------
+def test_doctor_recommends_the_fastest_setup(tmp_path):
+    from tests.cli import inhabit
+    proc = inhabit("doctor", "--engine", "wan-animate", "--frames", "1", "--steps", "1", timeout=180)
+    assert proc.returncode == 0 and "preset=fast" in proc.stdout and "s/frame" in proc.stdout, proc.stdout
+
+    import json
+
+    from models.wan import advice
+    lines = advice.recommend("cuda:0", check_compiler=False)     # what a GPU box without extras is told
+    assert "--engine-option distill_lora=PATH --engine-option fp8=on" in lines[0] and "preset=fast" in lines[0]
+    assert "projected" in lines[1] and any("sage is not recommended" in line for line in lines)
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps({"device": "NVIDIA H200", "rows": [
+        {"label": "20 steps (Wan's recipe, UniPC)", "s_per_frame": 1.0}, {"label": "4 steps", "s_per_frame": 0.2}]}))
+    assert advice.measured_rows(str(rows))["rows"][1]["s_per_frame"] == 0.2
+    assert advice.measured_rows(str(tmp_path / "none.json")) is None
