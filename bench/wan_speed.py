@@ -96,7 +96,7 @@ def run_rows(pipe, device: str, *, height: int, width: int, frames: int, inputs,
     import torch
 
     from models.wan import cache
-    from models.wan.accel import apply_fp8, attention_backend, compile_blocks
+    from models.wan.accel import apply_fp8, attention_backend, compile_blocks, image_tokens
     from models.wan.generate import ShotGenerator
     from models.wan.lora import AdapterSet
     from models.wan.presets import sampling_for
@@ -123,7 +123,7 @@ def run_rows(pipe, device: str, *, height: int, width: int, frames: int, inputs,
         tr.set_attention_backend(attention_backend(row.attention))
         state["compile_s"] = 0.0
         if row.compile and not state["compiled"]:
-            state["compile_s"] = compile_blocks(tr, device)
+            state["compile_s"] = compile_blocks(tr, device, image_tokens(pipe))
             state["compiled"] = True
         adapters.activate({"distill": 1.0} if row.preset == "fast" else {})
         sampling = sampling_for(row.preset, pipe.scheduler, steps=20, guidance=1.0)

@@ -251,3 +251,19 @@ def test_doctor_recommends_the_fastest_setup(tmp_path):
         {"label": "20 steps (Wan's recipe, UniPC)", "s_per_frame": 1.0}, {"label": "4 steps", "s_per_frame": 0.2}]}))
     assert advice.measured_rows(str(rows))["rows"][1]["s_per_frame"] == 0.2
     assert advice.measured_rows(str(tmp_path / "none.json")) is None
+
+
+def test_compile_at_load_then_jobs_compile_nothing_and_match_eager(tiny_dir, lora_dir):
+    """--engine-option compile=on: the repeated blocks are compiled at load, for both presets'
+    adapter states and the job's token counts, so the first job compiles nothing more."""
+    from torch._dynamo.utils import counters
+    e = WanAnimateEngine(device="cpu", weights=str(tiny_dir), options={"distill_lora": lora_dir["comfy"],
+                                                                      "compile": True})
+    e.load()
+    graphs = counters["stats"]["unique_graphs"]
+    fast, wan = run(e, preset="fast", seed=3), run(e, preset="wan", steps=2, seed=3)
+    assert counters["stats"]["unique_graphs"] == graphs
+    eager_fast = WanAnimateEngine(device="cpu", weights=str(tiny_dir), options={"distill_lora": lora_dir["comfy"]})
+    eager_fast.load()
+    assert np.abs(frames_of(fast) - frames_of(run(eager_fast, preset="fast", seed=3))).max() <= 1
+    assert np.abs(frames_of(wan) - frames_of(run(eager_fast, preset="wan", steps=2, seed=3))).max() <= 1

@@ -86,18 +86,26 @@ def apply_fp8(transformer, method: str) -> None:
         transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=transformer.dtype)
 
 
-def compile_blocks(transformer, device: str) -> float:
+def image_tokens(pipe) -> int:
+    """CLIP tokens per reference image (257 for ViT-H/14 at 224 px): the cross-attention splits on it."""
+    cfg = pipe.image_encoder.config
+    return (int(cfg.image_size) // int(cfg.patch_size)) ** 2 + 1
+
+
+def compile_blocks(transformer, device: str, image_tokens: int = 257) -> float:
     """Regional compilation and one warm-up forward; returns the seconds it took (the cold compile)."""
     import time
     t0 = time.perf_counter()
     transformer.compile_repeated_blocks(dynamic=True)
-    warm_up(transformer, device)
+    warm_up(transformer, device, image_tokens)
     return time.perf_counter() - t0
 
 
-def warm_up(transformer, device: str) -> None:
-    """One forward on a small dummy segment (2 latent frames + the reference, 16x16 latents), so the
-    compiled blocks are built at load."""
+def warm_up(transformer, device: str, image_tokens: int = 257) -> None:
+    """One forward on a small dummy segment (2 latent frames + the reference, 16x16 latents) with the
+    job's token counts (512 text, ``image_tokens`` image; the attention splits on them, so other counts
+    would compile again), so the compiled blocks are built at load."""
+    from .prompts import MAX_SEQUENCE_LENGTH
     import torch
     cfg = transformer.config
     dtype = transformer.dtype
@@ -109,8 +117,8 @@ def warm_up(transformer, device: str) -> None:
     with torch.no_grad():
         transformer(hidden_states=rand(1, int(cfg.in_channels), 3, 16, 16),
                     timestep=torch.tensor([999.0], device=device),
-                    encoder_hidden_states=rand(1, 16, int(cfg.text_dim)),
-                    encoder_hidden_states_image=rand(1, 4, int(cfg.image_dim)),
+                    encoder_hidden_states=rand(1, MAX_SEQUENCE_LENGTH, int(cfg.text_dim)),
+                    encoder_hidden_states_image=rand(1, image_tokens, int(cfg.image_dim)),
                     pose_hidden_states=rand(1, latent, 2, 16, 16),
                     face_pixel_values=rand(1, 3, 5, int(cfg.motion_encoder_size), int(cfg.motion_encoder_size)),
                     return_dict=False)
