@@ -454,7 +454,9 @@ def main():
     if torch.cuda.is_available() and not a.cpu_only:
         sections.append(gpu_bench([] if a.speed_only else a.tiers, speed=not a.no_speed, write=not a.no_write))
     else:
-        sections.append("GPU rows: none ran (torch sees no CUDA device on this machine).")
+        sections.append("GPU rows (the speed rows at 832x480 and the memory tiers): none ran; torch sees no CUDA "
+                        "device on this machine. `make gpu-bench-bundle` carries them to a GPU box (under 64 MiB, "
+                        "under 10 minutes unattended); until then every GPU figure in docs/model.md is a projection.")
     text = "## wan_animate (bench/wan_animate.py)\n\n" + "\n\n".join(sections)
     print(text)
     if not a.no_write:

@@ -27,7 +27,7 @@ def test_cpu_form_runs():
                           "--cpu-only", "--no-write", "--no-speed"], cwd=REPO_ROOT, capture_output=True, text=True,
                          timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "| 2 |" in out.stdout and "GPU rows: none ran" in out.stdout
+    assert "| 2 |" in out.stdout and "none ran; torch sees no CUDA" in out.stdout
 
 
 def test_fast_preset_speed_row_runs_in_tiny_form():
