@@ -7,6 +7,7 @@ import bpy
 
 from ..core import protocol
 from ..core.settings import SetupError, ShotSettings
+from .preferences import key_settings
 
 
 def _is_armature(self, obj):
@@ -132,11 +133,6 @@ def settings_from_scene(scene) -> ShotSettings:
         output_dir=bpy.path.abspath(p.output_dir) if p.output_dir else default_output_dir(bpy.data.filepath),
         channel=p.channel or None, server=p.server, keypoint_map=keypoint_map, samples=p.samples,
         denoise=p.denoise, name=scene.name, **key_settings(bpy.context))
-
-
-def key_settings(context) -> dict:
-    from .keys import key_settings as from_prefs
-    return from_prefs(context)
 
 
 def user_mapping(p) -> dict | None:
