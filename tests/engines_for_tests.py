@@ -118,3 +118,9 @@ class WindowEchoEngine(EchoEngine):
               ParamSpec("window", "int", 4, 1, 64, doc="frames per window"),
               ParamSpec("overlap", "int", 1, 0, 63, doc="frames carried into the next window"))
     restart_window = ("window", "overlap")
+
+    def validate(self, job) -> None:
+        super().validate(job)
+        if job.params["overlap"] >= job.params["window"]:   # a job-level check only the engine knows
+            raise EngineInputError(f"params.overlap ({job.params['overlap']}) must be smaller than params.window "
+                                   f"({job.params['window']})", field="params.overlap")

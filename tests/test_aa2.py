@@ -92,7 +92,7 @@ def test_engine_validates_job_and_names_bad_frames(engine):
     ref, frames = job_frames(2, with_objects=False)
     with pytest.raises(EngineInputError) as e:
         engine.validate(make_job(2, None))
-    assert e.value.field == "reference"
+    assert e.value.field == "submit.reference"
     with pytest.raises(EngineInputError) as e:
         engine.validate(make_job(2, ref, context_frames=4, overlap=4))
     assert e.value.field == "params.overlap"

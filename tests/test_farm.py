@@ -301,6 +301,20 @@ def test_bad_input_exits_2_before_a_take_is_made(shot, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+def test_a_job_the_engine_refuses_is_bad_input_with_no_take(shot, tmp_path):
+    # The engine's own job check (validate, run at SUBMIT) is reported as bad input: exit 2,
+    # its sentence, and no take folder named or left behind (as wan-animate's segment_length
+    # <= carried_frames).
+    with start_server((WINDOW_ECHO,)) as srv:
+        res = _cli(*render_args(shot, tmp_path / "out", "--engine", "window_echo", "--server", srv.address,
+                                "--param", "window=2", "--param", "overlap=3"))
+    assert res.returncode == 2, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "params.overlap (3) must be smaller than params.window (2)" in last
+    assert "take_" not in res.stderr and "--resume" not in last
+    assert not os.path.exists(tmp_path / "out" / "Shot") or not os.listdir(tmp_path / "out" / "Shot")
+
+
 def test_engines_declare_where_a_resumed_shot_restarts():
     from backend.server.engines.aa2 import AA2Engine
     from backend.server.engines.preview import PreviewEngine

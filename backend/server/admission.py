@@ -38,6 +38,7 @@ def admit_submit(hdr: dict, arrays: dict, *, engine_classes: dict, validators: d
     reference = arrays.get(protocol.REFERENCE)
     if reference is not None:
         protocol.check_reference(reference, max_pixels=limits["max_reference_pixels"])
+        check_reference_content(reference)
     elif cls.needs_reference:
         raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs a reference image "
                                      f"buffer named {protocol.REFERENCE!r}", field=f"submit.{protocol.REFERENCE}")
@@ -64,6 +65,19 @@ def admit_submit(hdr: dict, arrays: dict, *, engine_classes: dict, validators: d
     # Never more than the credit, or the job would wait for frames the client may not send.
     start_after = min(window, spec.frames, max(1, int(validator.frames_to_start(job))))
     return Admission(cls, job, window, start_after)
+
+
+def check_reference_content(reference) -> None:
+    """A reference with nothing in it -- fully transparent, or black wherever it
+    is visible -- holds no character for any engine to generate."""
+    where = f"submit.{protocol.REFERENCE}"
+    if reference.shape[2] == 4 and not reference[..., 3].any():
+        raise protocol.ProtocolError(protocol.E_BAD_PARAM, f"{where} is fully transparent: send an image of the "
+                                     "character (opaque where the character is)", field=where)
+    visible = reference[..., :3] if reference.shape[2] == 3 else reference[..., :3][reference[..., 3] > 0]
+    if not visible.any():
+        raise protocol.ProtocolError(protocol.E_BAD_PARAM, f"{where} is all black: send an image of the character",
+                                     field=where)
 
 
 def check_frame(job, hdr: dict, arrays: dict) -> int:

@@ -43,7 +43,8 @@ class Server:
         # Construction is cheap by contract (heavy work lives in load()), so one
         # unloaded instance per engine checks jobs at submit, on this thread.
         self.validators = {cls.name: cls(device=config.device, weights=config.weights,
-                                         options=config.engine_options.get(cls.name)) for cls in engine_classes}
+                                         options=config.engine_options.get(cls.name), limits=config.limits)
+                           for cls in engine_classes}
         self.ctx: zmq.Context = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 500
@@ -155,7 +156,11 @@ class Server:
     def _on_client_message(self, frames):
         identity = frames[0].bytes
         body = frames[1:]
-        self.last_seen[identity] = time.monotonic()
+        now = self.last_seen[identity] = time.monotonic()
+        for job_id in self.by_client.get(identity, ()):
+            job = self.jobs.get(job_id)
+            if job is not None:
+                job.last_heard = now               # read by a worker starving for this client's frames
         try:
             hdr, arrays = protocol.decode(body, max_bytes=self.limits["max_message_bytes"],
                                           allowed_types=protocol.CLIENT_TYPES)

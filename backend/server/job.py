@@ -18,6 +18,15 @@ from blender_addon.core.eta import remaining_seconds
 
 # Progress messages are rate-limited so a fast engine cannot flood a client.
 PROGRESS_MIN_INTERVAL_S = 0.1
+# A client that sent nothing (not even a ping) for this many heartbeat intervals
+# is taken for gone by a job starving for its frames (the heartbeat timeout,
+# which ends its jobs for good, is longer).
+SILENT_INTERVALS = 3
+
+
+class FramesStarved(JobCancelled):
+    """The job waited for its client's frames past its limit while other jobs
+    waited for its worker; it fails with this sentence and frees the worker."""
 
 
 class ServerJob:
@@ -41,6 +50,7 @@ class ServerJob:
         self.submitted_at = time.monotonic()
         self.started_at: float | None = None
         self.emitted = 0
+        self.last_heard = time.monotonic()  # the client's last message of any kind (set by the socket loop)
 
     @property
     def id(self) -> str:
@@ -84,10 +94,14 @@ class ServerJob:
 class WorkerContext(JobContext):
     """What ``Engine.run`` talks to. Every method runs on the worker thread."""
 
-    def __init__(self, job: ServerJob, send):
+    def __init__(self, job: ServerJob, send, *, limits: dict | None = None, others_waiting=lambda: False):
         self.job = job.data
         self._sj = job
         self._send = send                      # send(header, arrays) -> to this job's client
+        limits = limits or protocol.DEFAULT_LIMITS
+        self._frame_timeout = float(limits["frame_timeout_s"])
+        self._silent_limit = SILENT_INTERVALS * float(limits["heartbeat_interval_s"])
+        self._others_waiting = others_waiting  # () -> bool: another job could use this worker now
         self._emitted: set[int] = set()
         self._last_progress = 0.0
         self._last_stage: str | None = None
@@ -106,6 +120,7 @@ class WorkerContext(JobContext):
         sj = self._sj
         if not 0 <= index < sj.data.frames:
             raise IndexError(f"frame {index} is outside 0..{sj.data.frames - 1}")
+        waiting_since = time.monotonic()
         with sj.cond:
             while True:
                 if sj.cancelled:
@@ -120,7 +135,23 @@ class WorkerContext(JobContext):
                 # About to wait for the client: it must hear of any new credit now,
                 # not with the next result.
                 self._flush_credit()
-                sj.cond.wait(0.5)
+                self._check_starved(index, waiting_since)
+                sj.cond.wait(0.25)
+
+    def _check_starved(self, index: int, waiting_since: float) -> None:
+        """A job holds its worker only while its frames arrive: waiting past
+        frame_timeout_s, or with a client silent for a few heartbeats, gives the
+        worker back (the job fails) -- when another job could use it, not before."""
+        now = time.monotonic()
+        waited, silent = now - waiting_since, now - self._sj.last_heard
+        if waited < self._frame_timeout and silent < self._silent_limit:
+            return
+        if not self._others_waiting():
+            return
+        why = (f"its client sent nothing for {silent:.0f} s" if silent >= self._silent_limit else
+               f"frame {index} did not arrive within {self._frame_timeout:g} s (inhabit serve --frame-timeout)")
+        raise FramesStarved(f"the job gave its worker to a waiting job: {why}; the results already sent are kept, "
+                            "run the shot again (--resume) to generate the rest")
 
     def release(self, upto: int) -> None:
         self.check_cancelled()

@@ -17,7 +17,7 @@ from blender_addon.core import protocol
 from . import log
 from .admission import ranges
 from .config import ServerConfig
-from .job import ServerJob, WorkerContext
+from .job import FramesStarved, ServerJob, WorkerContext
 from .outbox import Outbox, Outgoing
 
 
@@ -40,7 +40,7 @@ class EngineSlot:
         if self.instance is None:
             t0 = time.monotonic()
             instance = self.cls(device=self.device, weights=self.config.weights,
-                                options=self.config.engine_options.get(self.cls.name))
+                                options=self.config.engine_options.get(self.cls.name), limits=self.config.limits)
             instance.load()
             self.instance = instance
             self._loaded_names.add(self.cls.name)
@@ -90,6 +90,15 @@ class Scheduler:
         with self.cond:
             if job_id in self.queued:
                 self.queued.remove(job_id)
+
+    def others_waiting(self) -> bool:
+        """Is a queued job ready to start (so a worker starving for frames should give way)?"""
+        with self.cond:
+            for job_id in self.queued:
+                job = self.jobs.get(job_id)
+                if job is not None and not job.cancelled and job.ready():
+                    return True
+        return False
 
     def queued_count(self) -> int:
         with self.cond:
@@ -146,7 +155,7 @@ class Scheduler:
         job.started_at = time.monotonic()
         self.running.add(job.id)
         log.event("started", job=job.id, engine=job.data.engine)
-        ctx = WorkerContext(job, send)
+        ctx = WorkerContext(job, send, limits=self.config.limits, others_waiting=self.others_waiting)
         try:
             if slot.instance is None:
                 ctx.progress("loading", 0.0)
@@ -159,11 +168,15 @@ class Scheduler:
                 raise RuntimeError(f"engine {job.data.engine!r} finished without emitting frames {ranges(missing)}")
             send(protocol.header(protocol.DONE, job=job.id, frames=len(ctx.emitted),
                                  seconds=round(time.monotonic() - job.started_at, 3)), None)
+        except FramesStarved as exc:
+            log.event("starved", job=job.id, reason=str(exc))
+            send(protocol.error_header(protocol.E_MISSING_INPUT, str(exc), field="frames", job=job.id), None)
         except JobCancelled:
             send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)
         except EngineInputError as exc:
-            send(protocol.error_header(protocol.E_MISSING_INPUT if exc.field else protocol.E_BAD_PARAM,
-                                       str(exc), field=exc.field, job=job.id), None)
+            param = not exc.field or exc.field.startswith("params.")
+            send(protocol.error_header(protocol.E_BAD_PARAM if param else protocol.E_MISSING_INPUT, str(exc),
+                                       field=exc.field, job=job.id), None)
         except Exception as exc:
             if job.cancelled:
                 send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)

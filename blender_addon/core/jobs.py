@@ -155,6 +155,7 @@ class ShotJob:
         self.address = address
         self.state = QUEUED
         self.error: str | None = None
+        self.error_code: str | None = None     # the server's ERROR code, when an ERROR ended the job
         self.progress = Progress(total=spec.frames)
         self.job_id: str | None = None
         self._export_frame = export_frame
@@ -305,12 +306,25 @@ class ShotJob:
                 self._fail("The server cancelled the job (it may be shutting down); start it again.")
         elif ev.type == protocol.ERROR:
             if not self.finished:
+                self.error_code = h.get("code")
                 field = f" (field {h['field']})" if h.get("field") else ""
                 self._fail(f"The server refused the job: {h.get('message', 'unknown error')}{field}.")
         elif ev.type == protocol.SERVER_LOST:
             if not self.finished:
                 self._fail(f"Lost the server at {self.address} mid-job after {p.received} of {p.total} frames; "
                            "the frames received are kept. Restart the server and run the shot again.")
+
+
+# ERROR codes that, answering a SUBMIT (before ACCEPTED), mean the shot's own
+# settings were refused: bad input, not a failure worth retrying.
+SUBMIT_REFUSALS = frozenset((protocol.E_BAD_PARAM, protocol.E_UNKNOWN_PARAM, protocol.E_MISSING_INPUT,
+                             protocol.E_TOO_LARGE, protocol.E_UNKNOWN_ENGINE, protocol.E_BAD_DTYPE,
+                             protocol.E_BAD_SHAPE))
+
+
+def refused_as_bad_input(job: "ShotJob") -> bool:
+    """Did the server refuse this job's SUBMIT for its settings (no job was ever opened)?"""
+    return job.job_id is None and job.error_code in SUBMIT_REFUSALS
 
 
 def describe_error(exc: BaseException, address: str) -> str:

@@ -32,12 +32,16 @@ def run(args) -> int:
     from backend.server.engines import registry
     for name, value in (("--frames", args.frames), ("--steps", args.steps)):
         if value < 1:
-            print(f"inhabit doctor: {name} must be at least 1, got {value}.")
+            print(f"inhabit doctor: {name} must be at least 1, got {value}.", file=sys.stderr)
             return 2
     try:
         cls = registry.load_spec(args.engine)
     except registry.EngineNotFound as exc:
-        print(f"inhabit doctor: --engine: {exc}.")
+        print(f"inhabit doctor: --engine: {exc}.", file=sys.stderr)
+        return 2
+    if args.save_tiny and not cls.needs_weights:
+        print(f"inhabit doctor: --save-tiny: engine {cls.name!r} has no model to save; give an engine with weights "
+              f"({', '.join(n for n in registry.names() if registry.get(n).needs_weights)}).", file=sys.stderr)
         return 2
     try:
         import diffusers
@@ -68,11 +72,7 @@ def run(args) -> int:
         status |= 0 if ok else 1
     for line in cls.machine_report(device, args.weights):
         print(line)
-    try:
-        print(cls.smoke_test(device, frames=args.frames, steps=args.steps, save_to=args.save_tiny))
-    except ValueError as exc:   # e.g. --save-tiny for an engine without a model
-        print(f"inhabit doctor: {exc}.")
-        return 2
+    print(cls.smoke_test(device, frames=args.frames, steps=args.steps, save_to=args.save_tiny))
     if args.save_tiny and cls.needs_weights:
         print(f"tiny model written to {args.save_tiny} "
               f"(serve it: inhabit serve --engine {cls.name} --weights {args.save_tiny})")

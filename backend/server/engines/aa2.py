@@ -81,7 +81,7 @@ class AA2Engine(Engine):
 
     def validate(self, job: AdmittedJob) -> None:
         if job.reference is None:
-            raise EngineInputError("the aa2 engine needs a reference image of the character", field="reference")
+            raise EngineInputError("the aa2 engine needs a reference image of the character", field="submit.reference")
         p = job.params
         if p["overlap"] >= p["context_frames"]:
             raise EngineInputError(f"params.overlap ({p['overlap']}) must be smaller than "
@@ -106,7 +106,10 @@ class AA2Engine(Engine):
 
         # Frames arrive checked by the server against required_inputs and take the
         # protocol's names, which are the pipeline's; its own InputError carries the field.
-        for index, rgba, matte in self.pipeline.stream(
+        pipeline = self.pipeline
+        if pipeline is None:   # by contract load() ran first
+            raise RuntimeError("the aa2 engine ran before load()")
+        for index, rgba, matte in pipeline.stream(
                 job.reference, ctx.frame, job.frames, height=job.height, width=job.width,
                 steps=steps, guidance=p["guidance"], seed=p["seed"], context_frames=p["context_frames"],
                 overlap=p["overlap"], mask_block=p["mask_block"], on_step=on_step, on_release=ctx.release):

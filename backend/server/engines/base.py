@@ -20,8 +20,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from blender_addon.core import logs
-from blender_addon.core.protocol import ParamSpec
+from blender_addon.core.protocol import DEFAULT_LIMITS, ParamSpec
 from models.errors import InputError
+
+from .options import defaults
 
 
 class JobCancelled(Exception):
@@ -134,16 +136,20 @@ class Engine(abc.ABC):
     # are independent, a job can start at any frame. Otherwise (frames, overlap)
     # of the windows or segments the engine generates, each an int or the name of
     # one of its params: an engine that carries frames from one window into the
-    # next restarts at a window start (see protocol.restart_frame), and a job
-    # started there must give the frames an uninterrupted run gives.
+    # next restarts at a window start (see protocol.restart_frame): the frames
+    # before it are kept as made, and a job started there generates what an
+    # uninterrupted job from that frame generates.
     restart_window: tuple | None = None
 
-    def __init__(self, *, device: str = "cpu", weights: str | None = None, options: Mapping | None = None):
-        from .options import defaults
+    def __init__(self, *, device: str = "cpu", weights: str | None = None, options: Mapping | None = None,
+                 limits: Mapping | None = None):
         self.device = device
         self.weights = weights
         # This server's values of ``server_options`` (defaults where not set).
         self.options = defaults(self.server_options, options)
+        # This server's limits (max_width, max_height, ...): a param that sets a
+        # size, such as a working resolution, stays within them.
+        self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self.log = logs.get(f"engine.{self.name}")   # logs.event(self.log, "...", key=value)
 
     # -- set-up ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ torch/diffusers are imported in ``load``/``run`` only.
 """
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -30,8 +31,9 @@ EXPECTED_S_PER_FRAME = {"H100 832x480": 1.1, "H100 1280x720": 3.5, "A100/A800 83
                         "A100 1280x720": 9.0, "CPU tiny config 64x64": 0.2}
 
 
-def parse_resolution(value: str, shot_h: int, shot_w: int) -> tuple[int, int]:
-    """(height, width) of the working resolution; EngineInputError unless both are /16."""
+def parse_resolution(value: str, shot_h: int, shot_w: int, max_w: int = 2048, max_h: int = 2048) -> tuple[int, int]:
+    """(height, width) of the working resolution; EngineInputError unless both are
+    /16 and within the server's max_width x max_height."""
     v = (value or "shot").strip().lower()
     if v == "shot":
         h, w = shot_h, shot_w
@@ -41,7 +43,7 @@ def parse_resolution(value: str, shot_h: int, shot_w: int) -> tuple[int, int]:
                 f"params.resolution to a /16 size such as {max(16, shot_w // 16 * 16)}x{max(16, shot_h // 16 * 16)} "
                 "(the result is resized back to the shot) or render at a /16 size", field="params.resolution")
         return h, w
-    m = re.fullmatch(r"(\d+)\s*x\s*(\d+)", v)
+    m = re.fullmatch(r"(\d{1,6})\s*x\s*(\d{1,6})", v)
     if not m:
         raise EngineInputError(f"params.resolution must be 'shot' or WIDTHxHEIGHT (e.g. 832x480), got {value!r}",
                                field="params.resolution")
@@ -50,6 +52,9 @@ def parse_resolution(value: str, shot_h: int, shot_w: int) -> tuple[int, int]:
         fix = f"{max(16, round(w / 16) * 16)}x{max(16, round(h / 16) * 16)}"
         raise EngineInputError(f"params.resolution {w}x{h} is not divisible by 16: use e.g. {fix}",
                                field="params.resolution")
+    if w > max_w or h > max_h:
+        raise EngineInputError(f"params.resolution {w}x{h} is over this server's limit of {max_w}x{max_h}: use a "
+                               "smaller working size such as 1280x720", field="params.resolution")
     return h, w
 
 
@@ -82,9 +87,8 @@ class WanAnimateEngine(Engine):
         # (bench/RESULTS.md); 5 carried frames is what reduced it.
         ParamSpec("color_match", "bool", False, doc="match each new segment's colours to the frames it carries"),
         ParamSpec("feather", "float", 1.5, 0.0, 20.0, doc="inward edge softening of the composite, px"),
-        ParamSpec("lora", "str", "",
-                  doc="'relight' (the server's relighting LoRA) or the path of a LoRA file on the server; "
-                      "empty = none"),
+        ParamSpec("lora", "str", "", doc="'relight' (the server's relighting LoRA), or the file name of a LoRA in the "
+                                         "server's LoRA folder; empty = none"),
         ParamSpec("lora_strength", "float", 1.0, 0.0, 2.0, doc="LoRA scale"),
         *speed.JOB_PARAMS,
     )
@@ -94,9 +98,17 @@ class WanAnimateEngine(Engine):
         ParamSpec("fp8", "bool", False,
                   doc="fp8 (e4m3) transformer weights, bf16 compute: torchao float8 weight-only on the full tier where "
                       "torchao is installed, diffusers' layerwise casting otherwise; half the bytes on any tier"),
+        ParamSpec("lora_dir", "str", "", doc="the folder whose .safetensors files jobs may name as params.lora; "
+                                             "empty = jobs take no LoRA"),
+        ParamSpec("prompt_cache", "str", "", doc="folder of cached prompt embeddings; empty = the user cache "
+                                                 "(~/.cache/inhabit/prompts)"),
+        ParamSpec("prompt_cache_mb", "int", 1024, 1, 1 << 20,
+                  doc="size cap of the prompt cache; the least recently used embeddings go first"),
         *speed.SERVER_OPTIONS,
     )
     input_window = MAX_SEGMENT
+    # Segments carry their last frames into the next: a resumed shot restarts at a segment start.
+    restart_window = ("segment_length", "carried_frames")
     streaming = True
 
     def __init__(self, **kw):
@@ -151,9 +163,9 @@ class WanAnimateEngine(Engine):
         from models.wan.segments import is_valid_length
         if job.reference is None:
             raise EngineInputError("the wan-animate engine needs a reference image of the character",
-                                   field="reference")
+                                   field="submit.reference")
         p = job.params
-        parse_resolution(p["resolution"], job.height, job.width)
+        parse_resolution(p["resolution"], job.height, job.width, self.limits["max_width"], self.limits["max_height"])
         if not is_valid_length(p["segment_length"]):
             s = p["segment_length"]
             raise EngineInputError(f"params.segment_length must be 4k+1 (5, 9, ..., 77), got {s}: use "
@@ -164,10 +176,48 @@ class WanAnimateEngine(Engine):
         if p["segment_length"] <= p["carried_frames"] and job.frames > p["segment_length"]:
             raise EngineInputError(f"params.segment_length ({p['segment_length']}) must be larger than "
                                    f"params.carried_frames ({p['carried_frames']})", field="params.segment_length")
+        if p["lora"] and p["lora"] != speed.RELIGHT_SLOT:
+            self._lora_path(p["lora"])
         speed.check_job(p, self.options)
+        self._check_prompt(p["prompt"], 1.0 if p["preset"] == "fast" else p["guidance"])
         if p["face"] == "reference" and self._reference_face_box(job) is None:
             raise EngineInputError("params.face 'reference' needs reference_keypoints with the reference's head "
-                                   "(nose, eyes or ears) visible, or use face 'null'", field="reference_keypoints")
+                                   "(nose, eyes or ears) visible, or use face 'null'",
+                                   field="submit.reference_keypoints")
+
+    def _prompt_cache(self, weights: str):
+        from models.wan.prompts import PromptCache
+        return PromptCache(weights, self.options["prompt_cache"] or None,
+                           cap_bytes=self.options["prompt_cache_mb"] << 20)
+
+    def _check_prompt(self, prompt: str, guidance: float) -> None:
+        """A prompt that is not cached needs the text encoder: refused at SUBMIT when
+        the weights folder has none, not after the job waited for a worker."""
+        weights = self.weights
+        if not weights or os.path.isdir(os.path.join(weights, "text_encoder")):
+            return
+        from models.wan.prompts import DEFAULT_PROMPT, MAX_SEQUENCE_LENGTH, cache_key
+        cache = self._prompt_cache(weights)
+        for text in (prompt or DEFAULT_PROMPT, *([""] if guidance > 1.0 else [])):
+            if cache.find(cache_key(weights, text, MAX_SEQUENCE_LENGTH) + ".safetensors") is None:
+                raise EngineInputError("params.prompt is not cached on this server and its weights folder has no "
+                                       "text_encoder/ to embed it: use a prompt embedded before (empty = Wan's own), "
+                                       "or restore text_encoder/", field="params.prompt")
+
+    def _lora_path(self, name: str) -> str:
+        """The path of LoRA ``name`` in the server's LoRA folder. A job names a file
+        the server offers, never a path: it learns nothing of the rest of the disk."""
+        folder = self.options["lora_dir"]
+        if not folder:
+            raise EngineInputError("params.lora: this server offers no LoRA (its operator can name a folder with "
+                                   "--engine-option lora_dir=DIR); leave params.lora empty", field="params.lora")
+        offered = (sorted(f for f in os.listdir(folder) if f.endswith((".safetensors", ".ckpt")))
+                   if os.path.isdir(folder) else [])
+        if name not in offered:
+            shown = ", ".join(offered[:10]) or "none"
+            raise EngineInputError(f"params.lora must be the file name of one of this server's LoRAs ({shown}), "
+                                   f"got {name[:80]!r}", field="params.lora")
+        return os.path.join(folder, name)
 
     def frames_to_start(self, job: AdmittedJob) -> int:
         return min(job.frames, job.params["segment_length"])
@@ -175,7 +225,7 @@ class WanAnimateEngine(Engine):
     @staticmethod
     def _reference_face_box(job: AdmittedJob):
         from models.wan.inputs import face_box
-        if job.reference_keypoints is None:
+        if job.reference_keypoints is None or job.reference is None:
             return None
         h, w = job.reference.shape[:2]
         return face_box(job.reference_keypoints, h, w)
@@ -185,35 +235,43 @@ class WanAnimateEngine(Engine):
         from models.wan.segments import plan_segments
 
         job, p = ctx.job, ctx.job.params
-        height, width = parse_resolution(p["resolution"], job.height, job.width)
+        height, width = parse_resolution(p["resolution"], job.height, job.width, self.limits["max_width"],
+                                         self.limits["max_height"])
         plan = plan_segments(job.frames, p["segment_length"], p["carried_frames"])
-        pipe = self.pipe
-        face_size = pipe.transformer.config.motion_encoder_size
-        sampling = speed.start_job(self, p)    # LoRAs and cache for this job; undone in the finally below
+        pipe, weights, ref = self.pipe, self.weights, job.reference
+        if pipe is None or weights is None or ref is None:  # by contract load() and validate() ran first
+            raise RuntimeError("the wan-animate engine ran before load(), or without a reference")
+        lora = p["lora"] and (p["lora"] if p["lora"] == speed.RELIGHT_SLOT else self._lora_path(p["lora"]))
+        sampling = speed.start_job(self, p, lora)    # LoRAs and cache for this job; undone below
         try:
-            self._run(ctx, sampling, height, width, plan, face_size)
+            self._run(ctx, sampling, height, width, plan)
         finally:
             speed.end_job(self)
 
-    def _run(self, ctx: JobContext, sampling, height: int, width: int, plan, face_size: int) -> None:
+    def _run(self, ctx: JobContext, sampling, height: int, width: int, plan) -> None:
         from models.wan import inputs as I
         from models.wan.generate import SegmentInputs, ShotGenerator
         from models.wan.prompts import DEFAULT_PROMPT, prompt_embeddings
 
         job, p = ctx.job, ctx.job.params
+        pipe, weights, ref = self.pipe, self.weights, job.reference
+        assert pipe is not None and weights is not None and ref is not None   # checked by run
+        face_size = pipe.transformer.config.motion_encoder_size
         steps = sampling.steps
         total = steps * len(plan)
         ctx.check_cancelled()
         ctx.progress("loading", 0.0)   # a prompt not cached yet loads the text encoder once
         try:
-            embeds = prompt_embeddings(self.weights, p["prompt"] or DEFAULT_PROMPT, device=self.device)
-            negative = prompt_embeddings(self.weights, "", device=self.device) if sampling.guidance > 1.0 else None
+            cache = self._prompt_cache(weights)
+            embeds = prompt_embeddings(weights, p["prompt"] or DEFAULT_PROMPT, device=self.device, cache=cache)
+            negative = (prompt_embeddings(weights, "", device=self.device, cache=cache)
+                        if sampling.guidance > 1.0 else None)
         except FileNotFoundError as exc:
             raise EngineInputError(f"params.prompt: {exc}", field="params.prompt") from None
-        gen = ShotGenerator(self.pipe, height=height, width=width, steps=steps, guidance=sampling.guidance,
+        gen = ShotGenerator(pipe, height=height, width=width, steps=steps, guidance=sampling.guidance,
                             seed=p["seed"], prompt_embeds=embeds, negative_embeds=negative,
                             carried=p["carried_frames"], color_match=p["color_match"], sampling=sampling)
-        reference = I.letterbox(job.reference, height, width)
+        reference = I.letterbox(ref, height, width)
         gen.set_reference(reference)
         ref_face = self._reference_face(job, reference, height, width, face_size) if p["face"] == "reference" else None
 

@@ -8,9 +8,9 @@ applies them to the engine's pipeline.
 LoRA slots: ``--engine-option distill_lora=PATH`` (the step-distillation LoRA the
 ``fast`` preset needs) and ``relight_lora=PATH`` (Wan's relighting LoRA, which a
 job asks for with ``params.lora=relight``) are loaded once per worker at load,
-before compilation. ``params.lora`` may also be the path of another LoRA file on
-the server, loaded at its first job. Several act at once, each with its strength
-(peft adapters).
+before compilation. ``params.lora`` may also name a file of the server's
+``lora_dir``, loaded at its first job. Several act at once, each with its
+strength (peft adapters).
 """
 from __future__ import annotations
 
@@ -83,14 +83,10 @@ def check_job(params: dict, options: dict) -> None:
     problem = mode_problem(params["cache"])
     if problem:
         raise EngineInputError(problem, field="params.cache")
-    lora = params["lora"]
-    if lora == RELIGHT_SLOT and not options.get("relight_lora"):
+    if params["lora"] == RELIGHT_SLOT and not options.get("relight_lora"):
         raise EngineInputError("params.lora 'relight' needs the relighting LoRA on the server: start it with "
-                               "--engine-option relight_lora=PATH, or give the path of a LoRA file there",
+                               "--engine-option relight_lora=PATH, or name a file of its lora_dir",
                                field="params.lora")
-    if lora and lora not in SLOT_OPTIONS and not os.path.isfile(lora):
-        raise EngineInputError(f"params.lora {lora!r} is neither a LoRA slot of this server ('relight') nor a file "
-                               "on it: give the path of a LoRA file there, or leave it empty", field="params.lora")
 
 
 def load(engine) -> list[str]:
@@ -121,15 +117,15 @@ def load(engine) -> list[str]:
     return notes
 
 
-def start_job(engine, params: dict):
-    """Activate the job's LoRAs and cache; returns its ``Sampling``. Undo with ``end_job``."""
+def start_job(engine, params: dict, lora: str):
+    """Activate the job's LoRAs and cache; returns its ``Sampling``. Undo with ``end_job``.
+    ``lora``: "", the relight slot's name, or the path of the job's LoRA file."""
     from models.wan import cache
     from models.wan.lora import LoraMismatch
     from models.wan.presets import sampling_for
     wanted = {}
     if params["preset"] == "fast":
         wanted[DISTILL_SLOT] = params["distill_strength"]
-    lora = params["lora"]
     if lora:
         name = lora if lora in SLOT_OPTIONS else JOB_ADAPTER
         if name == JOB_ADAPTER:
