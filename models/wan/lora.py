@@ -28,6 +28,7 @@ are read with ``torch.load(weights_only=True)`` (tensors only, no code).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from .lora_layouts import LoraMismatch, diffusers_layout, normalise
 
@@ -40,6 +41,7 @@ def read_lora_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise LoraMismatch(f"LoRA file {path!r} does not exist on the server")
     try:
+        state: Any
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
             state = load_file(path)

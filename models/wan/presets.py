@@ -28,6 +28,7 @@ scheduler step for step (tests/test_wan_fast.py checks the timesteps against the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 PRESETS = ("wan", "fast")
 # LightX2V configs/distill/wan_i2v_distill_4step_cfg.json: denoising_step_list, sample_shift.
@@ -46,7 +47,7 @@ EXPECTED_S_PER_FRAME = {"wan": 1.1, "fast": round((1.1 - 0.06) * 4 / 20 + 0.06, 
 @dataclass(frozen=True)
 class Sampling:
     """What one job samples with: ``start(device)`` (re)sets the timesteps at each segment."""
-    scheduler: object
+    scheduler: Any                   # a diffusers scheduler (UniPC or flow-match Euler)
     steps: int
     guidance: float
     sigmas: tuple | None = None      # base sigmas, shifted by the scheduler; None: ``steps`` evenly
