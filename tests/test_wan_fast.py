@@ -274,3 +274,22 @@ def test_compile_at_load_then_jobs_compile_nothing_and_match_eager(tiny_dir, lor
     # fast_engine: the same distillation LoRA, eager (its relighting slot stays off for these jobs)
     assert np.abs(frames_of(fast) - frames_of(run(fast_engine, preset="fast", seed=3))).max() <= 1
     assert np.abs(frames_of(wan) - frames_of(run(fast_engine, preset="wan", steps=2, seed=3))).max() <= 1
+
+
+def test_fp8_option_stores_the_blocks_in_fp8_and_keeps_the_loras(tiny_dir, lora_dir):
+    """Without torchao (this machine) fp8=on is diffusers' layerwise casting; the LoRA slots load after it."""
+    import torch
+
+    from models.wan.accel import fp8_method
+    assert fp8_method("cpu") == "layerwise"
+    e = WanAnimateEngine(device="cpu", weights=str(tiny_dir), options={"distill_lora": lora_dir["comfy"], "fp8": True})
+    e.load()
+    q = e.pipe.transformer.blocks[0].attn1.to_q
+    assert q.base_layer.weight.dtype == torch.float8_e4m3fn and q.lora_A["distill"].weight.dtype == torch.float32
+    fast = run(e, preset="fast", seed=3)
+    assert sorted(fast.results) == [0, 1, 2]
+    e.options["lora_dir"] = str(lora_dir["dir"])           # a job's own file would be cast to fp8 by peft: refused
+    ref, _ = shot(2)
+    with pytest.raises(EngineInputError, match="fp8") as err:
+        e.validate(make_job(2, ref, lora="WanAnimate_relight_lora_fp16.safetensors"))
+    assert err.value.field == "params.lora"

@@ -82,8 +82,11 @@ def apply_fp8(transformer, method: str) -> None:
             return isinstance(module, torch.nn.Linear) and fqn.startswith("blocks.") and "lora_" not in fqn
         quantize_(transformer, Float8WeightOnlyConfig(), filter_fn=blocks_linear)
     else:
-        # compute in the dtype the model runs in (bf16 on CUDA; fp32 for the tiny model on a CPU)
-        transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=transformer.dtype)
+        from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
+        # Compute in the dtype the model runs in (bf16 on CUDA; fp32 for the tiny model on a CPU); LoRA
+        # matrices already loaded keep their precision (small values, e4m3 would flush them).
+        transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=transformer.dtype,
+                                             skip_modules_pattern=(*DEFAULT_SKIP_MODULES_PATTERN, "lora_"))
 
 
 def image_tokens(pipe) -> int:

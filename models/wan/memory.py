@@ -70,7 +70,9 @@ def free_vram(device: str) -> float | None:
 def apply_tier(pipe, tier: str, device: str, *, fp8: bool | str = False) -> None:
     """Put ``pipe`` on ``device`` the way ``tier`` says. ``fp8``: False, True or "layerwise"
     (diffusers' layerwise casting, any tier), or "torchao" (float8 weight-only, ``full`` tier on
-    CUDA only; other tiers fall back to layerwise casting, which offloading hooks understand)."""
+    CUDA only: left to the caller, ``models.wan.accel.apply_fp8`` after the LoRA slots are loaded,
+    so peft wraps plain Linear layers; other tiers fall back to layerwise casting, which the
+    offloading hooks understand)."""
     import torch
     method = "layerwise" if fp8 is True else (fp8 or None)
     on_gpu_whole = tier == "full" and str(device).startswith("cuda")
@@ -92,6 +94,3 @@ def apply_tier(pipe, tier: str, device: str, *, fp8: bool | str = False) -> None
         pipe.vae.enable_tiling()
     else:
         raise ValueError(f"memory tier must be one of {CHOICES}, got {tier!r}")
-    if method == "torchao":
-        from .accel import apply_fp8
-        apply_fp8(pipe.transformer, "torchao")

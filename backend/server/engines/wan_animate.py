@@ -154,8 +154,8 @@ class WanAnimateEngine(Engine):
         from models.wan.loading import load_pipeline
         self.pipe, self.tier, self.tier_reason = load_pipeline(
             self.weights, device=self.device, memory=self.options["memory"], fp8=self.options["fp8"],
-            attention=self.options["attention"])
-        for note in speed.load(self):
+            attention=self.options["attention"], before_tier=lambda pipe: speed.load_slots(self, pipe))
+        for note in speed.after_load(self):
             self.log.info(note)
 
     # -- job checks, before anything is queued ---------------------------------------------------

@@ -83,24 +83,35 @@ def check_job(params: dict, options: dict) -> None:
     problem = mode_problem(params["cache"])
     if problem:
         raise EngineInputError(problem, field="params.cache")
+    if params["lora"] and params["lora"] not in SLOT_OPTIONS and options.get("fp8"):
+        raise EngineInputError("params.lora: this server stores its weights in fp8, so only its LoRA slots "
+                               "(loaded before the cast) can be used: use lora 'relight', or a server without fp8",
+                               field="params.lora")
     if params["lora"] == RELIGHT_SLOT and not options.get("relight_lora"):
         raise EngineInputError("params.lora 'relight' needs the relighting LoRA on the server: start it with "
                                "--engine-option relight_lora=PATH, or name a file of its lora_dir",
                                field="params.lora")
 
 
-def load(engine) -> list[str]:
-    """After the pipeline is loaded: the LoRA slots, then compilation. Lines for the log."""
-    from models.wan.accel import compile_blocks
+def load_slots(engine, pipe) -> None:
+    """The LoRA slots, into the freshly loaded pipeline: before fp8 (peft wraps plain Linear layers
+    and the LoRA matrices keep their dtype) and before compilation."""
     from models.wan.lora import AdapterSet
-
-    engine.adapters = AdapterSet(engine.pipe)
-    notes = []
+    engine.adapters = AdapterSet(pipe)
     for slot, name in SLOT_OPTIONS.items():
         if engine.options.get(name):
             engine.adapters.ensure(slot, engine.options[name])
-            notes.append(f"LoRA slot {slot}: {os.path.basename(engine.options[name])}")
     engine.adapters.activate({})
+
+
+def after_load(engine) -> list[str]:
+    """torchao fp8 (full tier) and compilation, once the pipeline is placed. Lines for the log."""
+    from models.wan.accel import apply_fp8, compile_blocks, fp8_method
+    notes = [f"LoRA slot {slot}: {os.path.basename(path)}" for slot, path in engine.adapters.paths.items()]
+    if engine.options.get("fp8") and engine.tier == "full" and fp8_method(engine.device) == "torchao":
+        # After the slots: peft then wraps plain Linear layers, and the LoRA matrices stay bf16.
+        apply_fp8(engine.pipe.transformer, "torchao")
+        notes.append("fp8: torchao float8 weight-only on the blocks' Linear layers")
     if engine.options.get("compile"):
         import time
 
