@@ -124,3 +124,15 @@ class WindowEchoEngine(EchoEngine):
         if job.params["overlap"] >= job.params["window"]:   # a job-level check only the engine knows
             raise EngineInputError(f"params.overlap ({job.params['overlap']}) must be smaller than params.window "
                                    f"({job.params['window']})", field="params.overlap")
+
+
+class BuggyEngine(EchoEngine):
+    """Echo whose submit check has a bug when ``fail_at`` is 0: it raises a plain
+    KeyError where EngineInputError belongs. The server must answer that one
+    SUBMIT ``internal_error``, log it, and go on serving."""
+    name = "buggy"
+
+    def validate(self, job) -> None:
+        if job.params["fail_at"] == 0:
+            raise KeyError("a bug in the engine's own check")
+        super().validate(job)

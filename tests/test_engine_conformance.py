@@ -183,8 +183,9 @@ def run_engine(engine, job: AdmittedJob, frames: list, *, on_header=None) -> Run
     sj.end_input()
     out = Run({}, [], [])
 
-    def send(hdr, arrays):
-        out.sent.append(dict(hdr))
+    def send(msg, arrays):   # a typed message (messages.Result, ...), as the worker hands it over
+        hdr = msg.to_dict()
+        out.sent.append(hdr)
         if hdr["type"] == protocol.RESULT:
             out.results[hdr["index"]] = (arrays[protocol.RESULT_RGBA].copy(), arrays[protocol.RESULT_MATTE].copy())
         if on_header is not None:

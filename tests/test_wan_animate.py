@@ -14,7 +14,7 @@ import pytest
 from backend.server.engines import registry
 from backend.server.engines.base import EngineInputError, JobCancelled, AdmittedJob
 from backend.server.engines.wan_animate import WanAnimateEngine
-from blender_addon.core import protocol
+from blender_addon.core import conventions, protocol
 from models.wan import inputs as I
 from models.wan import pose as P
 from models.wan.segments import plan_segments
@@ -167,7 +167,7 @@ def shot(n, *, empty=()):
         else:
             kp[:, 3] = 0
         frames.append({"environment": inp["environment"][i], "character_mask": mask, "keypoints": kp,
-                       "character_depth": np.where(mask > 0, 3.0, protocol.NO_SURFACE_DEPTH).astype(np.float32),
+                       "character_depth": np.where(mask > 0, 3.0, conventions.NO_SURFACE_DEPTH).astype(np.float32),
                        "scene_depth": inp["scene_depth"][i]})
     return inp["reference"], frames
 

@@ -7,13 +7,15 @@ through the server's ``Outbox``.
 """
 from __future__ import annotations
 
+import enum
 import threading
 import time
 
 import numpy as np
 
 from backend.server.engines.base import JobCancelled, JobContext, AdmittedJob
-from blender_addon.core import protocol
+from blender_addon.core import messages
+from blender_addon.core.codec import RESULT_MATTE, RESULT_RGBA
 from blender_addon.core.eta import remaining_seconds
 
 # Progress messages are rate-limited so a fast engine cannot flood a client.
@@ -27,6 +29,14 @@ SILENT_INTERVALS = 3
 class FramesStarved(JobCancelled):
     """The job waited for its client's frames past its limit while other jobs
     waited for its worker; it fails with this sentence and frees the worker."""
+
+
+class JobState(enum.StrEnum):
+    """accepted -> queued -> running -> finished (any state may go straight to finished)."""
+    ACCEPTED = "accepted"    # admitted; a non-streaming job waits here for end_input
+    QUEUED = "queued"        # waiting for a worker (and, if streaming, for its first frames)
+    RUNNING = "running"      # a worker runs its engine
+    FINISHED = "finished"    # forgotten by the server; its terminal message is sent
 
 
 class ServerJob:
@@ -46,7 +56,7 @@ class ServerJob:
         self.input_ended = False
         self.cancelled = False
         self.cancel_reason = "cancelled"
-        self.state = "accepted"             # accepted -> queued -> running -> finished
+        self.state = JobState.ACCEPTED
         self.submitted_at = time.monotonic()
         self.started_at: float | None = None
         self.emitted = 0
@@ -98,7 +108,7 @@ class WorkerContext(JobContext):
         self.job = job.data
         self._sj = job
         self._send = send                      # send(header, arrays) -> to this job's client
-        limits = limits or protocol.DEFAULT_LIMITS
+        limits = limits or messages.DEFAULT_LIMITS
         self._frame_timeout = float(limits["frame_timeout_s"])
         self._silent_limit = SILENT_INTERVALS * float(limits["heartbeat_interval_s"])
         self._others_waiting = others_waiting  # () -> bool: another job could use this worker now
@@ -174,15 +184,15 @@ class WorkerContext(JobContext):
         credit = self._sj.credit
         if credit > self._credit_sent:
             self._credit_sent = credit
-            self._send(protocol.header(protocol.CREDIT, job=self._sj.id, upto=credit), None)
+            self._send(messages.Credit(job=self._sj.id, upto=credit), None)
 
-    def _with_credit(self, hdr: dict) -> dict:
-        """Attach any credit the client has not heard of to an outgoing header."""
+    def _unheard_credit(self) -> int | None:
+        """Credit the client has not heard of, to ride on an outgoing RESULT or PROGRESS."""
         credit = self._sj.credit
         if credit > self._credit_sent:
             self._credit_sent = credit
-            hdr["credit"] = credit
-        return hdr
+            return credit
+        return None
 
     def emit(self, index: int, rgba: np.ndarray, matte: np.ndarray) -> None:
         self.check_cancelled()
@@ -199,8 +209,8 @@ class WorkerContext(JobContext):
                              f"expected uint8[{d.height}, {d.width}]")
         self._emitted.add(index)
         self._sj.emitted = len(self._emitted)
-        self._send(self._with_credit(protocol.header(protocol.RESULT, job=d.job_id, index=index)),
-                   {protocol.RESULT_RGBA: rgba, protocol.RESULT_MATTE: matte})
+        self._send(messages.Result(job=d.job_id, index=index, credit=self._unheard_credit()),
+                   {RESULT_RGBA: rgba, RESULT_MATTE: matte})
 
     def progress(self, stage: str, fraction: float, *, frame=None, step=None, steps=None) -> None:
         self.check_cancelled()
@@ -213,10 +223,10 @@ class WorkerContext(JobContext):
         self._last_stage, self._last_progress = stage, now
         elapsed = now - self._t0
         eta = remaining_seconds(elapsed, fraction)
-        self._send(self._with_credit(protocol.header(
-            protocol.PROGRESS, job=self.job.job_id, stage=stage, fraction=fraction, frame=frame, step=step,
-            steps=steps, eta_s=None if eta is None else round(eta, 2), frames_done=len(self._emitted),
-            frames=self.job.frames)), None)
+        self._send(messages.Progress(
+            job=self.job.job_id, stage=stage, fraction=fraction, frame=frame, step=step, steps=steps,
+            eta_s=None if eta is None else round(eta, 2), frames_done=len(self._emitted), frames=self.job.frames,
+            credit=self._unheard_credit()), None)
 
     @property
     def emitted(self) -> set[int]:

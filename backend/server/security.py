@@ -14,7 +14,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from blender_addon.core import address as address_mod
 
-from . import log
+from .handshakes import refusals
 
 
 class SecurityError(Exception):
@@ -73,8 +73,8 @@ class _AllowList:
     def callback(self, domain, key) -> bool:
         allowed = key in self.keys
         if not allowed:
-            log.event("handshake_refused", peer=self.authenticator.peer, reason="client_key_not_allowed",
-                      client_key=key.decode("ascii", "replace"))
+            refusals.note(self.authenticator.peer, reason="client_key_not_allowed",
+                          client_key=key.decode("ascii", "replace"))
         return allowed
 
 
