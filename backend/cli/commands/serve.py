@@ -141,6 +141,10 @@ def run(args) -> int:
             raise BadServeInput(f"--weights {args.weights!r} is not a folder: give the engine's weights folder")
         engines = choose_engines(args.engine, args.weights)
         options = resolve(engines, args.engine_option)
+        for cls in engines:
+            problem = cls.options_problem(options[cls.name], device)
+            if problem:
+                raise BadServeInput(problem)
         bind = normalize(args.bind)  # host:port -> tcp://host:port
         security.is_local(bind)      # early, readable error for a malformed address
         security.check_key_files(args.curve_secret_key, args.allow_client_key)
