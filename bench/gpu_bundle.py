@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # diffusers and the pure-Python requirements a transformers install may lack.
 WHEELS = ("diffusers==0.42.1", "importlib_metadata", "zipp")
 CODE = ("models", "blender_addon/__init__.py", "blender_addon/core/__init__.py", "blender_addon/core/protocol.py",
-        "blender_addon/core/conventions.py", "bench/wan_animate.py", "bench/wan_speed.py", "bench/results_file.py",
+        "blender_addon/core/conventions.py", "blender_addon/core/codec.py", "blender_addon/core/messages.py",
+        "bench/wan_animate.py", "bench/wan_speed.py", "bench/results_file.py",
         "bench/RESULTS.md")
 LIMIT = 64 * 2 ** 20
 

@@ -437,6 +437,7 @@ def main():
         import models.wan.cache  # noqa: F401
         import models.wan.lora  # noqa: F401
         import models.wan.presets  # noqa: F401
+        import blender_addon.core.protocol  # noqa: F401 -- carried by the bundle: it must import there
         pipe = real_size_pipeline("cpu", empty=True)
         inp, _ = gpu_inputs(pipe.transformer.config.motion_encoder_size, 480, 832, 77)
         assert len(inp.pose) == 77 and inp.pose[0].shape == (480, 832, 3) and inp.pose[0].any()
