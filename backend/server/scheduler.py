@@ -90,6 +90,10 @@ class Scheduler:
             if job_id in self.queued:
                 self.queued.remove(job_id)
 
+    def describe(self) -> dict:
+        """Extra INFO fields of this scheduler (the cluster's slots with --cluster)."""
+        return {}
+
     def queued_count(self) -> int:
         with self.cond:
             return len(self.queued)
