@@ -108,3 +108,9 @@ def test_wire_and_conventions_import_only_stdlib_numpy_and_each_other(module):
     allowed = {"__future__", "json", "math", "dataclasses", "typing", "numpy", "blender_addon"}
     bad = [n for n, _ in _imports(ROOT / module) if n.split(".")[0] not in allowed]
     assert bad == []
+
+
+def test_ray_is_imported_only_inside_functions_so_only_cluster_runs_load_it():
+    def rule(rel, first, name, top):
+        return "Ray loads only with --cluster: import it inside a function" if first == "ray" and top else None
+    assert _violations(_files("backend", "models", "blender_addon"), rule) == []

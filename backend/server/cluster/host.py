@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from typing import Any
 
 from blender_addon.core import protocol
@@ -77,6 +78,8 @@ class EngineHost:
         self.scheduler = Scheduler(self.config, {cls.name: cls}, self.outbox, self.jobs)
         self.scheduler.start()
         self._feed_ringer: Any = None
+        self.lock = threading.Lock()
+        self.early: dict = {}       # job id -> (frames, cancel reason) that came before its submit
 
     def where(self) -> dict:
         """Which node this actor landed on (the pool's per-node counts in INFO)."""
@@ -86,27 +89,43 @@ class EngineHost:
     def submit(self, parts) -> None:
         from backend.server.job import ServerJob
         job, window, start_after = unpack_job(parts)
-        for old in [j for j in self.jobs.values() if j.state in ("finished", "cancelled")]:
-            self.jobs.pop(old.id, None)
-        sj = ServerJob(job, b"", self.engine_cls, window, start_after)
-        self.jobs[job.job_id] = sj
+        with self.lock:
+            for old in [j for j in self.jobs.values() if j.state == "finished"]:
+                self.jobs.pop(old.id, None)
+            sj = ServerJob(job, b"", self.engine_cls, window, start_after)
+            self.jobs[job.job_id] = sj
+            early, reason = self.early.pop(job.job_id, ([], None))
+        for index, arrays in early:
+            self._add(sj, index, arrays)
         self.scheduler.enqueue(sj)
+        if reason is not None:
+            self.cancel(job.job_id, reason)
 
     def put_frame(self, parts) -> None:
         hdr, arrays = protocol.decode(parts, allowed_types={protocol.FRAME})
-        sj = self.jobs.get(hdr["job"])
-        if sj is None or sj.cancelled:
-            return
-        sj.add_frame(int(hdr["index"]), arrays)
+        with self.lock:
+            sj = self.jobs.get(hdr["job"])
+            if sj is None:   # Ray may run this before submit (calls in other threads keep no order): hold it
+                self.early.setdefault(hdr["job"], ([], None))[0].append((int(hdr["index"]), arrays))
+                return
+        if not sj.cancelled:
+            self._add(sj, int(hdr["index"]), arrays)
+            self.scheduler.wake()
+
+    @staticmethod
+    def _add(sj, index: int, arrays: dict) -> None:
+        sj.add_frame(index, arrays)
         if len(sj.received) == sj.data.frames:
             sj.end_input()      # the front end checked END_INPUT; Ray may deliver it before the last frame
         sj.wake()
-        self.scheduler.wake()
 
     def cancel(self, job_id: str, reason: str) -> None:
-        sj = self.jobs.get(job_id)
-        if sj is None:
-            return
+        with self.lock:
+            sj = self.jobs.get(job_id)
+            if sj is None:
+                frames, _ = self.early.get(job_id, ([], None))
+                self.early[job_id] = (frames, reason)
+                return
         sj.cancel(reason)
         with self.scheduler.cond:   # the worker takes jobs under this lock: it runs the job, or we drop it here
             queued = job_id in self.scheduler.queued
@@ -114,10 +133,11 @@ class EngineHost:
                 self.scheduler.queued.remove(job_id)
         if queued:                  # nothing will run it: answer for it
             from backend.server.outbox import Outgoing
-            if self._feed_ringer is None:
-                self._feed_ringer = self.outbox.new_ringer()   # this method's one thread ("feed" group)
-            hdr = protocol.header(protocol.CANCELLED, job=job_id, reason=reason)
-            self.outbox.put(self._feed_ringer, Outgoing(job_id, protocol.CANCELLED, protocol.encode(hdr)))
+            with self.lock:
+                if self._feed_ringer is None:
+                    self._feed_ringer = self.outbox.new_ringer()
+                hdr = protocol.header(protocol.CANCELLED, job=job_id, reason=reason)
+                self.outbox.put(self._feed_ringer, Outgoing(job_id, protocol.CANCELLED, protocol.encode(hdr)))
 
     def take(self, job_id: str, timeout_s: float) -> dict:
         """The job's messages so far (each its encoded parts), waiting up to ``timeout_s`` for one."""

@@ -98,7 +98,7 @@ class ClusterScheduler(Scheduler):
         feeder = threading.Thread(target=self._feed, args=(job, actor, done), name=f"inhabit-feed-{job.id}",
                                   daemon=True)
         try:
-            actor.submit.remote(pack_job(job.data, job.window, job.start_after))
+            actor.submit.options(concurrency_group="feed").remote(pack_job(job.data, job.window, job.start_after))
             feeder.start()
             while True:
                 try:
