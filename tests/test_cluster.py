@@ -218,3 +218,29 @@ def test_node_lost_mid_job_names_the_resume_frame_and_resume_finishes_it(cluster
     for name in sorted(resumed)[restart:]:
         with open(resumed[name], "rb") as a, open(uninterrupted[name], "rb") as b:
             assert a.read() == b.read(), name
+
+
+# -- batch work as Ray tasks ------------------------------------------------------------------
+def dataset_files(root):
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".logs", ".cache")]
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def test_dataset_made_on_the_cluster_equals_one_made_locally(cluster, tmp_path):
+    common = ("dataset", "make", "--clips", "2", "--frames", "2", "--size", "32", "--samples", "1", "--workers", "2")
+    local = inhabit(*common, "--out", tmp_path / "local", timeout=300)
+    assert local.returncode == 0, local.stderr
+    spread = inhabit(*common, "--out", tmp_path / "cluster", "--cluster", cluster.address, timeout=300)
+    assert spread.returncode == 0, spread.stderr
+    assert "clips" in spread.stderr          # the same progress bar
+    a, b = dataset_files(tmp_path / "local"), dataset_files(tmp_path / "cluster")
+    assert len(a) > 4 and a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
+    again = inhabit(*common, "--out", tmp_path / "cluster", "--cluster", cluster.address, timeout=120)
+    assert again.returncode == 0 and "already holds all 2 clips" in again.stderr

@@ -24,7 +24,7 @@ def join(address: str, resource: str, *, local_slots: int = 1):
     quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address == LOCAL:
         # A one-machine cluster: its GPUs, or ``local_slots`` of a custom slot resource.
-        extra = {} if resource == "GPU" else {"resources": {resource: local_slots}}
+        extra = {} if resource in ("GPU", "CPU") else {"resources": {resource: local_slots}}
         ray.init(**quiet, **extra)
         return ray
     host, port = _host_port(address)
@@ -104,3 +104,10 @@ def prepare(config, address: str, resource: str, engines) -> None:
     config.cluster = SlotSettings(resource=resource, weights=config.weights, limits=dict(config.limits),
                                   eager_load=config.eager_load, engine_specs=specs)
     config.workers = max(config.workers, slots)
+
+
+def task_launcher(address: str):
+    """For batch commands: join the cluster and return ``launch(module_args, env, log_path)`` (a Ray task)."""
+    from .tasks import RemoteProcess
+    ray = join(address, "CPU")
+    return lambda args, env, log_path: RemoteProcess(ray, args, env, log_path)
