@@ -244,3 +244,18 @@ def test_dataset_made_on_the_cluster_equals_one_made_locally(cluster, tmp_path):
     assert [k for k in a if a[k] != b[k]] == []
     again = inhabit(*common, "--out", tmp_path / "cluster", "--cluster", cluster.address, timeout=120)
     assert again.returncode == 0 and "already holds all 2 clips" in again.stderr
+
+
+def test_eval_on_the_cluster_scores_as_on_one_machine(cluster, tiny_dataset, tmp_path):
+    common = ("eval", "--data", tiny_dataset, "--split", "train", "--engine", "preview")
+    local = inhabit(*common, "--out", tmp_path / "local", timeout=300)
+    assert local.returncode == 0, local.stderr
+    spread = inhabit(*common, "--out", tmp_path / "cluster", "--cluster", cluster.address, "--cluster-resource", SLOT,
+                     timeout=300)
+    assert spread.returncode == 0, spread.stderr
+    import json
+    rows = [json.loads((tmp_path / d / "eval.json").read_text())["engines"]["preview"] for d in ("local", "cluster")]
+    for row in rows:
+        row.pop("seconds")
+    assert rows[0] == rows[1] and rows[0]["frames"] > 0
+    assert "actor_started" in (tmp_path / "cluster" / "server-preview.log").read_text()

@@ -102,7 +102,8 @@ def prepare(config, address: str, resource: str, engines) -> None:
     check(ray, address, resource, specs, config.weights)
     slots = sum(int(n["Resources"][resource]) for n in slot_nodes(ray, resource))
     config.cluster = SlotSettings(resource=resource, weights=config.weights, limits=dict(config.limits),
-                                  eager_load=config.eager_load, engine_specs=specs)
+                                  eager_load=config.eager_load, engine_specs=specs,
+                                  engine_options=dict(getattr(config, "engine_options", None) or {}))
     config.workers = max(config.workers, slots)
 
 

@@ -62,7 +62,8 @@ def _writable(arr):
 class EngineHost:
     """One engine, loaded once, running the jobs the front end hands it one at a time."""
 
-    def __init__(self, engine_spec: str, weights: str | None, device: str, limits: dict, eager_load: bool):
+    def __init__(self, engine_spec: str, weights: str | None, device: str, limits: dict, eager_load: bool,
+                 engine_options: dict | None = None):
         from backend.server.config import ServerConfig
         from backend.server.engines import registry
         from backend.server.outbox import Outbox
@@ -73,6 +74,8 @@ class EngineHost:
         self.engine_cls = cls
         self.config = ServerConfig(device=device, weights=weights, workers=1, eager_load=eager_load,
                                    limits=dict(limits))
+        if engine_options and hasattr(self.config, "engine_options"):   # the front end's --engine-option values
+            self.config.engine_options = dict(engine_options)
         self.jobs: dict = {}
         self.outbox = Outbox(zmq.Context.instance(), f"inproc://inhabit-host-{os.getpid()}-{id(self)}")
         self.scheduler = Scheduler(self.config, {cls.name: cls}, self.outbox, self.jobs)

@@ -31,6 +31,7 @@ class SlotSettings:
     limits: dict
     eager_load: bool = False
     engine_specs: dict = field(default_factory=dict)   # engine name -> "module:Class" the nodes import
+    engine_options: dict = field(default_factory=dict)  # engine name -> its server options (--engine-option)
 
     def actor_options(self) -> dict:
         slot = {"num_gpus": 1} if self.resource == "GPU" else {"resources": {self.resource: 1}}
@@ -100,7 +101,8 @@ class ActorPool:
     def _start(self, engine: str) -> Lease:
         s = self.settings
         t0 = time.monotonic()
-        actor = self.host_class.remote(s.engine_specs[engine], s.weights, s.device, s.limits, s.eager_load)
+        actor = self.host_class.remote(s.engine_specs[engine], s.weights, s.device, s.limits, s.eager_load,
+                                       s.engine_options)
         where = self.ray.get(actor.where.remote())
         log.event("actor_started", engine=engine, node=where["node_id"][:12], host=where["host"],
                   seconds=round(time.monotonic() - t0, 2))
