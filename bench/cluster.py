@@ -124,7 +124,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--frames", type=int, default=24)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--jobs-frames", type=int, default=8, help="frames per job of the jobs/minute runs")
     ap.add_argument("--slots", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--no-write", action="store_true")

@@ -28,6 +28,9 @@ from tests.test_preview_engine import walking_frames
 from tests.test_preview_figures import figure
 
 SLOT = "inhabit_slot"
+# Windows of 4 frames sharing 1 (restart_window), 0.25 s a frame: a shot slow enough to lose a node under.
+WINDOW_ECHO = "tests.engines_for_tests:WindowEchoEngine"
+SLOW = ("--param", "window=4", "--param", "overlap=1", "--param", "delay=0.25")
 SIZE = 96
 SMALL = {"num_cpus": 1, "object_store_memory": 80 * 2**20}   # two shared cores: keep every node small
 
@@ -47,7 +50,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def front(cluster):
-    with start_server(engines=("preview",), startup_timeout=90,
+    with start_server(engines=("preview", WINDOW_ECHO), startup_timeout=90,
                       extra_args=("--cluster", cluster.address, "--cluster-resource", SLOT)) as srv:
         yield srv
 
@@ -163,10 +166,10 @@ def shot(tmp_path_factory):
     return blend, ref, str(d / "ref_kp.npy")
 
 
-def render_args(shot, out, *extra):
+def render_args(shot, out, *extra, engine="window_echo"):
     blend, ref, kp = shot
     return ["render", blend, "--armature", "Rig", "--reference", ref, "--reference-keypoints", kp,
-            "--resolution", "64x64", "--samples", "1", "--engine", "preview", "--out", str(out), *extra]
+            "--resolution", "64x64", "--samples", "1", "--engine", engine, *SLOW, "--out", str(out), *extra]
 
 
 def take_frames(out):
@@ -183,9 +186,9 @@ def test_node_lost_mid_job_names_the_resume_frame_and_resume_finishes_it(cluster
                              *render_args(shot, out, "--server", front.address)], cwd=REPO_ROOT,
                             env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: len(take_frames(out)) >= 3 or proc.poll() is not None, timeout=120, what="3 frames")
+    wait_until(lambda: len(take_frames(out)) >= 5 or proc.poll() is not None, timeout=120, what="5 frames")
     assert proc.poll() is None, proc.communicate()
-    node = re.findall(r"started job=\w+ engine=preview node=(\w+)", front.log())[-1]
+    node = re.findall(r"started job=\w+ engine=window_echo node=(\w+)", front.log())[-1]
     victim = next(n for n in cluster.worker_nodes if n.node_id.startswith(node))
     # Another client's job on the other node keeps running through the loss.
     other: dict = {}
@@ -200,7 +203,7 @@ def test_node_lost_mid_job_names_the_resume_frame_and_resume_finishes_it(cluster
     assert said, err
     restart = int(said.group(1))
     kept = len(take_frames(out))
-    assert restart == kept < 16      # preview frames are independent: the first missing one
+    assert 5 <= kept < 16 and restart == kept // 3 * 3     # the start of the window holding the first missing frame
     t.join(120)
     events, got = other["r"]
     assert events[-1].type == protocol.DONE and sorted(got) == list(range(60))
@@ -211,7 +214,7 @@ def test_node_lost_mid_job_names_the_resume_frame_and_resume_finishes_it(cluster
     assert res.returncode == 0, res.stderr
     assert f"{kept} of 16 frames on disk" in res.stderr
     reference = tmp_path / "one_machine"
-    ref_run = inhabit(*render_args(shot, reference), timeout=180)      # a private one-machine server
+    ref_run = inhabit(*render_args(shot, reference, engine=WINDOW_ECHO), timeout=180)   # a one-machine server
     assert ref_run.returncode == 0, ref_run.stderr
     resumed, uninterrupted = take_frames(out), take_frames(reference)
     assert sorted(resumed) == sorted(uninterrupted) and len(resumed) == 16

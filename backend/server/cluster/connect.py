@@ -12,6 +12,10 @@ import socket
 from .ray_import import EXTRA, ClusterError, ray as import_ray
 
 LOCAL = "local"
+# Frames and results up to this size go inline in Ray's calls instead of through its object store:
+# a 512 px frame (3.25 MiB in, 1.25 MiB out) then costs a third of the time per hop (bench/RESULTS.md).
+INLINE_BYTES = 16 * 2**20
+INLINE = {"RAY_max_direct_call_object_size": str(INLINE_BYTES)}
 RAY_PORT = 6379
 ANSWER_TIMEOUT_S = 3.0
 
@@ -21,7 +25,9 @@ def join(address: str, resource: str, *, local_slots: int = 1):
     ray = import_ray()
     if ray.is_initialized():
         return ray
-    quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    os.environ.update(INLINE)   # read by this process's Ray core worker at init; the actors get it below
+    quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
+             "runtime_env": {"env_vars": dict(INLINE)}}
     if address == LOCAL:
         # A one-machine cluster: its GPUs, or ``local_slots`` of a custom slot resource.
         extra = {} if resource in ("GPU", "CPU") else {"resources": {resource: local_slots}}
