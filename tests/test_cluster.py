@@ -49,9 +49,12 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def front(cluster):
-    with start_server(engines=("preview", WINDOW_ECHO), startup_timeout=90,
-                      extra_args=("--cluster", cluster.address, "--cluster-resource", SLOT)) as srv:
+def front(cluster, tiny_weights):
+    """The front end: preview, a windowed test engine, and wan-animate on its tiny weights folder."""
+    with start_server(engines=("preview", WINDOW_ECHO, "wan-animate"), weights=tiny_weights("wan-animate"),
+                      startup_timeout=120,
+                      extra_args=("--cluster", cluster.address, "--cluster-resource", SLOT,
+                                  "--cluster-keep-warm", "60")) as srv:
         yield srv
 
 
@@ -113,6 +116,47 @@ def test_a_cluster_without_gpu_slots_is_one_sentence(cluster):
     assert "has no GPU slots" in res.stderr and "--cluster-resource" in res.stderr
 
 
+# -- batch work as Ray tasks (first: the front end below keeps its slots warm a while) ------------
+def dataset_files(root):
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".logs", ".cache")]
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def test_dataset_made_on_the_cluster_equals_one_made_locally(cluster, tmp_path):
+    common = ("dataset", "make", "--clips", "2", "--frames", "2", "--size", "32", "--samples", "1", "--workers", "2")
+    local = inhabit(*common, "--out", tmp_path / "local", timeout=300)
+    assert local.returncode == 0, local.stderr
+    spread = inhabit(*common, "--out", tmp_path / "cluster", "--cluster", cluster.address, timeout=300)
+    assert spread.returncode == 0, spread.stderr
+    assert "clips" in spread.stderr          # the same progress bar
+    a, b = dataset_files(tmp_path / "local"), dataset_files(tmp_path / "cluster")
+    assert len(a) > 4 and a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
+    again = inhabit(*common, "--out", tmp_path / "cluster", "--cluster", cluster.address, timeout=120)
+    assert again.returncode == 0 and "already holds all 2 clips" in again.stderr
+
+
+def test_eval_on_the_cluster_scores_as_on_one_machine(cluster, tiny_dataset, tmp_path):
+    common = ("eval", "--data", tiny_dataset, "--split", "train", "--engine", "preview")
+    local = inhabit(*common, "--out", tmp_path / "local", timeout=300)
+    assert local.returncode == 0, local.stderr
+    spread = inhabit(*common, "--out", tmp_path / "cluster", "--cluster", cluster.address, "--cluster-resource", SLOT,
+                     timeout=300)
+    assert spread.returncode == 0, spread.stderr
+    import json
+    rows = [json.loads((tmp_path / d / "eval.json").read_text())["engines"]["preview"] for d in ("local", "cluster")]
+    for row in rows:
+        row.pop("seconds")
+    assert rows[0] == rows[1] and rows[0]["frames"] > 0
+    assert "actor_started" in (tmp_path / "cluster" / "server-preview.log").read_text()
+
+
 # -- serving ----------------------------------------------------------------------------------
 def test_several_clients_more_jobs_than_slots_all_equal_to_one_machine(front):
     info = cluster_info(front.address)
@@ -139,6 +183,26 @@ def test_several_clients_more_jobs_than_slots_all_equal_to_one_machine(front):
     assert len(set(started)) == 2, front.log()   # both nodes served
     wait_until(lambda: cluster_info(front.address)["busy"] == 0, what="every slot free again")
     assert front.log().count("actor_started") == 2     # warm actors reused, one per slot
+
+
+def test_wan_animate_tiny_on_the_cluster_equals_one_machine(front, tiny_weights):
+    from tests.test_wan_animate import SIZE as WAN_SIZE, shot as wan_shot
+    ref, frames = wan_shot(6)
+    spec = protocol.JobSpec(engine="wan-animate", width=WAN_SIZE, height=WAN_SIZE, frames=6,
+                            params={"steps": 1, "segment_length": 5, "carried_frames": 1, "seed": 2})
+
+    def results(address):
+        with Client(address) as cl:
+            events = run_job(cl, spec, ref, enumerate(frames), timeout=180)
+        assert events[-1].type == protocol.DONE
+        return {e.header["index"]: e.arrays[protocol.RESULT_RGBA] for e in events if e.type == protocol.RESULT}
+    # Ray runs an actor without a CPU reservation on one thread; the one-machine server does the same here.
+    with start_server(engines=("wan-animate",), weights=tiny_weights("wan-animate"), startup_timeout=120,
+                      env={"OMP_NUM_THREADS": "1"}) as one_machine:
+        expected = results(one_machine.address)
+    got = results(front.address)
+    assert sorted(got) == list(range(6))
+    assert all(np.array_equal(got[i], expected[i]) for i in range(6))
 
 
 def test_cancel_mid_job_frees_its_slot(front):
@@ -222,43 +286,3 @@ def test_node_lost_mid_job_names_the_resume_frame_and_resume_finishes_it(cluster
         with open(resumed[name], "rb") as a, open(uninterrupted[name], "rb") as b:
             assert a.read() == b.read(), name
 
-
-# -- batch work as Ray tasks ------------------------------------------------------------------
-def dataset_files(root):
-    out = {}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in (".logs", ".cache")]
-        for name in files:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = f.read()
-    return out
-
-
-def test_dataset_made_on_the_cluster_equals_one_made_locally(cluster, tmp_path):
-    common = ("dataset", "make", "--clips", "2", "--frames", "2", "--size", "32", "--samples", "1", "--workers", "2")
-    local = inhabit(*common, "--out", tmp_path / "local", timeout=300)
-    assert local.returncode == 0, local.stderr
-    spread = inhabit(*common, "--out", tmp_path / "cluster", "--cluster", cluster.address, timeout=300)
-    assert spread.returncode == 0, spread.stderr
-    assert "clips" in spread.stderr          # the same progress bar
-    a, b = dataset_files(tmp_path / "local"), dataset_files(tmp_path / "cluster")
-    assert len(a) > 4 and a.keys() == b.keys()
-    assert [k for k in a if a[k] != b[k]] == []
-    again = inhabit(*common, "--out", tmp_path / "cluster", "--cluster", cluster.address, timeout=120)
-    assert again.returncode == 0 and "already holds all 2 clips" in again.stderr
-
-
-def test_eval_on_the_cluster_scores_as_on_one_machine(cluster, tiny_dataset, tmp_path):
-    common = ("eval", "--data", tiny_dataset, "--split", "train", "--engine", "preview")
-    local = inhabit(*common, "--out", tmp_path / "local", timeout=300)
-    assert local.returncode == 0, local.stderr
-    spread = inhabit(*common, "--out", tmp_path / "cluster", "--cluster", cluster.address, "--cluster-resource", SLOT,
-                     timeout=300)
-    assert spread.returncode == 0, spread.stderr
-    import json
-    rows = [json.loads((tmp_path / d / "eval.json").read_text())["engines"]["preview"] for d in ("local", "cluster")]
-    for row in rows:
-        row.pop("seconds")
-    assert rows[0] == rows[1] and rows[0]["frames"] > 0
-    assert "actor_started" in (tmp_path / "cluster" / "server-preview.log").read_text()

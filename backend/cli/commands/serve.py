@@ -41,6 +41,9 @@ def add_parser(subparsers):
     p.add_argument("--cluster-resource", default="GPU", metavar="NAME",
                    help="the Ray resource one engine actor holds: GPU (default), or a custom resource naming GPU "
                         "slots")
+    p.add_argument("--cluster-keep-warm", type=float, default=600.0, metavar="S",
+                   help="with --cluster: seconds an idle engine keeps its GPU slot before giving it back to the "
+                        "cluster (default %(default)s)")
     p.add_argument("--curve-secret-key", metavar="FILE", help="server secret key file (needed off loopback)")
     p.add_argument("--allow-client-key", metavar="FILE", nargs="+", action="extend", default=[],
                    help="public key file(s) of clients allowed in (needed off loopback)")
@@ -113,7 +116,9 @@ def run(args) -> int:
         from backend.server.cluster.ray_import import ClusterError
         try:
             config.workers = args.workers or 0
-            prepare(config, args.cluster, args.cluster_resource, engines)
+            if args.cluster_keep_warm <= 0:
+                raise ClusterError(f"--cluster-keep-warm must be more than 0 seconds, got {args.cluster_keep_warm:g}")
+            prepare(config, args.cluster, args.cluster_resource, engines, keep_warm_s=args.cluster_keep_warm)
         except ClusterError as exc:
             print(f"inhabit serve: {exc}", file=sys.stderr)
             return 2

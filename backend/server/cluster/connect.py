@@ -99,7 +99,7 @@ def node_problem(engine_specs: dict, weights: str | None) -> str | None:
     return None
 
 
-def prepare(config, address: str, resource: str, engines) -> None:
+def prepare(config, address: str, resource: str, engines, keep_warm_s: float = 600.0) -> None:
     """Join the cluster, check it, and set ``config.cluster`` (and ``config.workers``: jobs relayed at once,
     one per slot unless --workers was given). ClusterError says what is wrong."""
     from .pool import SlotSettings
@@ -109,7 +109,8 @@ def prepare(config, address: str, resource: str, engines) -> None:
     slots = sum(int(n["Resources"][resource]) for n in slot_nodes(ray, resource))
     config.cluster = SlotSettings(resource=resource, weights=config.weights, limits=dict(config.limits),
                                   eager_load=config.eager_load, engine_specs=specs,
-                                  engine_options=dict(getattr(config, "engine_options", None) or {}))
+                                  engine_options=dict(getattr(config, "engine_options", None) or {}),
+                                  keep_warm_s=keep_warm_s)
     config.workers = max(config.workers, slots)
 
 

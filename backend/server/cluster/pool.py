@@ -32,6 +32,7 @@ class SlotSettings:
     eager_load: bool = False
     engine_specs: dict = field(default_factory=dict)   # engine name -> "module:Class" the nodes import
     engine_options: dict = field(default_factory=dict)  # engine name -> its server options (--engine-option)
+    keep_warm_s: float = 600.0      # an idle actor gives its slot back to the cluster after this long
 
     def actor_options(self) -> dict:
         slot = {"num_gpus": 1} if self.resource == "GPU" else {"resources": {self.resource: 1}}
@@ -43,11 +44,12 @@ class SlotSettings:
         return "cuda" if self.resource == "GPU" else "cpu"   # Ray gives each GPU actor its own CUDA device
 
 
-@dataclass
+@dataclass(eq=False)
 class Lease:
     engine: str
     actor: Any             # a Ray actor handle of EngineHost
     node_id: str
+    idle_since: float = 0.0
 
 
 class ActorPool:
@@ -59,6 +61,10 @@ class ActorPool:
         self.idle: dict[str, collections.deque[Lease]] = collections.defaultdict(collections.deque)
         self.busy: list[Lease] = []
         self.starting = 0               # actors being placed right now (counted against the slots)
+        # Other front ends and batch commands (dataset, eval) share the cluster: a slot idle for
+        # keep_warm_s is given back, so nobody waits for it forever.
+        self.stopped = threading.Event()
+        threading.Thread(target=self._give_back_idle, name="inhabit-pool-idle", daemon=True).start()
 
     # -- slots -----------------------------------------------------------------------------
     def capacity(self) -> int:
@@ -112,8 +118,19 @@ class ActorPool:
         with self.cond:
             if lease in self.busy:
                 self.busy.remove(lease)
+            lease.idle_since = time.monotonic()
             self.idle[lease.engine].append(lease)
             self.cond.notify_all()
+
+    def _give_back_idle(self) -> None:
+        while not self.stopped.wait(min(5.0, self.settings.keep_warm_s)):
+            now = time.monotonic()
+            with self.cond:
+                stale = [x for q in self.idle.values() for x in q if now - x.idle_since >= self.settings.keep_warm_s]
+                for lease in stale:
+                    self.idle[lease.engine].remove(lease)
+            for lease in stale:
+                self._end(lease, reason=f"idle {self.settings.keep_warm_s:g} s")
 
     def discard(self, lease: Lease, reason: str) -> None:
         """Drop an actor that failed (its node lost): its slot is free for a new one."""
@@ -133,6 +150,7 @@ class ActorPool:
             self.cond.notify_all()
 
     def shutdown(self) -> None:
+        self.stopped.set()
         with self.cond:
             leases = [*self.busy, *(x for q in self.idle.values() for x in q)]
             self.busy.clear()
