@@ -21,6 +21,8 @@ import socket
 import threading
 from typing import Any
 
+import numpy as np
+
 from blender_addon.core import protocol
 
 # Ray concurrency groups: frames and cancels never wait behind a long-poll ``take``.
@@ -38,7 +40,13 @@ def pack_job(job, window: int, start_after: int) -> list[bytes]:
     hdr = protocol.header(SUBMIT, job=job.job_id, engine=job.engine, width=job.width, height=job.height,
                           frames=job.frames, params=job.params, objects=list(job.objects), name=job.name,
                           window=window, start_after=start_after)
-    return [bytes(p) for p in protocol.encode(hdr, arrays)]
+    return for_ray(protocol.encode(hdr, arrays))
+
+
+def for_ray(parts) -> list:
+    """Encoded parts as uint8 arrays over the same memory: Ray moves arrays without a copy of its own on
+    either side, and the receiver decodes them in place (``protocol.decode`` takes any buffer)."""
+    return [np.frombuffer(p, np.uint8) for p in parts]
 
 
 def unpack_job(parts):
@@ -52,7 +60,7 @@ def unpack_job(parts):
 
 
 def pack_frame(job_id: str, index: int, arrays: dict) -> list[bytes]:
-    return [bytes(p) for p in protocol.encode(protocol.header(protocol.FRAME, job=job_id, index=index), arrays)]
+    return for_ray(protocol.encode(protocol.header(protocol.FRAME, job=job_id, index=index), arrays))
 
 
 def _writable(arr):
@@ -146,7 +154,7 @@ class EngineHost:
         """The job's messages so far (each its encoded parts), waiting up to ``timeout_s`` for one."""
         if not self.outbox.bell.poll(int(timeout_s * 1000)):
             return self._state(job_id, [])
-        out = [[bytes(p) for p in o.frames] for o in self.outbox.take_all() if o.job_id == job_id]
+        out = [for_ray(o.frames) for o in self.outbox.take_all() if o.job_id == job_id]
         return self._state(job_id, out)
 
     def _state(self, job_id: str, messages: list) -> dict:

@@ -107,7 +107,7 @@ class ClusterScheduler(Scheduler):
                     raise NodeLost(f"{type(exc).__name__}") from None
                 job.credit = max(job.credit, int(out["credit"]))   # before the client can hear of it
                 for parts in out["messages"]:
-                    hdr = json.loads(parts[0])
+                    hdr = json.loads(bytes(parts[0]))
                     if hdr["type"] in protocol.TERMINAL_TYPES:
                         return parts, hdr["type"]
                     if hdr["type"] == protocol.RESULT:
