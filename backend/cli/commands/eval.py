@@ -101,6 +101,12 @@ def check_args(args) -> str | None:
 
 def run(args) -> int:
     problem = check_args(args)
+    if not problem and args.cluster:
+        from backend.server.cluster.ray_import import ClusterError, ray
+        try:
+            ray()
+        except ClusterError as exc:
+            problem = str(exc)
     if problem:
         print(f"inhabit eval: {problem}", file=sys.stderr)
         return 2

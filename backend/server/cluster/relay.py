@@ -72,6 +72,7 @@ class ClusterScheduler(Scheduler):
         job.state = "running"
         job.started_at = time.monotonic()
         self.running.add(job.id)
+        lease = None
         try:
             lease = self.pool.acquire(job.data.engine, cancelled=lambda: job.cancelled or self.stopping)
             if lease is None:
@@ -88,6 +89,12 @@ class ClusterScheduler(Scheduler):
             else:
                 self.pool.release(lease)    # before the client hears the end: INFO then shows the slot free
                 send(*last)
+        except Exception as exc:  # an engine that cannot start on a node, a Ray fault: this job fails, others go on
+            log.event("cluster_error", job=job.id, error=f"{type(exc).__name__}: {exc}")
+            if lease is not None:
+                self.pool.discard(lease, reason="cluster error")
+            send_header(protocol.error_header(protocol.E_ENGINE_FAILED, f"engine {job.data.engine!r} could not run "
+                                              f"on the cluster: {type(exc).__name__}: {str(exc)[:300]}", job=job.id))
         finally:
             self.running.discard(job.id)
 
