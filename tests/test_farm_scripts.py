@@ -53,8 +53,12 @@ def test_flamenco_job_type_makes_one_resuming_task_per_shot(tmp_path):
         args = command["params"]["args"]
         assert args[:2] == ["render", shot] and "--resume" in args and args[-2:] == ["--samples", "4"]
         # The command line is one `inhabit render` parses.
-        from backend.cli import _load_commands, build_parser
-        parsed = build_parser(_load_commands()[0]).parse_args(args)
+        import argparse
+
+        from backend.cli.commands import render
+        parser = argparse.ArgumentParser()
+        render.add_parser(parser.add_subparsers())
+        parsed = parser.parse_args(args)
         assert parsed.server == "frontend:5557" and parsed.resume and parsed.armature == "Rig"
 
 

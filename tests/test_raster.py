@@ -6,9 +6,10 @@ import pytest
 
 import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
 
-from blender_addon.core import bmp, protocol, zbuffer  # noqa: E402
+from blender_addon.core import bmp, conventions, zbuffer  # noqa: E402
 from blender_addon.core.settings import ShotSettings  # noqa: E402
 from blender_addon.scene.export import ShotExporter  # noqa: E402
+from blender_addon.shot import scene_shot  # noqa: E402
 from blender_addon.scene.passes import read_png_rgb  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def _compare(exporter_args, frames, *, ortho=False):
         scene.camera.data.ortho_scale = 3.0
     out = {}
     for name, options in (("new", {}), ("old", {"character_pass": "cycles", "reuse": False})):
-        with ShotExporter(scene, settings, pass_options=options) as ex:
+        with ShotExporter(scene_shot(scene, settings), pass_options=options) as ex:
             out[name] = [ex.export_frame(i) for i in range(frames)]
             st = ex.render_stats
             out[name + "_stats"] = {"renders": st["renders"], "reused": st["reused"]}
@@ -73,7 +74,7 @@ def _assert_same_passes(new, old):
         assert iou >= 0.99, iou
         both = ma & mb
         assert np.abs(a["character_depth"][both] - b["character_depth"][both]).max() <= 1e-3
-        assert (a["character_depth"][~ma] == protocol.NO_SURFACE_DEPTH).all()
+        assert (a["character_depth"][~ma] == conventions.NO_SURFACE_DEPTH).all()
 
 
 def _test_scene(tmp_path, frames):

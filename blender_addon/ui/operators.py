@@ -23,11 +23,11 @@ class INHABIT_OT_animate(bpy.types.Operator):
         return context.scene is not None and not runner.running()
 
     def execute(self, context):
-        from ..session import open_session
+        from ..session import session_for
         scene = context.scene  # recorded now: the strip goes here whatever happens later
         try:
             settings = settings_from_scene(scene)
-            session = open_session(scene, settings)
+            session = session_for(scene, settings)
         except SetupError as exc:
             runner.state.last_error = exc.message
             self.report({"ERROR"}, exc.message)
@@ -59,7 +59,7 @@ class INHABIT_OT_test_connection(bpy.types.Operator):
     def execute(self, context):
         from ..core.curve_keys import KeyFileError, client_options
         from ..session import fetch_server_info
-        from .keys import key_settings
+        from .preferences import key_settings
         props = context.scene.inhabit
         try:
             files = key_settings(context)

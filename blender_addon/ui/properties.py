@@ -5,8 +5,9 @@ import json
 
 import bpy
 
-from ..core import protocol
+from ..core import conventions, protocol
 from ..core.settings import SetupError, ShotSettings
+from .preferences import key_settings
 
 
 def _is_armature(self, obj):
@@ -37,8 +38,8 @@ def _keypoint_items(self, context):
     return _KEYPOINT_ITEMS
 
 
-_KEYPOINT_ITEMS = [(k, k.replace("_", " "), "")
-                   for k in protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES]
+_KEYPOINT_ITEMS = [(k, k.replace("_", " "), "") for k in
+                   conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES + conventions.HAND_KEYPOINT_NAMES]
 
 
 class InhabitJointFix(bpy.types.PropertyGroup):
@@ -134,11 +135,6 @@ def settings_from_scene(scene) -> ShotSettings:
         denoise=p.denoise, name=scene.name, **key_settings(bpy.context))
 
 
-def key_settings(context) -> dict:
-    from .keys import key_settings as from_prefs
-    return from_prefs(context)
-
-
 def user_mapping(p) -> dict | None:
     """The JSON mapping of the panel with the per-joint fixes on top (fixes win)."""
     keypoint_map = None
@@ -170,12 +166,12 @@ def refresh_mapping_rows(scene) -> str:
     except (SetupError, MappingError) as exc:
         p.mapping_summary = str(getattr(exc, "message", exc))
         return p.mapping_summary
-    for k, bone, how in m.rows(protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES):
+    for k, bone, how in m.rows(conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES):
         row = p.mapping_rows.add()
         row.keypoint, row.bone, row.how = k, bone, how
     box = "yes" if m.face_box else "no"
     p.mapping_summary = (f"{arm.name}: {m.convention}, {m.body_mapped()}/13 body, "
-                         f"{m.hands_mapped()}/{protocol.NUM_HAND_KEYPOINTS} hand, face box {box}"
+                         f"{m.hands_mapped()}/{conventions.NUM_HAND_KEYPOINTS} hand, face box {box}"
                          + "".join(f"; {n}" for n in m.notes))
     return p.mapping_summary
 

@@ -118,25 +118,19 @@ def run(args) -> int:
                 launch=launcher)
 
 
-# What a clip worker needs from this process's environment wherever it runs (the rest is the node's own).
-_BLENDER_VARS = ("BLENDER_USER_RESOURCES", "XDG_CACHE_HOME")
-
-
-def _blender_env(out: str) -> dict:
+def _blender_env() -> dict:
     from backend.cli.local_server import REPO_ROOT
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    cache = os.path.join(os.path.abspath(out), ".cache")
-    for var, sub in (("BLENDER_USER_RESOURCES", "blender"), ("XDG_CACHE_HOME", "xdg")):
-        env.setdefault(var, os.path.join(cache, sub))
-    return env
+    from backend.cli.blender_env import blender_env
+    return blender_env(env)
 
 
 def _bvh_problem(folder: str, names: list[str], out: str) -> str | None:
     """Import and map every BVH in one Blender before any clip is rendered (a bad file: one sentence)."""
     from backend.cli.local_server import REPO_ROOT
     proc = subprocess.run([sys.executable, "-m", "backend.blender.clips.bvh_motion", os.path.abspath(folder),
-                           *names], cwd=REPO_ROOT, env=_blender_env(out), capture_output=True, text=True,
+                           *names], cwd=REPO_ROOT, env=_blender_env(), capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
     if proc.returncode == 0:
         return None
@@ -162,7 +156,7 @@ def make(out: str, manifest: dict, *, workers: int, motions: str | None = None, 
         bar.close()
         print(f"inhabit dataset: {out} already holds all {total} clips.", file=sys.stderr)
         return 0
-    env = _blender_env(out)
+    env = _blender_env()
     workers = min(workers, len(todo))
     logs_dir = os.path.join(out, ".logs")
     os.makedirs(logs_dir, exist_ok=True)
@@ -174,7 +168,8 @@ def make(out: str, manifest: dict, *, workers: int, motions: str | None = None, 
                   str(manifest["frames"]), str(manifest["size"]), str(manifest["samples"]), ",".join(map(str, mine))]
         module += [motions] if motions else []
         if launch is not None:
-            procs.append((launch(module, {k: env[k] for k in _BLENDER_VARS if k in env}, log_path), None))
+            from backend.cli.blender_env import VARIABLES
+            procs.append((launch(module, {k: env[k] for k, _ in VARIABLES if k in env}, log_path), None))
             continue
         log = open(log_path, "ab")
         procs.append((subprocess.Popen([sys.executable, "-m", *module], cwd=REPO_ROOT, env=env, stdout=log,

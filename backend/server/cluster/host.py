@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.server.job import JobState
 from blender_addon.core import protocol
 
 # Ray concurrency groups: frames and cancels never wait behind a long-poll ``take``.
@@ -101,7 +102,7 @@ class EngineHost:
         from backend.server.job import ServerJob
         job, window, start_after = unpack_job(parts)
         with self.lock:
-            for old in [j for j in self.jobs.values() if j.state == "finished"]:
+            for old in [j for j in self.jobs.values() if j.state == JobState.FINISHED]:
                 self.jobs.pop(old.id, None)
             sj = ServerJob(job, b"", self.engine_cls, window, start_after)
             self.jobs[job.job_id] = sj
@@ -160,7 +161,7 @@ class EngineHost:
     def _state(self, job_id: str, messages: list) -> dict:
         sj = self.jobs.get(job_id)
         if sj is not None and messages and _is_terminal(messages[-1]):
-            sj.state = "finished"
+            sj.state = JobState.FINISHED
         return {"messages": messages, "credit": sj.credit if sj is not None else 0}
 
     def stop(self) -> None:

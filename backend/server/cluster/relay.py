@@ -24,10 +24,11 @@ import json
 import threading
 import time
 
-from blender_addon.core import protocol
+from blender_addon.core import messages, protocol
 
 from .. import log
 from ..admission import ranges
+from ..job import JobState
 from ..outbox import Outgoing
 from ..scheduler import Scheduler
 from .host import pack_frame, pack_job
@@ -69,7 +70,7 @@ class ClusterScheduler(Scheduler):
         def send_header(hdr):
             send(protocol.encode(hdr), hdr["type"])
 
-        job.state = "running"
+        job.state = JobState.RUNNING
         job.started_at = time.monotonic()
         self.running.add(job.id)
         lease = None
@@ -93,8 +94,8 @@ class ClusterScheduler(Scheduler):
             log.event("cluster_error", job=job.id, error=f"{type(exc).__name__}: {exc}")
             if lease is not None:
                 self.pool.discard(lease, reason="cluster error")
-            send_header(protocol.error_header(protocol.E_ENGINE_FAILED, f"engine {job.data.engine!r} could not run "
-                                              f"on the cluster: {type(exc).__name__}: {str(exc)[:300]}", job=job.id))
+            send_header(messages.Error(protocol.E_ENGINE_FAILED, f"engine {job.data.engine!r} could not run on the "
+                                       f"cluster: {type(exc).__name__}: {str(exc)[:300]}", job=job.id).to_dict())
         finally:
             self.running.discard(job.id)
 
@@ -149,8 +150,8 @@ class ClusterScheduler(Scheduler):
         first_missing = next((i for i in range(d.frames) if i not in emitted), d.frames)
         restart = protocol.restart_frame(job.engine_cls.describe(), d.params, first_missing)
         log.event("node_lost", job=job.id, delivered=ranges(sorted(emitted)) or "none", resume_from=restart)
-        return protocol.error_header(
+        return messages.Error(
             protocol.E_ENGINE_FAILED,
             f"the cluster node running this job was lost after {len(emitted)} of {d.frames} frames; "
             f"`inhabit render --resume` restarts it from job frame {restart} (the engine's restart window), "
-            "the frames before are kept", job=job.id) | {"resume_from": restart}
+            "the frames before are kept", job=job.id).to_dict() | {"resume_from": restart}
