@@ -19,8 +19,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # diffusers and the pure-Python requirements a transformers install may lack.
 WHEELS = ("diffusers==0.42.1", "importlib_metadata", "zipp")
 CODE = ("models", "blender_addon/__init__.py", "blender_addon/core/__init__.py", "blender_addon/core/protocol.py",
-        "bench/wan_animate.py", "bench/results_file.py", "bench/RESULTS.md")
+        "blender_addon/core/conventions.py", "blender_addon/core/codec.py", "blender_addon/core/messages.py",
+        "bench/wan_animate.py", "bench/wan_speed.py", "bench/results_file.py",
+        "bench/RESULTS.md")
 LIMIT = 64 * 2 ** 20
+
+
+def copy_code(out: str) -> None:
+    """The project files the GPU rows import (tests/test_wan_animate_bench.py runs them from such a copy)."""
+    for rel in CODE:
+        src, dst = os.path.join(ROOT, rel), os.path.join(out, rel)
+        if os.path.isdir(src):
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy2(src, dst)
 
 
 def build(out: str, wheels: str | None = None) -> int:
@@ -39,15 +52,10 @@ def build(out: str, wheels: str | None = None) -> int:
             zf.extractall(site)
     if not wheels:
         shutil.rmtree(wheel_dir)
-    for rel in CODE:
-        src, dst = os.path.join(ROOT, rel), os.path.join(out, rel)
-        if os.path.isdir(src):
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copy2(src, dst)
+    copy_code(out)
     with open(os.path.join(out, "run.sh"), "w") as fh:
-        fh.write('#!/bin/sh\n# The GPU rows of bench/wan_animate.py; results land in bench/RESULTS.md here.\n'
+        fh.write('#!/bin/sh\n# The GPU rows of bench/wan_animate.py; results land in bench/RESULTS.md and '
+                 'bench/wan_speed_gpu.json here: copy both back.\n'
                  'cd "$(dirname "$0")" && PYTHONPATH=site:. exec python bench/wan_animate.py --gpu-only "$@"\n')
     size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out) for f in fs)
     print(f"{out}: {size / 2 ** 20:.1f} MiB (limit 64 MiB)")

@@ -11,11 +11,14 @@ from the published config with random bf16 weights (17.3 B parameters), the
 real VAE and CLIP-H configs, at 832x480, one 77-frame segment, per memory
 tier: seconds per frame (20 steps; tiers slower than 'full' run fewer steps
 and are projected to 20 from their measured per-step time) and peak VRAM,
-beside diffusers' own ``WanAnimatePipeline.__call__`` on the same pipeline.
+beside diffusers' own ``WanAnimatePipeline.__call__`` on the same pipeline;
+and first the speed rows (``bench/wan_speed.py``: 20 vs 4 steps, caches,
+attention backends, regional compile, fp8, combined) at the same size.
+Both CPU and CUDA run every speed row, the CPU on the tiny configuration.
 Imports only models/ code (no pyzmq, no bpy): ``make gpu-bench-bundle``
 packs it with a pure-Python diffusers for a GPU box without one.
 
-    python bench/wan_animate.py [--cpu-only] [--gpu-only] [--frames 8 32 128]
+    python bench/wan_animate.py [--cpu-only] [--gpu-only] [--frames 8 32 128] [--no-speed]
 """
 from __future__ import annotations
 
@@ -300,30 +303,88 @@ def gpu_tier_run(tier: str, height: int = 480, width: int = 832, frames: int = 7
     return rows
 
 
+def gpu_speed_run(budget_s: float, height: int = 480, width: int = 832, frames: int = 77) -> dict:
+    """The speed rows on the real-size model, full tier, in this process."""
+    import torch
+
+    from bench.wan_speed import run_rows
+    from models.wan import memory as M
+    dev = "cuda:0"
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    pipe = real_size_pipeline(dev)
+    M.apply_tier(pipe, "full", dev)
+    build = time.perf_counter() - t0
+    inp, ref = gpu_inputs(pipe.transformer.config.motion_encoder_size, height, width, frames)
+    emb = torch.randn(1, 512, 4096, generator=torch.Generator().manual_seed(0))
+    rows, notes = run_rows(pipe, dev, height=height, width=width, frames=frames, inputs=inp, reference=ref,
+                           prompt_embeds=emb, budget_s=budget_s - build, lora_rank=32)
+    return {"rows": rows, "notes": notes, "build_s": build}
+
+
+def cpu_speed(size: int = 64, frames: int = 5, only=None) -> str:
+    """The tiny form of every speed row (CPU, tiny configuration)."""
+    import torch
+    torch.set_num_threads(2)
+    from bench.wan_speed import run_rows, table
+    from models.wan.tiny import TINY_TEXT_DIM, tiny_pipeline
+    pipe = tiny_pipeline()
+    inp, ref = gpu_inputs(pipe.transformer.config.motion_encoder_size, size, size, frames)
+    rows, notes = run_rows(pipe, "cpu", height=size, width=size, frames=frames, inputs=inp, reference=ref,
+                           prompt_embeds=torch.zeros(1, 16, TINY_TEXT_DIM), budget_s=600, lora_rank=4,
+                           repeats=2, only=only)
+    return table(rows, notes, f"Speed rows, CPU, tiny config (real diffusers classes, random weights), {size}x{size}, "
+                              f"one {frames}-frame segment, fastest of 2 runs each (the mechanics at tiny size; "
+                              "timings here say nothing of a GPU):")
+
+
 # Steps run per tier (the slower tiers are projected to 20 from their per-step time), chosen so the
 # whole GPU run stays under 10 minutes.
 GPU_STEPS = {"full": 20, "model-offload": 5, "group-offload": 3, "sequential": 2}
 GPU_BUDGET_S = 540
+GPU_SPEED_BUDGET_S = 330      # the speed rows' share; each row stops being started once it is spent
 
 
-def gpu_bench(tiers) -> str:
+def gpu_bench(tiers, speed: bool = True, write: bool = True) -> str:
     import torch
     name = torch.cuda.get_device_name(0)
     t0 = time.perf_counter()
     rows, notes = [], []
+    sections = []
+    if speed:      # first: the speed rows; the tiers get what is left of the budget
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([p for p in (os.environ.get("PYTHONPATH"), ROOT) if p]))
+        proc = subprocess.run([sys.executable, __file__, "--gpu-speed", str(int(GPU_SPEED_BUDGET_S))],
+                              capture_output=True, text=True, timeout=GPU_BUDGET_S, env=env)
+        if proc.returncode:
+            sections.append(f"Speed rows failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        else:
+            from bench.wan_speed import table
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+            heading = (f"Speed rows, GPU ({name}), real-size transformer with random bf16 weights, 832x480, one "
+                       f"77-frame segment, no CFG, one process (model built in {got['build_s']:.0f} s):")
+            sections.append(table(got["rows"], got["notes"], heading))
+            if write and got["rows"]:     # what `inhabit doctor --engine wan-animate` quotes
+                from models.wan.advice import ROWS_FILE
+                with open(ROWS_FILE, "w") as fh:
+                    json.dump({"device": name, "date": time.strftime("%Y-%m-%d"), "rows": got["rows"]}, fh, indent=1)
     for tier in tiers:
         left = GPU_BUDGET_S - (time.perf_counter() - t0)
         if left < 60:
             notes.append(f"{tier}: not run (time budget)")
             continue
-        proc = subprocess.run([sys.executable, __file__, "--gpu-tier", tier], capture_output=True, text=True,
-                              timeout=left, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                                  [p for p in (os.environ.get("PYTHONPATH"), ROOT) if p])))
+        try:
+            proc = subprocess.run([sys.executable, __file__, "--gpu-tier", tier], capture_output=True, text=True,
+                                  timeout=left, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                      [p for p in (os.environ.get("PYTHONPATH"), ROOT) if p])))
+        except subprocess.TimeoutExpired:
+            notes.append(f"{tier}: stopped at the time budget")
+            continue
         if proc.returncode:
             notes.append(f"{tier}: failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}")
             continue
         rows += json.loads(proc.stdout.strip().splitlines()[-1])
-    lines = [f"GPU ({name}), real-size transformer with random bf16 weights (17.27 B params), {832}x{480}, "
+    lines = sections + [""] * bool(sections) + [
+             f"GPU ({name}), real-size transformer with random bf16 weights (17.27 B params), {832}x{480}, "
              "one 77-frame segment, no CFG, each tier in a fresh process:", "",
              "| path | steps run | s/frame at 20 steps | peak VRAM GiB | wall s |", "|---|---|---|---|---|"]
     lines += [f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.1f} | {r[4]:.0f} |" for r in rows]
@@ -342,6 +403,10 @@ def main():
     ap.add_argument("--gpu-only", action="store_true")
     ap.add_argument("--tiers", nargs="+", default=["full", "model-offload", "group-offload", "sequential"])
     ap.add_argument("--gpu-tier", help=argparse.SUPPRESS)
+    ap.add_argument("--gpu-speed", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--no-speed", action="store_true", help="skip the speed rows")
+    ap.add_argument("--speed-only", action="store_true", help="only the speed rows (CPU tiny form without a GPU)")
+    ap.add_argument("--speed-rows", nargs="+", help="only these speed rows, by label (the 20-step one always runs)")
     ap.add_argument("--gpu-dry", action="store_true",
                     help="build the real-size pipeline on the meta device and print its size (any machine)")
     ap.add_argument("--no-seams", action="store_true", help="skip the seam measurement")
@@ -361,9 +426,18 @@ def main():
     if a.gpu_tier:
         print(json.dumps(gpu_tier_run(a.gpu_tier)))
         return
+    if a.gpu_speed:
+        print(json.dumps(gpu_speed_run(a.gpu_speed)))
+        return
     if a.gpu_dry:
         import models.wan.generate  # noqa: F401 -- the GPU path's imports, checked without a GPU
         import models.wan.memory  # noqa: F401
+        import bench.wan_speed  # noqa: F401 -- and the speed rows' (cache, accel, lora, presets)
+        import models.wan.accel  # noqa: F401
+        import models.wan.cache  # noqa: F401
+        import models.wan.lora  # noqa: F401
+        import models.wan.presets  # noqa: F401
+        import blender_addon.core.protocol  # noqa: F401 -- carried by the bundle: it must import there
         pipe = real_size_pipeline("cpu", empty=True)
         inp, _ = gpu_inputs(pipe.transformer.config.motion_encoder_size, 480, 832, 77)
         assert len(inp.pose) == 77 and inp.pose[0].shape == (480, 832, 3) and inp.pose[0].any()
@@ -374,12 +448,16 @@ def main():
         return
     import torch
     sections = [f"{time.strftime('%Y-%m-%d %H:%M')}, `python bench/wan_animate.py`."]
-    if not a.gpu_only:
+    if not a.gpu_only and not a.speed_only:
         sections.append(cpu_bench(a.frames, a.size, a.steps, a.runs, seams=not a.no_seams))
+    if not a.gpu_only and not a.no_speed:
+        sections.append(cpu_speed(only=a.speed_rows))
     if torch.cuda.is_available() and not a.cpu_only:
-        sections.append(gpu_bench(a.tiers))
+        sections.append(gpu_bench([] if a.speed_only else a.tiers, speed=not a.no_speed, write=not a.no_write))
     else:
-        sections.append("GPU rows: none ran (torch sees no CUDA device on this machine).")
+        sections.append("GPU rows (the speed rows at 832x480 and the memory tiers): none ran; torch sees no CUDA "
+                        "device on this machine. `make gpu-bench-bundle` carries them to a GPU box (under 64 MiB, "
+                        "under 10 minutes unattended); until then every GPU figure in docs/model.md is a projection.")
     text = "## wan_animate (bench/wan_animate.py)\n\n" + "\n\n".join(sections)
     print(text)
     if not a.no_write:

@@ -168,3 +168,9 @@ def _imported_names(path: Path, module: str) -> list[str]:
             if full == module:
                 out += [a.name for a in node.names]
     return out
+
+
+def test_ray_is_imported_only_inside_functions_so_only_cluster_runs_load_it():
+    def rule(rel, first, name, top):
+        return "Ray loads only with --cluster: import it inside a function" if first == "ray" and top else None
+    assert _violations(_files("backend", "models", "blender_addon"), rule) == []

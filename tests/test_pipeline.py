@@ -140,8 +140,8 @@ def test_missing_weights_folder_is_named(tmp_path):
      "frame.character_mask"),
     (lambda d: d.update(scene_depth=d["scene_depth"][:, :, :10]), r"scene_depth must be float32\[64, 64\]",
      "frame.scene_depth"),
-    (lambda d: d.update(reference=None), "reference image is required", "reference"),
-    (lambda d: d.update(reference=np.zeros((8, 8), np.uint8)), "reference must be uint8", "reference"),
+    (lambda d: d.update(reference=None), "reference image is required", "submit.reference"),
+    (lambda d: d.update(reference=np.zeros((8, 8), np.uint8)), "reference must be uint8", "submit.reference"),
     (lambda d: d.update(keypoints=None), "keypoints", "frame.keypoints"),
 ])
 def test_bad_inputs_name_the_field(pipe, inputs, change, message, field):

@@ -63,7 +63,10 @@ class Server:
         self.by_client: dict[bytes, set[str]] = collections.defaultdict(set)
         self.last_seen: dict[bytes, float] = {}
         self.finished_ids: collections.OrderedDict = collections.OrderedDict()  # recent, for late cancels
-        self.scheduler = Scheduler(config, self.engine_classes, self.outbox, self.jobs)
+        scheduler_class = Scheduler
+        if config.cluster is not None:  # Ray is imported only here, only with --cluster
+            from .cluster.relay import ClusterScheduler as scheduler_class
+        self.scheduler = scheduler_class(config, self.engine_classes, self.outbox, self.jobs)
         self.stop = threading.Event()
         self.fed: set[ServerJob] = set()      # jobs given frames since their worker was last woken
 
@@ -225,6 +228,7 @@ class Server:
             torch_imported="torch" in sys.modules,
             frames_held=sum(len(j.frames) for j in self.jobs.values()),
             bytes_held=sum(j.held_bytes() for j in self.jobs.values()),
+            **self.scheduler.describe(),
         )
 
     def _on_submit(self, identity, hdr, arrays):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from blender_addon.core import protocol
 
@@ -16,6 +17,7 @@ class ServerConfig:
     eager_load: bool = False
     limits: dict = field(default_factory=lambda: dict(protocol.DEFAULT_LIMITS))
     max_queue: int = 64                # open jobs (running, queued or receiving) held at most
+    cluster: Any = None                # cluster.pool.SlotSettings with --cluster: jobs run on Ray actors
     # {engine name: {option: value}}: each engine's server_options, checked and
     # defaulted by backend.server.engines.options.resolve (`inhabit serve --engine-option`).
     engine_options: dict = field(default_factory=dict)

@@ -10,7 +10,7 @@ the peer is read from the fd when it is accepted and named when that fd is
 disconnected after a failure.
 
 A client with a wrong key reconnects every few hundred milliseconds, so the
-log gets one ``handshake_refused`` line per peer host and interval: the first
+log gets one ``handshake_refused`` line per peer host, reason and interval: the first
 refusal at once, the rest counted and written as one line (``count=N``) when
 the interval is over.
 """
@@ -34,39 +34,41 @@ REFUSAL_LOG_INTERVAL_S = 10.0
 
 
 class RefusalLog:
-    """Rate-limited ``handshake_refused`` lines, per peer host. Called from the
-    main loop (monitor) and the authenticator's thread (ZAP), hence the lock."""
+    """Rate-limited ``handshake_refused`` lines, per peer host and reason (a new
+    reason from the same host is news, a repeat is not). Called from the main
+    loop (monitor) and the authenticator's thread (ZAP), hence the lock."""
 
     def __init__(self, interval_s: float = REFUSAL_LOG_INTERVAL_S):
         self.interval_s = interval_s
         self._lock = threading.Lock()
-        self._open: dict[str, list] = {}   # host -> [interval start, refusals not yet logged, last fields]
+        # (host, reason) -> [interval start, refusals not yet logged, last fields]
+        self._open: dict[tuple[str, object], list] = {}
 
     def note(self, peer: str, **fields) -> None:
-        host = _host(peer)
+        key = (_host(peer), fields.get("reason"))
         now = time.monotonic()
         with self._lock:
-            entry = self._open.get(host)
+            entry = self._open.get(key)
             if entry is not None and now - entry[0] < self.interval_s:
                 entry[1] += 1
                 entry[2] = fields
                 return
             if entry is not None and entry[1]:
-                log.event("handshake_refused", peer=host, count=entry[1], seconds=round(now - entry[0], 1),
+                log.event("handshake_refused", peer=key[0], count=entry[1], seconds=round(now - entry[0], 1),
                           **entry[2])
-            self._open[host] = [now, 0, fields]
+            self._open[key] = [now, 0, fields]
         log.event("handshake_refused", peer=peer, **fields)
 
     def flush(self) -> None:
         """Write the counted refusals of every interval that is over (the main loop calls this)."""
         now = time.monotonic()
         with self._lock:
-            for host, (start, count, fields) in list(self._open.items()):
+            for key, (start, count, fields) in list(self._open.items()):
                 if now - start >= self.interval_s:
                     if count:
-                        log.event("handshake_refused", peer=host, count=count, seconds=round(now - start, 1),
+                        log.event("handshake_refused", peer=key[0], count=count, seconds=round(now - start, 1),
                                   **fields)
-                    del self._open[host]
+                    del self._open[key]
 
 
 def _host(peer: str) -> str:

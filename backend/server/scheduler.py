@@ -91,6 +91,10 @@ class Scheduler:
             if job_id in self.queued:
                 self.queued.remove(job_id)
 
+    def describe(self) -> dict:
+        """Extra INFO fields of this scheduler (the cluster's slots with --cluster)."""
+        return {}
+
     def others_waiting(self) -> bool:
         """Is a queued job ready to start (so a worker starving for frames should give way)?"""
         with self.cond:

@@ -262,6 +262,10 @@ class Info(Header):
     torch_imported: bool
     frames_held: int
     bytes_held: int
+    # `inhabit serve --cluster` only: {resource, slots, busy, free, nodes: [{node, address, slots, busy, free,
+    # warm}]} (docs/farm.md); absent on one machine.
+    cluster: dict | None = None
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"cluster"})
 
 
 @dataclass(frozen=True)

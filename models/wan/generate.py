@@ -54,9 +54,15 @@ def to_uint8(video) -> np.ndarray:
 class ShotGenerator:
     def __init__(self, pipe, *, height: int, width: int, steps: int, guidance: float, seed: int,
                  prompt_embeds, negative_embeds=None, carried: int = 5, color_match: bool = True,
-                 clip_squash: bool = True):
+                 clip_squash: bool = True, sampling=None):
+        """``sampling``: a ``models.wan.presets.Sampling`` (scheduler, timesteps, steps, guidance);
+        None = the pipeline's own scheduler with ``steps`` and ``guidance``."""
         import torch
+
+        from .presets import Sampling
         self.pipe, self.height, self.width = pipe, height, width
+        self.sampling = sampling or Sampling(pipe.scheduler, steps, guidance)
+        steps, guidance = self.sampling.steps, self.sampling.guidance
         self.steps, self.guidance, self.carried = steps, guidance, carried
         self.color_match = color_match
         self.clip_squash = clip_squash
@@ -69,6 +75,7 @@ class ShotGenerator:
             neg = negative_embeds if negative_embeds is not None else torch.zeros_like(prompt_embeds)
             self.negative_embeds = neg.to(self.device, self.tdtype)
         self.carry = None          # [1, 3, P, H, W] in [-1, 1]
+        self.last_latents = None   # the last segment's final latents, before decoding
         self.ref_latents = None
         self.image_embeds = None
 
@@ -132,8 +139,11 @@ class ShotGenerator:
             generator=self.generator, device=self.device)
         reference = torch.cat([self.ref_latents, cond], dim=2)
 
-        pipe.scheduler.set_timesteps(self.steps, device=self.device)
-        timesteps = pipe.scheduler.timesteps
+        scheduler = self.sampling.scheduler
+        timesteps = self.sampling.start(self.device)
+        if getattr(pipe.transformer, "is_cache_enabled", False):
+            # Each segment is a new denoising run: a cache must not carry residuals across.
+            pipe.transformer._reset_stateful_cache()
         for i, t in enumerate(timesteps):
             model_in = torch.cat([latents, reference], dim=1).to(self.tdtype)
             timestep = t.expand(latents.shape[0])
@@ -148,10 +158,12 @@ class ShotGenerator:
                     uncond = pipe.transformer(encoder_hidden_states=self.negative_embeds,
                                               face_pixel_values=face * 0 - 1, **kwargs)[0]
                 noise = uncond + self.guidance * (noise - uncond)
-            latents = pipe.scheduler.step(noise, t, latents, return_dict=False)[0]
+            # fp32 into the step: Euler returns the model output's dtype, and bf16 latents would round each step.
+            latents = scheduler.step(noise.to(latents.dtype), t, latents, return_dict=False)[0]
             if on_step is not None:
                 on_step(i + 1, len(timesteps))   # may raise to cancel within one step
 
+        self.last_latents = latents          # kept for the speed benchmark's comparison of recipes
         video = self._decode(latents)
         if carried and self.color_match:
             from .seams import match_to_carried

@@ -33,9 +33,12 @@ def check_or_raise(folder: str) -> dict:
 
 
 def load_pipeline(folder: str, *, device: str = "cpu", memory: str = "auto", segment_hint=(480, 832, 77),
-                  fp8: bool = False):
+                  fp8: bool = False, attention: str = "sdpa", before_tier=None):
     """(pipeline, tier, reason). ``segment_hint`` = (height, width, frames) the
-    tier is sized for when ``memory`` is auto."""
+    tier is sized for when ``memory`` is auto; ``fp8`` and ``attention`` as in
+    ``models.wan.accel``. ``before_tier(pipe)`` runs on the loaded pipeline before
+    fp8 casting and device placement (the server's LoRA slots load there, so the
+    LoRA matrices keep their precision)."""
     from diffusers import WanAnimatePipeline
     from transformers import CLIPImageProcessorPil
 
@@ -48,10 +51,15 @@ def load_pipeline(folder: str, *, device: str = "cpu", memory: str = "auto", seg
     pipe.set_progress_bar_config(disable=True)
     for m in (pipe.transformer, pipe.vae, pipe.image_encoder):
         m.eval()
+    from .accel import attention_backend, fp8_method
+    if attention != "sdpa":
+        pipe.transformer.set_attention_backend(attention_backend(attention))
+    if before_tier is not None:
+        before_tier(pipe)
     tier, reason = memory, "asked for"
     if memory == "auto":
         tier, reason = M.choose_tier(M.free_vram(device), needs_for(facts, pipe, *segment_hint, fp8=fp8))
-    M.apply_tier(pipe, tier, device, fp8=fp8)
+    M.apply_tier(pipe, tier, device, fp8=fp8_method(device) if fp8 else False)   # torchao: see accel.apply_fp8
     return pipe, tier, reason
 
 

@@ -1,70 +1,115 @@
-"""LoRA for the Wan-Animate transformer (e.g. Wan's relighting LoRA), through
-diffusers' ``load_lora_weights`` (peft).
+"""LoRA files as published, on the Wan-Animate transformer, several at once.
 
-Checked before any long work: diffusers' own key conversion
-(``WanAnimatePipeline.lora_state_dict``, which understands the original
-``diffusion_model.blocks.N...`` names too) is run on the file, and every LoRA
-pair must name a Linear of this transformer with matching in/out widths. A
-LoRA for another model family otherwise loads with only a warning and does
-nothing -- or fails an hour in.
+Wan-Animate's transformer is Wan 2.1 I2V-14B's plus the pose, motion and face
+modules, so the LoRAs people run with it are Wan 2.1 I2V LoRAs (lightx2v's
+step distillation) and Wan's own relighting LoRA. They are published in these
+key layouts (``models/wan/lora_layouts.py`` recognises each):
+
+  comfy      ``diffusion_model.blocks.N.self_attn.q.lora_down.weight`` / ``lora_up`` (or
+             ``lora_A``/``lora_B``), optional ``.alpha``, ``.diff_b`` bias and ``.diff`` norm
+             deltas, plus ``head.head``, ``img_emb.proj.N``, ``text_/time_embedding``:
+             Kijai's ComfyUI files and lightx2v's own
+  wan-peft   ``blocks.N.self_attn.q.lora_A.weight``: Wan's ``relighting_lora.ckpt``
+             (a peft state dict of Wan's module names, no prefix, under ``state_dict``)
+  musubi     ``lora_unet_blocks_N_self_attn_q.lora_down.weight``
+  diffusers  ``transformer.blocks.N.attn1.to_q.lora_A.weight``
+
+Conversion is diffusers' own (``WanLoraLoaderMixin.lora_state_dict``, i.e.
+``_convert_non_diffusers_wan_lora_to_diffusers`` from diffusers PR #12040 and
+the musubi converter); the only map written here is the small one that puts
+Wan's peft names under the ``diffusion_model.`` prefix that converter expects,
+and the one that names, for the fit check, the layer each original key adapts.
+
+Checked before the pipe is touched: every pair must name a Linear of this
+transformer with the right widths. A file that does not fit gets one sentence
+naming its first mismatched key and what was expected. ``.ckpt``/``.pt`` files
+are read with ``torch.load(weights_only=True)`` (tensors only, no code).
 """
 from __future__ import annotations
 
 import os
+from typing import Any
+
+from .lora_layouts import LoraMismatch, diffusers_layout, normalise
+
+__all__ = ["LoraMismatch", "AdapterSet", "read_lora_file", "check_lora"]
 
 
-class LoraMismatch(ValueError):
-    pass
-
-
-def check_lora(pipe, path: str) -> int:
-    """Number of adapted layers; raises LoraMismatch (one sentence) when the file does not fit."""
+def read_lora_file(path: str) -> dict:
+    """{key: tensor} of a LoRA file; LoraMismatch (one sentence) when it cannot be read."""
+    name = os.path.basename(path)
     if not os.path.isfile(path):
         raise LoraMismatch(f"LoRA file {path!r} does not exist on the server")
-    if not path.endswith(".safetensors"):
-        raise LoraMismatch(f"LoRA file {path!r} is not .safetensors; only safetensors are loaded (convert it first)")
     try:
-        state = pipe.lora_state_dict(path)
-    except Exception as exc:  # noqa: BLE001 -- any failure to read/convert is a bad file for this model
-        raise LoraMismatch(f"LoRA file {os.path.basename(path)} cannot be read as a Wan LoRA: {exc}") from None
-    if isinstance(state, tuple):
-        state = state[0]
-    modules = dict(pipe.transformer.named_modules())
-    pairs, bad = 0, []
-    for key, tensor in state.items():
-        if ".lora_A." not in key and ".lora_down." not in key:
-            continue
-        name = key.split(".lora_A.")[0].split(".lora_down.")[0]
-        name = name[len("transformer."):] if name.startswith("transformer.") else name
-        layer = modules.get(name)
-        if layer is None or not hasattr(layer, "in_features"):
-            bad.append(f"{name} (no such layer)")
-            continue
-        if tensor.shape[-1] != layer.in_features:
-            bad.append(f"{name} (input width {tensor.shape[-1]}, layer has {layer.in_features})")
-            continue
-        pairs += 1
-    if bad or not pairs:
-        first = bad[0] if bad else "no LoRA layers found"
-        raise LoraMismatch(f"LoRA file {os.path.basename(path)} does not fit this Wan-Animate transformer: "
-                           f"{len(bad)} of {len(bad) + pairs} layers do not match (first: {first}); use a LoRA "
-                           "trained for Wan2.2-Animate-14B")
-    return pairs
+        state: Any
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            state = load_file(path)
+        elif path.endswith((".ckpt", ".pt", ".pth", ".bin")):
+            import torch
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise LoraMismatch(f"LoRA file {name} is neither .safetensors nor a torch .ckpt/.pt file")
+    except LoraMismatch:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- a file that cannot be read is a bad file, said in one sentence
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise LoraMismatch(f"LoRA file {name} cannot be read as tensors ({reason}); give a .safetensors LoRA or a "
+                           "torch checkpoint of tensors only") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]           # Wan's relighting_lora.ckpt keeps its peft dict there
+    import torch
+    tensors = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)} \
+        if isinstance(state, dict) else {}
+    if not tensors:
+        raise LoraMismatch(f"LoRA file {name} holds no tensors")
+    return tensors
 
 
-def apply_lora(pipe, path: str | None, strength: float, *, loaded: dict) -> None:
-    """Load (once per file) and set the strength; ``loaded`` remembers what is in the pipe."""
-    name = "inhabit_lora"
-    if not path:
-        if loaded.get("path"):
-            pipe.disable_lora()          # kept loaded for the next job that asks for it
-        return
-    if loaded.get("path") != path:
-        check_lora(pipe, path)           # before anything is changed: a bad file leaves the pipe as it was
-        if loaded.get("path"):
-            pipe.delete_adapters([name])
-            loaded.pop("path")
-        pipe.load_lora_weights(path, adapter_name=name)
-        loaded["path"] = path
-    pipe.enable_lora()
-    pipe.set_adapters([name], [float(strength)])
+def check_lora(pipe, path: str) -> dict:
+    """The file's state dict in a layout ``load_lora_weights`` converts, after checking it fits
+    ``pipe.transformer``; raises LoraMismatch (one sentence) otherwise."""
+    name = os.path.basename(path)
+    raw = read_lora_file(path)
+    state = normalise(raw, name)
+    fit_check = diffusers_layout(state, name)
+    fit_check.raise_unless_fits(dict(pipe.transformer.named_modules()), name)
+    try:   # diffusers' own conversion, run once here so its failure is ours to word
+        pipe.lora_state_dict(dict(state))
+    except Exception as exc:  # noqa: BLE001
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise LoraMismatch(f"LoRA file {name} is not a Wan LoRA diffusers can convert ({reason}); use a LoRA "
+                           "made for Wan 2.1 I2V-14B or Wan2.2-Animate-14B") from None
+    return state
+
+
+class AdapterSet:
+    """The LoRAs loaded into one pipeline, each a named peft adapter with its own strength.
+
+    A file is read, checked and loaded once per (name, path); later jobs only switch
+    strengths (``set_adapters``) or turn them off, which costs nothing."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.paths: dict[str, str] = {}      # adapter name -> the file loaded under it
+
+    def ensure(self, name: str, path: str) -> None:
+        if self.paths.get(name) == path:
+            return
+        state = check_lora(self.pipe, path)   # before anything changes: a bad file leaves the pipe as it was
+        if name in self.paths:
+            self.pipe.delete_adapters([name])
+            del self.paths[name]
+        self.pipe.load_lora_weights(state, adapter_name=name)
+        self.paths[name] = path
+
+    def activate(self, wanted: dict[str, float]) -> None:
+        """Exactly the adapters in ``wanted`` ({name: strength}) act; every other stays loaded, off."""
+        if not self.paths:
+            return
+        if not wanted:
+            self.pipe.disable_lora()
+            return
+        self.pipe.enable_lora()
+        names = list(wanted)
+        self.pipe.set_adapters(names, [float(wanted[n]) for n in names])

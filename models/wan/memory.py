@@ -67,10 +67,20 @@ def free_vram(device: str) -> float | None:
     return float(free)
 
 
-def apply_tier(pipe, tier: str, device: str, *, fp8: bool = False) -> None:
+def apply_tier(pipe, tier: str, device: str, *, fp8: bool | str = False) -> None:
+    """Put ``pipe`` on ``device`` the way ``tier`` says. ``fp8``: False, True or "layerwise"
+    (diffusers' layerwise casting, any tier), or "torchao" (float8 weight-only, ``full`` tier on
+    CUDA only: left to the caller, ``models.wan.accel.apply_fp8`` after the LoRA slots are loaded,
+    so peft wraps plain Linear layers; other tiers fall back to layerwise casting, which the
+    offloading hooks understand)."""
     import torch
-    if fp8:
-        pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+    method = "layerwise" if fp8 is True else (fp8 or None)
+    on_gpu_whole = tier == "full" and str(device).startswith("cuda")
+    if method == "torchao" and not on_gpu_whole:
+        method = "layerwise"
+    if method == "layerwise":
+        from .accel import apply_fp8
+        apply_fp8(pipe.transformer, "layerwise")
     if tier == "full" or not str(device).startswith("cuda"):
         pipe.to(device)
     elif tier == "model-offload":

@@ -5,6 +5,8 @@ transformers classes, widths and depths cut down so a CPU runs a 64x64,
 Used by the tests, ``inhabit doctor --engine wan-animate --save-tiny``, the
 demo and ``bench/wan_animate.py``. Differences from diffusers' own test
 fixture (tests/pipelines/wan/test_wan_animate.py), each for a reason:
+the image cross-attention (``added_kv_proj_dim``) is built, as in the real model, so
+Wan 2.1 I2V LoRAs (``k_img``/``v_img``) have their layers;
 the text encoder is a UMT5 built from a config and the tokenizer a WordLevel
 one built in memory (the fixture downloads both from the hub); the image
 processor is ``CLIPImageProcessorPil`` (``CLIPImageProcessor`` is the
@@ -48,7 +50,7 @@ def tiny_components(seed: int = 0) -> dict:
     transformer = WanAnimateTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, latent_channels=16,
         out_channels=16, text_dim=TINY_TEXT_DIM, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", image_dim=4, rope_max_seq_len=1024,
+        qk_norm="rms_norm_across_heads", image_dim=4, added_kv_proj_dim=24, rope_max_seq_len=1024,
         motion_encoder_channel_sizes={"4": 16, "8": 16, "16": 16}, motion_encoder_size=TINY_FACE,
         motion_style_dim=8, motion_dim=4, motion_encoder_dim=16, face_encoder_hidden_dim=16,
         face_encoder_num_heads=2, inject_face_latents_blocks=2)

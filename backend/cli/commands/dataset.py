@@ -32,6 +32,9 @@ def add_parser(subparsers):
     m.add_argument("--seed", type=int, default=0, help="dataset seed (default %(default)s)")
     m.add_argument("--workers", type=int, default=1, help="parallel Blender processes (default %(default)s)")
     m.add_argument("--samples", type=int, default=8, help="Cycles samples per render (default %(default)s)")
+    m.add_argument("--cluster", metavar="ADDRESS|local",
+                   help="render the clips as Ray tasks on a cluster (head host:port); --out must be the same "
+                        "path on every node (pip install 'inhabit[cluster]'; docs/farm.md)")
     m.add_argument("--motions", metavar="DIR", help="folder of .bvh files retargeted onto the characters")
     m.add_argument("--motion-share", type=float, default=0.5, metavar="F",
                    help="with --motions: share of the clips that take a BVH (default %(default)s)")
@@ -102,7 +105,17 @@ def run(args) -> int:
         return 2
     os.makedirs(os.path.join(args.out, "clips"), exist_ok=True)
     layout.write_json_atomic(os.path.join(args.out, "manifest.json"), manifest)
-    return make(args.out, manifest, workers=args.workers, motions=os.path.abspath(args.motions) if motions else None)
+    launcher = None
+    if args.cluster:
+        from backend.server.cluster.ray_import import ClusterError
+        from backend.server.cluster.connect import task_launcher
+        try:
+            launcher = task_launcher(args.cluster)
+        except ClusterError as exc:
+            print(f"inhabit dataset: {exc}", file=sys.stderr)
+            return 2
+    return make(args.out, manifest, workers=args.workers, motions=os.path.abspath(args.motions) if motions else None,
+                launch=launcher)
 
 
 def _blender_env() -> dict:
@@ -127,7 +140,9 @@ def _bvh_problem(folder: str, names: list[str], out: str) -> str | None:
     raise RuntimeError(f"checking the --motions files failed (exit {proc.returncode}): {' '.join(lines[-3:])}")
 
 
-def make(out: str, manifest: dict, *, workers: int, motions: str | None = None) -> int:
+def make(out: str, manifest: dict, *, workers: int, motions: str | None = None, launch=None) -> int:
+    """``launch(module_args, env, log_path)`` starts a worker elsewhere (``--cluster``: a Ray task) and returns
+    a Popen-like handle; by default workers are local processes."""
     from backend.cli.progress import ProgressBar
     from backend.training.data import layout
     from backend.cli.local_server import REPO_ROOT
@@ -148,12 +163,17 @@ def make(out: str, manifest: dict, *, workers: int, motions: str | None = None) 
     procs = []
     for w in range(workers):
         mine = todo[w::workers]
-        log = open(os.path.join(logs_dir, f"worker_{w}.log"), "ab")
-        cmd = [sys.executable, "-m", "backend.blender.clips.worker", os.path.abspath(out), str(manifest["seed"]),
-               str(manifest["frames"]), str(manifest["size"]), str(manifest["samples"]), ",".join(map(str, mine))]
-        cmd += [motions] if motions else []
-        procs.append((subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL), log))
+        log_path = os.path.join(logs_dir, f"worker_{w}.log")
+        module = ["backend.blender.clips.worker", os.path.abspath(out), str(manifest["seed"]),
+                  str(manifest["frames"]), str(manifest["size"]), str(manifest["samples"]), ",".join(map(str, mine))]
+        module += [motions] if motions else []
+        if launch is not None:
+            from backend.cli.blender_env import VARIABLES
+            procs.append((launch(module, {k: env[k] for k, _ in VARIABLES if k in env}, log_path), None))
+            continue
+        log = open(log_path, "ab")
+        procs.append((subprocess.Popen([sys.executable, "-m", *module], cwd=REPO_ROOT, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), log))
     t0 = time.monotonic()
     rc, shown = 0, 0
     try:
@@ -187,7 +207,8 @@ def make(out: str, manifest: dict, *, workers: int, motions: str | None = None) 
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
-            log.close()
+            if log is not None:
+                log.close()
     if rc == 0:
         bar.close()
         print(f"inhabit dataset: {total} clips in {out} ({len(todo)} rendered in "

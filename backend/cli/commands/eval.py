@@ -53,6 +53,11 @@ def add_parser(subparsers):
     p.add_argument("--guidance", type=float, default=2.0, help="aa2 guidance scale (default %(default)s)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds without news from a job before "
                                                                 "it counts as lost (default %(default)s)")
+    p.add_argument("--cluster", metavar="ADDRESS|local",
+                   help="run each engine's clips on a Ray cluster's GPU slots, one clip per slot at once "
+                        "(pip install 'inhabit[cluster]'; docs/farm.md)")
+    p.add_argument("--cluster-resource", default="GPU", metavar="NAME",
+                   help="with --cluster: the Ray resource naming a GPU slot (default %(default)s)")
     p.add_argument("--lpips-weights", metavar="PATH", help="LPIPS-alex weights: one file (inhabit weights "
                    "lpips-pack) or a folder with torchvision's alexnet .pth and lpips' alex.pth; adds LPIPS")
     p.add_argument("--i3d", metavar="PATH", help="I3D state dict (pytorch-i3d rgb_imagenet.pt layout); adds FVD")
@@ -96,6 +101,12 @@ def check_args(args) -> str | None:
 
 def run(args) -> int:
     problem = check_args(args)
+    if not problem and args.cluster:
+        from backend.server.cluster.ray_import import ClusterError, ray
+        try:
+            ray()
+        except ClusterError as exc:
+            problem = str(exc)
     if problem:
         print(f"inhabit eval: {problem}", file=sys.stderr)
         return 2
@@ -126,6 +137,7 @@ def run(args) -> int:
     try:
         report = evaluate(args.data, args.split, entries, args.out, baseline=args.baseline,
                           max_clips=args.max_clips, timeout=args.timeout, learned=learned,
+                          cluster=(args.cluster, args.cluster_resource) if args.cluster else None,
                           progress=lambda d, n, what: bar.update("eval", d, n, what))
     except Exception as exc:  # a failed job or server: say which, keep what was written
         bar.close()

@@ -50,6 +50,16 @@ def add_parser(subparsers):
     p.add_argument("--max-frames", type=int, default=lim["max_frames"])
     p.add_argument("--max-width", type=int, default=lim["max_width"])
     p.add_argument("--max-height", type=int, default=lim["max_height"])
+    p.add_argument("--cluster", metavar="ADDRESS|local",
+                   help="run jobs on a Ray cluster (head host:port, or 'local' for this machine): one warm engine "
+                        "per GPU slot on any node, same address and protocol for clients (pip install "
+                        "'inhabit[cluster]'; docs/farm.md)")
+    p.add_argument("--cluster-resource", default="GPU", metavar="NAME",
+                   help="the Ray resource one engine actor holds: GPU (default), or a custom resource naming GPU "
+                        "slots")
+    p.add_argument("--cluster-keep-warm", type=float, default=600.0, metavar="S",
+                   help="with --cluster: seconds an idle engine keeps its GPU slot before giving it back to the "
+                        "cluster (default %(default)s)")
     p.add_argument("--curve-secret-key", metavar="FILE", help="server secret key file (needed off loopback)")
     p.add_argument("--allow-client-key", metavar="FILE", nargs="+", action="extend", default=[],
                    help="public key file(s) of clients allowed in (needed off loopback)")
@@ -141,6 +151,10 @@ def run(args) -> int:
             raise BadServeInput(f"--weights {args.weights!r} is not a folder: give the engine's weights folder")
         engines = choose_engines(args.engine, args.weights)
         options = resolve(engines, args.engine_option)
+        for cls in engines:
+            problem = cls.options_problem(options[cls.name], device)
+            if problem:
+                raise BadServeInput(problem)
         bind = normalize(args.bind)  # host:port -> tcp://host:port
         security.is_local(bind)      # early, readable error for a malformed address
         security.check_key_files(args.curve_secret_key, args.allow_client_key)
@@ -155,6 +169,17 @@ def run(args) -> int:
                           workers=args.workers or max(1, gpus if device == "cuda" else 1), gpus=gpus,
                           eager_load=args.eager_load, limits=limits, max_queue=args.max_queue,
                           engine_options=options)
+    if args.cluster:
+        from backend.server.cluster.connect import prepare
+        from backend.server.cluster.ray_import import ClusterError
+        try:
+            config.workers = args.workers or 0
+            if args.cluster_keep_warm <= 0:
+                raise ClusterError(f"--cluster-keep-warm must be more than 0 seconds, got {args.cluster_keep_warm:g}")
+            prepare(config, args.cluster, args.cluster_resource, engines, keep_warm_s=args.cluster_keep_warm)
+        except ClusterError as exc:
+            print(f"inhabit serve: {exc}", file=sys.stderr)
+            return 2
 
     def secure(ctx, sock):
         return security.secure(ctx, sock, bind, args.curve_secret_key, args.allow_client_key)

@@ -175,6 +175,13 @@ class Engine(abc.ABC):
         return first[len("ERROR"):].strip()
 
     @classmethod
+    def options_problem(cls, options: Mapping, device: str) -> str | None:
+        """One sentence when this server's ``options`` cannot work on ``device`` (a
+        package, file or compiler missing), else None. `inhabit serve` asks it
+        before it listens, so no job finds out."""
+        return None
+
+    @classmethod
     def machine_report(cls, device: str, weights: str | None) -> list[str]:
         """Lines `inhabit doctor --engine NAME` prints about this machine for
         this engine (e.g. the memory tier it would choose); imports torch freely."""

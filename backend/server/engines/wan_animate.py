@@ -21,6 +21,7 @@ import numpy as np
 from blender_addon.core.protocol import ParamSpec
 from models.wan.memory import CHOICES as MEMORY_CHOICES
 
+from . import wan_animate_speed as speed
 from .base import Engine, EngineInputError, JobContext, AdmittedJob
 
 MAX_SEGMENT = 81
@@ -72,7 +73,7 @@ class WanAnimateEngine(Engine):
     # restarts at the start of the segment holding its first missing frame.
     restart_window = ("segment_length", "carried_frames")
     params = (
-        ParamSpec("steps", "int", 20, 1, 100, doc="denoising steps (UniPC; Wan uses 20)"),
+        ParamSpec("steps", "int", 20, 1, 100, doc="denoising steps (UniPC; Wan uses 20; preset 'fast' runs 4)"),
         ParamSpec("guidance", "float", 1.0, 0.0, 20.0,
                   doc="classifier-free guidance; 1 = off (Wan's default), >1 doubles the work"),
         ParamSpec("segment_length", "int", 77, 1, MAX_SEGMENT,
@@ -90,21 +91,24 @@ class WanAnimateEngine(Engine):
         # (bench/RESULTS.md); 5 carried frames is what reduced it.
         ParamSpec("color_match", "bool", False, doc="match each new segment's colours to the frames it carries"),
         ParamSpec("feather", "float", 1.5, 0.0, 20.0, doc="inward edge softening of the composite, px"),
-        ParamSpec("lora", "str", "", doc="file name of a LoRA .safetensors in the server's LoRA folder (e.g. Wan's "
-                                         "relighting LoRA; the server names the folder); empty = none"),
+        ParamSpec("lora", "str", "", doc="'relight' (the server's relighting LoRA), or the file name of a LoRA in the "
+                                         "server's LoRA folder; empty = none"),
         ParamSpec("lora_strength", "float", 1.0, 0.0, 2.0, doc="LoRA scale"),
+        *speed.JOB_PARAMS,
     )
     server_options = (
         ParamSpec("memory", "choice", "auto", choices=MEMORY_CHOICES,
                   doc="memory tier (models/wan/memory.py); auto = chosen from free VRAM when the engine loads"),
         ParamSpec("fp8", "bool", False,
-                  doc="store the transformer's weights in fp8 (e4m3), compute in bf16: half the bytes on any tier"),
+                  doc="fp8 (e4m3) transformer weights, bf16 compute: torchao float8 weight-only on the full tier where "
+                      "torchao is installed, diffusers' layerwise casting otherwise; half the bytes on any tier"),
         ParamSpec("lora_dir", "str", "", doc="the folder whose .safetensors files jobs may name as params.lora; "
                                              "empty = jobs take no LoRA"),
         ParamSpec("prompt_cache", "str", "", doc="folder of cached prompt embeddings; empty = the user cache "
                                                  "(~/.cache/inhabit/prompts)"),
         ParamSpec("prompt_cache_mb", "int", 1024, 1, 1 << 20,
                   doc="size cap of the prompt cache; the least recently used embeddings go first"),
+        *speed.SERVER_OPTIONS,
     )
     input_window = MAX_SEGMENT
     streaming = True
@@ -114,14 +118,20 @@ class WanAnimateEngine(Engine):
         self.pipe = None
         self.tier = None
         self.tier_reason = ""
-        self._lora: dict = {}
+        self.adapters = None         # models.wan.lora.AdapterSet, made at load
 
     @classmethod
     def describe(cls) -> dict:
         d = super().describe()
         d["memory_tiers"] = list(MEMORY_CHOICES)
         d["expected_s_per_frame"] = dict(EXPECTED_S_PER_FRAME)
+        from models.wan.presets import describe as presets
+        d["presets"] = presets()
         return d
+
+    @classmethod
+    def options_problem(cls, options, device: str) -> str | None:
+        return speed.options_problem(dict(options), device)
 
     @classmethod
     def weights_report(cls, folder: str) -> tuple[bool, list[str]]:
@@ -145,7 +155,10 @@ class WanAnimateEngine(Engine):
                                "--weights DIR (a tiny test one: inhabit doctor --engine wan-animate --save-tiny DIR)")
         from models.wan.loading import load_pipeline
         self.pipe, self.tier, self.tier_reason = load_pipeline(
-            self.weights, device=self.device, memory=self.options["memory"], fp8=self.options["fp8"])
+            self.weights, device=self.device, memory=self.options["memory"], fp8=self.options["fp8"],
+            attention=self.options["attention"], before_tier=lambda pipe: speed.load_slots(self, pipe))
+        for note in speed.after_load(self):
+            self.log.info(note)
 
     # -- job checks, before anything is queued ---------------------------------------------------
     def validate(self, job: AdmittedJob) -> None:
@@ -165,9 +178,10 @@ class WanAnimateEngine(Engine):
         if p["segment_length"] <= p["carried_frames"] and job.frames > p["segment_length"]:
             raise EngineInputError(f"params.segment_length ({p['segment_length']}) must be larger than "
                                    f"params.carried_frames ({p['carried_frames']})", field="params.segment_length")
-        if p["lora"]:
+        if p["lora"] and p["lora"] != speed.RELIGHT_SLOT:
             self._lora_path(p["lora"])
-        self._check_prompt(p["prompt"], p["guidance"])
+        speed.check_job(p, self.options)
+        self._check_prompt(p["prompt"], 1.0 if p["preset"] == "fast" else p["guidance"])
         if p["face"] == "reference" and self._reference_face_box(job) is None:
             raise EngineInputError("params.face 'reference' needs reference_keypoints with the reference's head "
                                    "(nose, eyes or ears) visible, or use face 'null'",
@@ -199,7 +213,8 @@ class WanAnimateEngine(Engine):
         if not folder:
             raise EngineInputError("params.lora: this server offers no LoRA (its operator can name a folder with "
                                    "--engine-option lora_dir=DIR); leave params.lora empty", field="params.lora")
-        offered = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")) if os.path.isdir(folder) else []
+        offered = (sorted(f for f in os.listdir(folder) if f.endswith((".safetensors", ".ckpt")))
+                   if os.path.isdir(folder) else [])
         if name not in offered:
             shown = ", ".join(offered[:10]) or "none"
             raise EngineInputError(f"params.lora must be the file name of one of this server's LoRAs ({shown}), "
@@ -219,39 +234,45 @@ class WanAnimateEngine(Engine):
 
     # -- the job -------------------------------------------------------------------------------
     def run(self, ctx: JobContext) -> None:
-        from models.wan import inputs as I
-        from models.wan.generate import SegmentInputs, ShotGenerator
-        from models.wan.lora import LoraMismatch, apply_lora
-        from models.wan.prompts import DEFAULT_PROMPT, prompt_embeddings
         from models.wan.segments import plan_segments
 
         job, p = ctx.job, ctx.job.params
         height, width = parse_resolution(p["resolution"], job.height, job.width, self.limits["max_width"],
                                          self.limits["max_height"])
         plan = plan_segments(job.frames, p["segment_length"], p["carried_frames"])
-        steps = p["steps"]
-        total = steps * len(plan)
         pipe, weights, ref = self.pipe, self.weights, job.reference
         if pipe is None or weights is None or ref is None:  # by contract load() and validate() ran first
             raise RuntimeError("the wan-animate engine ran before load(), or without a reference")
-        face_size = pipe.transformer.config.motion_encoder_size
-
+        lora = p["lora"] and (p["lora"] if p["lora"] == speed.RELIGHT_SLOT else self._lora_path(p["lora"]))
+        sampling = speed.start_job(self, p, lora)    # LoRAs and cache for this job; undone below
         try:
-            apply_lora(pipe, self._lora_path(p["lora"]) if p["lora"] else None, p["lora_strength"], loaded=self._lora)
-        except LoraMismatch as exc:
-            raise EngineInputError(str(exc), field="params.lora") from None
+            self._run(ctx, sampling, height, width, plan)
+        finally:
+            speed.end_job(self)
+
+    def _run(self, ctx: JobContext, sampling, height: int, width: int, plan) -> None:
+        from models.wan import inputs as I
+        from models.wan.generate import SegmentInputs, ShotGenerator
+        from models.wan.prompts import DEFAULT_PROMPT, prompt_embeddings
+
+        job, p = ctx.job, ctx.job.params
+        pipe, weights, ref = self.pipe, self.weights, job.reference
+        assert pipe is not None and weights is not None and ref is not None   # checked by run
+        face_size = pipe.transformer.config.motion_encoder_size
+        steps = sampling.steps
+        total = steps * len(plan)
         ctx.check_cancelled()
         ctx.progress("loading", 0.0)   # a prompt not cached yet loads the text encoder once
         try:
             cache = self._prompt_cache(weights)
             embeds = prompt_embeddings(weights, p["prompt"] or DEFAULT_PROMPT, device=self.device, cache=cache)
             negative = (prompt_embeddings(weights, "", device=self.device, cache=cache)
-                        if p["guidance"] > 1.0 else None)
+                        if sampling.guidance > 1.0 else None)
         except FileNotFoundError as exc:
             raise EngineInputError(f"params.prompt: {exc}", field="params.prompt") from None
-        gen = ShotGenerator(pipe, height=height, width=width, steps=steps, guidance=p["guidance"], seed=p["seed"],
-                            prompt_embeds=embeds, negative_embeds=negative, carried=p["carried_frames"],
-                            color_match=p["color_match"])
+        gen = ShotGenerator(pipe, height=height, width=width, steps=steps, guidance=sampling.guidance,
+                            seed=p["seed"], prompt_embeds=embeds, negative_embeds=negative,
+                            carried=p["carried_frames"], color_match=p["color_match"], sampling=sampling)
         reference = I.letterbox(ref, height, width)
         gen.set_reference(reference)
         ref_face = self._reference_face(job, reference, height, width, face_size) if p["face"] == "reference" else None

@@ -30,7 +30,8 @@ def machine_report(device: str, weights: str | None) -> list[str]:
             needs = M.estimate(int(REAL_TRANSFORMER_PARAMS), int(REAL_OTHER_PARAMS), REAL_INNER_DIM, h, w, 77)
         tier, why = M.choose_tier(free, needs)
         lines.append(f"memory tier at {w}x{h}, 77-frame segments: {tier} ({why})")
-    return lines
+    from models.wan.advice import recommend
+    return lines + recommend(device if device != "cuda" else "cuda:0")
 
 
 def smoke_test(device: str, *, frames: int, steps: int, save_to: str | None = None) -> str:

@@ -85,11 +85,13 @@ def _sheet(clip: dict, results: list[np.ndarray], rows: int = 3) -> np.ndarray:
 
 
 def evaluate(data: str, split: str, entries: list[EngineEntry], out: str, *, baseline: bool = True,
-             max_clips: int | None = None, timeout: float = 300.0, progress=None, learned=None) -> dict:
-    """``learned``: a ``learned.LearnedScores`` (LPIPS/FVD from local weights) or None."""
+             max_clips: int | None = None, timeout: float = 300.0, progress=None, learned=None,
+             cluster: tuple[str, str] | None = None) -> dict:
+    """``learned``: a ``learned.LearnedScores`` (LPIPS/FVD from local weights) or None. ``cluster``:
+    (address, slot resource): each engine's private server is a front end on that Ray cluster, and clips
+    run at once, one per slot; scores are tallied in clip order, so they equal a one-machine run's."""
     from . import report as M
     from backend.cli.local_server import LocalServer
-    from blender_addon.core.client import Client
 
     manifest = layout.read_manifest(data)
     clips = layout.split_indices(data, manifest, split)[:max_clips]
@@ -125,10 +127,9 @@ def evaluate(data: str, split: str, entries: list[EngineEntry], out: str, *, bas
     for e in entries:
         log = os.path.join(out, f"server-{_slug(e.label)}.log")
         t0, tally, first = time.monotonic(), Tally(), None
-        with LocalServer([e.engine], weights=e.weights, log_path=log) as server, Client(server.address) as cl:
-            for c in clips:
-                clip = layout.load_clip(data, c)
-                res = run_clip(cl, e, clip, timeout)
+        extra = ("--cluster", cluster[0], "--cluster-resource", cluster[1]) if cluster else ()
+        with LocalServer([e.engine], weights=e.weights, log_path=log, extra_args=extra) as server:
+            for c, clip, res in _engine_results(server.address, e, data, clips, timeout):
                 for i, r in enumerate(res):
                     tally.add(r, clip["gt"][i], clip_frames(clip, i))
                 if learned is not None:
@@ -145,6 +146,26 @@ def evaluate(data: str, split: str, entries: list[EngineEntry], out: str, *, bas
     with open(os.path.join(out, "eval.md"), "w") as fh:
         fh.write(markdown_table(report) + "\n")
     return report
+
+
+def _engine_results(address: str, entry: EngineEntry, data: str, clips: list, timeout: float):
+    """(clip index, clip, results) in clip order; as many clips at once as the server runs jobs at once
+    (one on one machine, one per GPU slot for a cluster front end)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from blender_addon.core.client import Client
+
+    def one(c):
+        clip = layout.load_clip(data, c)
+        with Client(address) as cl:
+            return c, clip, run_clip(cl, entry, clip, timeout)
+    with Client(address) as cl:
+        at_once = int(cl.info().get("concurrent_jobs", 1))
+    if at_once <= 1:
+        yield from map(one, clips)
+        return
+    with ThreadPoolExecutor(at_once) as pool:
+        yield from pool.map(one, clips)
 
 
 def _slug(label: str) -> str:
