@@ -4,8 +4,12 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The keypoint check's estimator venv (see pose-venv below).
+POSE_PYTHON ?= python3.11
+POSE_VENV   := .venv-pose
+POSE_STAMP  := $(POSE_VENV)/.installed
 
-.PHONY: test lint typecheck demo venv clean addon bench test-blender-4.2 gpu-bench-bundle fuzz
+.PHONY: test lint typecheck demo venv clean addon bench test-blender-4.2 gpu-bench-bundle fuzz pose-venv
 
 venv: $(STAMP)
 
@@ -16,8 +20,16 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	@! $(PY) -m pip show torchvision >/dev/null 2>&1 || (echo "torchvision is installed in $(VENV); it breaks transformers here: remove it" && false)
 	touch $(STAMP)
 
-test: lint typecheck $(STAMP)
+test: lint typecheck $(STAMP) $(POSE_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The keypoint check's estimator (BlazePose, mediapipe 0.10.14: Python <= 3.12, protobuf 4.x) in its
+# own venv, run as a subprocess by tests/test_keypoint_estimator.py and bench/keypoints.py.
+pose-venv: $(POSE_STAMP)
+$(POSE_STAMP): requirements-pose.txt
+	test -x $(POSE_VENV)/bin/python || $(POSE_PYTHON) -m venv $(POSE_VENV)
+	$(POSE_VENV)/bin/python -m pip install --quiet -r requirements-pose.txt
+	touch $@
 
 # ruff (configured in pyproject.toml, line length 120) gates `make test` and so CI.
 lint: $(STAMP)
@@ -68,4 +80,4 @@ test-blender-4.2: $(VENV42)/.installed
 	$(VENV42)/bin/python -m pytest -q -p no:cacheprovider tests
 
 clean:
-	rm -rf $(VENV) $(VENV42) dist demo_out
+	rm -rf $(VENV) $(VENV42) $(POSE_VENV) dist demo_out

@@ -24,3 +24,12 @@ def test_export_benchmark_runs_both_shots_and_the_samples_table():
     assert out.returncode == 0, out.stderr[-2000:]
     for row in ("| locked-off |", "| moving camera |", "| 16 | OIDN, fast prefilter"):
         assert row in out.stdout, out.stdout
+
+
+def test_keypoints_benchmark_runs_before_and_after():
+    out = subprocess.run([sys.executable, "bench/keypoints.py", "--frames", "1", "--size", "320", "--cases",
+                          "BCN_Epileptic, CMU walk", "--no-write"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for row in ("| neck | ≤ 0.05 |", "| hips | reported |", "Per character, both views together"):
+        assert row in out.stdout, out.stdout

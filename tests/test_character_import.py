@@ -287,7 +287,7 @@ def test_panel_shows_the_mapping_and_keeps_joint_fixes_in_the_blend(tmp_path):
         p.reference_path, p.output_dir = str(BCN), str(tmp_path)   # any file: only the mapping matters here
         assert bpy.ops.inhabit.find_mapping() == {"FINISHED"}
         rows = {r.keypoint: (r.bone, r.how) for r in p.mapping_rows}
-        assert rows["left_knee"] == ("B_Knee_Left", "convention") and rows["nose"][1] == "geometry"
+        assert rows["left_knee"] == ("B_Knee_Left", "convention") and rows["nose"][1] == "surface"
         assert "$dummy_root" in p.mapping_summary and "13/13 body" in p.mapping_summary
         p.fix_keypoint, p.fix_bone, p.fix_end = "nose", "B_UpperLip", "head"
         assert bpy.ops.inhabit.fix_joint() == {"FINISHED"}

@@ -50,18 +50,28 @@ def test_saved_labels_match_ray_casting(tmp_path, SEED, motion):
             if labelled.sum() >= 4:
                 on_prop, _ = raycast_silhouette(scene, [prop], SIZE, SIZE)
                 assert (labelled & on_prop).sum() / labelled.sum() > 0.9
-        # Keypoints: the armature's joints through world_to_camera_view, visibility from the scene depth.
+        # Keypoints: where an estimator sees each point, through world_to_camera_view, visibility from
+        # the scene depth; the neck between the shoulders.
         kp = clip["keypoints"][i]
         posed = PosedRig(c["armature"], kp_mod.resolve_for(c["armature"]))
-        pos = dict(zip(conventions.KEYPOINT_NAMES, posed.points(conventions.KEYPOINT_NAMES)))
+        pos = dict(zip(conventions.KEYPOINT_NAMES, posed.seen_points(conventions.KEYPOINT_NAMES)))
+        ls, rs = (conventions.KEYPOINT_INDEX[n] for n in ("left_shoulder", "right_shoulder"))
+        if kp[ls, 3] and kp[rs, 3]:
+            assert np.allclose(kp[conventions.KEYPOINT_INDEX["neck"], :2], (kp[ls, :2] + kp[rs, :2]) / 2, atol=1e-4)
         for k, name in enumerate(conventions.KEYPOINT_NAMES):
-            if pos.get(name) is None or kp[k, 3] == conventions.VIS_ABSENT:
+            if pos.get(name) is None or kp[k, 3] == conventions.VIS_ABSENT or name == "neck":
                 continue
             v = world_to_camera_view(scene, scene.camera, pos[name])
             assert abs(kp[k, 0] - v.x * SIZE) < 1e-3 and abs(kp[k, 1] - (1 - v.y) * SIZE) < 1e-3
             margin = kp_mod.OCCLUSION_MARGIN_M + kp_mod.OCCLUSION_MARGIN_REL * kp[k, 2]
             hidden = clip["scene_depth"][i][int(kp[k, 1]), int(kp[k, 0])] < kp[k, 2] - margin
             assert (kp[k, 3] == conventions.VIS_OCCLUDED) == hidden, name
+        # Every keypoint input a user's shot sends, from the exporter's own function.
+        sent = kp_mod.frame_keypoints(scene, scene.camera, c["armature"], kp_mod.resolve_for(c["armature"]),
+                                      SIZE, SIZE, clip["scene_depth"][i])
+        for name, value in sent.items():
+            assert np.allclose(clip[name][i], value, atol=1e-3), name
+        assert clip["toe_keypoints"][i][:, 3].any() and clip["hand_keypoints"][i][:, 3].any()
     assert clip["gt"].shape == (FRAMES, SIZE, SIZE, 3) and clip["environment"].dtype == np.uint8
     # Outside the character (and its shadow's reach is small), ground truth and environment agree closely.
     far = ~np.any(clip["character_mask"] > 0, axis=0)

@@ -263,3 +263,53 @@ def test_unmappable_bvh_is_one_sentence_and_exit_2(tmp_path):
     assert proc.returncode == 2
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("inhabit demo: ")]
     assert len(line) == 1 and "The BVH skeleton 'snake' cannot be mapped to a body" in line[0]
+
+
+@pytest.fixture(scope="module")
+def odd_units(tmp_path_factory):
+    """BCN_Epileptic at other sizes: a centimetre FBX (the armature scaled 100x: 170 units tall) and a
+    game-unit glTF (10x: 17 units tall, like the Red Eclipse player's 16.6)."""
+    out = tmp_path_factory.mktemp("units")
+    code = ("import bpy, sys\nfrom backend.blender.imports import import_character\n"
+            "for scale, name in ((100.0, 'bcn_cm.fbx'), (10.0, 'bcn_tall.glb')):\n"
+            "    bpy.ops.wm.read_factory_settings(use_empty=True)\n"
+            "    objs = import_character(sys.argv[1], bpy.context.scene, fps=24)\n"
+            "    for o in objs:\n"
+            "        if o.parent is None:\n"
+            "            o.scale = [s * scale for s in o.scale]\n"
+            "    path = sys.argv[2] + '/' + name\n"
+            "    if name.endswith('.fbx'):\n"
+            "        bpy.ops.export_scene.fbx(filepath=path, add_leaf_bones=False, bake_anim=True)\n"
+            "    else:\n"
+            "        bpy.ops.export_scene.gltf(filepath=path, export_format='GLB')\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(BCN), str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("name", ["bcn_cm.fbx", "bcn_tall.glb"])
+def test_demo_character_in_any_unit_is_brought_to_human_height(odd_units, tmp_path, name):
+    from blender_addon.core import protocol
+    out = tmp_path / "out"
+    proc = _run(["demo", "--out", str(out), "--frames", "4", "--size", "128", "--character", str(odd_units / name)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The reference is framed on the character: whole, most of the image's height, every body point on it.
+    ref = cv2.imread(str(out / "reference.png"), cv2.IMREAD_UNCHANGED)
+    ys, xs = np.nonzero(ref[..., 3] > 0)
+    assert ys.min() > 0 and ys.max() < ref.shape[0] - 1 and (ys.max() - ys.min()) > 0.7 * ref.shape[0]
+    kps = np.asarray(json.loads((out / "reference_keypoints.json").read_text()), np.float32)
+    body = [protocol.KEYPOINT_NAMES.index(n) for n in BODY]
+    assert (kps[body, 3] == 1).all()
+    # In the room the character stands human-sized: its ground-truth silhouette is neither a speck nor the frame.
+    blend = out / "demo.blend"
+    code = ("import bpy, sys\nbpy.ops.wm.open_mainfile(filepath=sys.argv[1])\n"
+            "from blender_addon.scene.rig import find_character_armature, driven_objects\n"
+            "sc = bpy.context.scene\narm = find_character_armature(sc)\n"
+            "zs = [(o.matrix_world @ v.co).z for o in driven_objects(sc, arm) if o.type == 'MESH'"
+            " for v in o.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh().vertices]\n"
+            "print('HEIGHT', max(zs) - min(zs))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(blend)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    height = float(next(ln for ln in proc.stdout.splitlines() if ln.startswith("HEIGHT")).split()[1])
+    assert 1.3 < height < 2.2, height

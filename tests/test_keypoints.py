@@ -1,4 +1,5 @@
 """2D keypoints projected from a real armature, with depth-tested visibility."""
+import numpy as np
 import pytest
 
 import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
@@ -14,7 +15,7 @@ from tests.blender_scene import build_scene  # noqa: E402
 
 SIZE = 64
 NAMES = conventions.KEYPOINT_NAMES
-BONE_OF = {"neck": "Neck", "right_shoulder": "RightArm", "right_elbow": "RightForeArm", "right_wrist": "RightHand",
+BONE_OF = {"right_shoulder": "RightArm", "right_elbow": "RightForeArm", "right_wrist": "RightHand",
            "left_shoulder": "LeftArm", "left_elbow": "LeftForeArm", "left_wrist": "LeftHand",
            "right_hip": "RightUpLeg", "right_knee": "RightLeg", "right_ankle": "RightFoot",
            "left_hip": "LeftUpLeg", "left_knee": "LeftLeg", "left_ankle": "LeftFoot"}
@@ -48,6 +49,9 @@ def test_keypoints_equal_world_to_camera_view(exported, index):
         k = NAMES.index(name)
         assert abs(kps[k, 0] - x) < 0.5 and abs(kps[k, 1] - y) < 0.5, name
         assert abs(kps[k, 2] - c.z) < 1e-4
+    # The neck is where estimators put it: between the shoulders, not on the neck bone.
+    ls, rs, neck = (kps[NAMES.index(n)] for n in ("left_shoulder", "right_shoulder", "neck"))
+    assert np.allclose(neck[:3], (ls[:3] + rs[:3]) / 2, atol=1e-4) and neck[3] == min(ls[3], rs[3])
 
 
 def test_occluded_joints_are_flagged(exported):

@@ -46,6 +46,8 @@ def admit_submit(hdr: dict, arrays: dict, *, engine_classes: dict, validators: d
     ref_kp = arrays.get(protocol.REFERENCE_KEYPOINTS)
     if ref_kp is not None:
         protocol.check_reference_keypoints(ref_kp)
+        if spec.keypoint_placement == "rig":
+            ref_kp = conventions.neck_between_shoulders(ref_kp)
     elif cls.needs_reference_keypoints:
         hint = f" {cls.reference_keypoints_hint}" if cls.reference_keypoints_hint else ""
         raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs the reference's "
@@ -55,7 +57,8 @@ def admit_submit(hdr: dict, arrays: dict, *, engine_classes: dict, validators: d
     job = AdmittedJob(job_id=secrets.token_hex(8), engine=cls.name, width=spec.width, height=spec.height,
                       frames=spec.frames, params=params, objects=list(spec.objects),
                       reference=None if reference is None else reference.copy(),
-                      reference_keypoints=None if ref_kp is None else ref_kp.copy(), name=spec.name)
+                      reference_keypoints=None if ref_kp is None else ref_kp.copy(), name=spec.name,
+                      keypoint_placement=spec.keypoint_placement)
     validator = validators[cls.name]
     try:
         validator.validate(job)
@@ -111,6 +114,9 @@ def check_frame(job, hdr: dict, arrays: dict) -> int:
     if missing:
         raise err(protocol.E_MISSING_INPUT, f"frame {index} lacks required input {missing[0]!r} for engine "
                   f"{d.engine!r} (required: {list(required)})", f"frame.{missing[0]}")
+    if d.keypoint_placement == "rig" and "keypoints" in arrays:
+        # An older client's rig joints: the one point convertible from the points alone is the neck.
+        arrays["keypoints"] = conventions.neck_between_shoulders(arrays["keypoints"])
     return index
 
 

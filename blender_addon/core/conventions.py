@@ -1,9 +1,9 @@
 """The few facts every layer shares besides the wire: keypoint layouts (body,
-hands, toes, face box), limb tables, keypoint visibility, "no surface" depth.
+hands, toes, face box) and placement, limb tables, keypoint visibility, "no
+surface" depth.
 
 Imports nothing, so the models, the preview warp, the add-on's passes and the
-protocol all take these from here; ``protocol.py`` re-exports them because the
-wire's tables are written in their terms.
+protocol all take these from here (import them from this module).
 """
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ KEYPOINT_NAMES = (
 )
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 KEYPOINT_INDEX = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
+# Where the points sit (SUBMIT's ``keypoint_placement``): "estimator" -- where a pose estimator
+# (DWPose / COCO-WholeBody) would put them: the neck between the shoulders, face points on the
+# head's skin, toes at the front of the foot's mesh (what this add-on sends); "rig" -- the rig's
+# joints (bone heads), what clients before the field sent and what its absence means.
+KEYPOINT_PLACEMENTS = ("estimator", "rig")
+KEYPOINT_PLACEMENT = "estimator"
 # Limb pairs (indices into KEYPOINT_NAMES) drawn by skeleton renderers.
 KEYPOINT_LIMBS = (
     (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
@@ -58,6 +64,20 @@ NO_SURFACE_DEPTH = 1.0e10
 # Depths at or beyond this mean "no surface". Half the sentinel, so a value
 # that went through float16 or a resize still reads as empty.
 NO_SURFACE_THRESHOLD = NO_SURFACE_DEPTH * 0.5
+
+
+def neck_between_shoulders(kps):
+    """A copy of keypoints [18, 4] (numpy) with the neck at the midpoint of the shoulders in the image,
+    as COCO-trained estimators draw OpenPose-18 (depth their mean, visibility the lesser), or absent
+    when either shoulder is."""
+    n, ls, rs = KEYPOINT_INDEX["neck"], KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]
+    out = kps.copy()
+    if kps[ls, 3] > 0 and kps[rs, 3] > 0:
+        out[n, :3] = (kps[ls, :3] + kps[rs, :3]) / 2
+        out[n, 3] = min(kps[ls, 3], kps[rs, 3])
+    else:
+        out[n] = 0.0
+    return out
 
 
 def has_surface(depth):

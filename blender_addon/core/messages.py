@@ -17,7 +17,7 @@ import reprlib
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Mapping, TypeVar
 
-from .conventions import KEYPOINT_LAYOUT
+from .conventions import KEYPOINT_LAYOUT, KEYPOINT_PLACEMENT, KEYPOINT_PLACEMENTS
 
 PROTOCOL_VERSION = 1
 
@@ -365,12 +365,13 @@ class JobSpec:
     objects: list = field(default_factory=list)
     name: str = ""             # shot name, for logs
     request: str = ""          # client token echoed in ACCEPTED / ERROR
+    keypoint_placement: str = KEYPOINT_PLACEMENT   # "rig" when an older client leaves it out
 
     def to_dict(self) -> dict:
         return {"v": PROTOCOL_VERSION, "type": SUBMIT, "engine": self.engine, "width": self.width,
                 "height": self.height, "frames": self.frames, "params": dict(self.params),
                 "objects": list(self.objects), "name": self.name, "request": self.request,
-                "keypoint_layout": KEYPOINT_LAYOUT}
+                "keypoint_layout": KEYPOINT_LAYOUT, "keypoint_placement": self.keypoint_placement}
 
     to_header = to_dict
 
@@ -400,6 +401,10 @@ class JobSpec:
         if layout != KEYPOINT_LAYOUT:
             raise ProtocolError(E_BAD_HEADER, f"submit.keypoint_layout must be {KEYPOINT_LAYOUT!r}, got {echo(layout)}",
                                 field="submit.keypoint_layout")
+        placement = hdr.get("keypoint_placement", "rig")
+        if placement not in KEYPOINT_PLACEMENTS:
+            raise ProtocolError(E_BAD_HEADER, f"submit.keypoint_placement must be one of {list(KEYPOINT_PLACEMENTS)}, "
+                                f"got {echo(placement)}", field="submit.keypoint_placement")
         params = hdr.get("params", {})
         if not isinstance(params, dict):
             raise ProtocolError(E_BAD_HEADER, "submit.params must be a JSON object", field="submit.params")
@@ -413,6 +418,6 @@ class JobSpec:
                    width=need_int("width", 8, limits["max_width"]),
                    height=need_int("height", 8, limits["max_height"]),
                    frames=need_int("frames", 1, limits["max_frames"]),
-                   params=params, objects=objects, name=name, request=request)
+                   params=params, objects=objects, name=name, request=request, keypoint_placement=placement)
 
     from_header = from_dict

@@ -125,6 +125,8 @@ def map_rig(bones, user_mapping=None, *, armature_name: str = "armature") -> Rig
     scale = float(np.ptp(np.array([b.head for b in bones], float), axis=0).max()) if bones else 1.0
     struct_axes = struct_bones.get("_axes") if struct_bones else structure(rig)[1].get("_axes")
     axes = _frame(joints, struct_axes, scale)
+    rm.axes = axes
+    rm.bone_children = {n: list(c) for n, c in rig.children.items()}
     _check_sides(rm, struct_axes)
     head = named_bones.get("head") or struct_bones.get("head")
     if head is not None and axes is not None:

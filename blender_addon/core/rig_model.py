@@ -48,14 +48,30 @@ class RigMap:
     face_front: Joint | None = None      # a point in front of the face centre (facing test)
     head_frame: tuple | None = None      # (head bone, origin, up, left, forward, unit) for fit_head
     notes: list = field(default_factory=list)
+    axes: tuple | None = None            # the body's (up, left, forward, head unit) in armature space
+    bone_children: dict | None = None    # bone -> child bones (for "the bones under the foot")
+    # Where an estimator would see a point, when it is not the rig's joint (rig_surface): keypoint ->
+    # Joint, or None for a point that cannot be placed. ``joints`` stay the rig's own (3D structure).
+    seen: dict = field(default_factory=dict)
+
+    def seen_joint(self, name: str) -> Joint | None:
+        return self.seen[name] if name in self.seen else self.joints.get(name)
 
     def body_mapped(self) -> int:
         return sum(self.joints.get(k) is not None for k in BODY_KEYPOINTS)
 
     def rows(self, names=conventions.KEYPOINT_NAMES) -> list:
-        """[(keypoint, bone, how)] with "" / "missing" for unmapped points."""
-        return [(k, j.bone if j else "", j.how if j else "missing")
-                for k in names for j in [self.joints.get(k)]]
+        """[(keypoint, bone, how)] with "" / "missing" for unmapped points and "absent" for points
+        the mesh cannot place (see ``notes``); the neck is drawn between the shoulders."""
+        out = []
+        for k in names:
+            j = self.seen_joint(k)
+            how = j.how if j else ("absent" if k in self.seen else "missing")
+            if k == "neck" and j is not None:
+                both = all(self.seen_joint(f"{s}_shoulder") is not None for s in ("left", "right"))
+                how = "between the shoulders" if both else "absent"
+            out.append((k, j.bone if j else "", how))
+        return out
 
     def hands_mapped(self) -> int:
         return sum(self.joints.get(k) is not None for k in conventions.HAND_KEYPOINT_NAMES)

@@ -184,11 +184,8 @@ class ShotExporter:
             raise RuntimeError("ShotExporter must be entered (with ...) before exporting")
         s = self.settings
         arrays = self.renderer.render_frame(self.scene_frame(index))
-        args = (self.scene, self.camera, self.armature, self.mapping, s.width, s.height, arrays["scene_depth"])
-        arrays["keypoints"] = kp_mod.project_keypoints(*args)
-        arrays["hand_keypoints"] = kp_mod.project_hands(*args)
-        arrays["toe_keypoints"] = kp_mod.project_toes(*args)
-        arrays["face_box"] = kp_mod.project_face_box(*args)
+        arrays.update(kp_mod.frame_keypoints(self.scene, self.camera, self.armature, self.mapping, s.width, s.height,
+                                             arrays["scene_depth"]))
         protocol.check_frame_inputs(arrays, height=s.height, width=s.width, n_objects=len(self.labelled))
         return arrays
 

@@ -1,5 +1,6 @@
-"""2D keypoints (OpenPose-18, 21 per hand) and the face box, projected from
-the armature with depth-tested visibility."""
+"""2D keypoints (OpenPose-18, 21 per hand, toes) and the face box, projected from
+the posed rig with depth-tested visibility, in the estimators' convention
+(``core.rig_surface``); ``project_rig_joints`` gives the rig's own joints."""
 from __future__ import annotations
 
 import numpy as np
@@ -43,9 +44,12 @@ def project_points(scene, camera, points, width: int, height: int, scene_depth: 
 
 def project_keypoints(scene, camera, armature, mapping, width: int, height: int,
                       scene_depth: np.ndarray | None) -> np.ndarray:
-    """float32 [18, 4] in KEYPOINT_NAMES order. Call after ``scene.frame_set``."""
+    """float32 [18, 4] in KEYPOINT_NAMES order, where a pose estimator would put them
+    (``core.rig_surface``: neck between the shoulders, face on the head's skin, hair
+    ignored; the other joints the rig's). Call after ``scene.frame_set``."""
     posed = PosedRig(armature, mapping)
-    return project_points(scene, camera, posed.points(conventions.KEYPOINT_NAMES), width, height, scene_depth)
+    kps = project_points(scene, camera, posed.seen_points(conventions.KEYPOINT_NAMES), width, height, scene_depth)
+    return conventions.neck_between_shoulders(kps)
 
 
 def project_hands(scene, camera, armature, mapping, width: int, height: int,
@@ -57,9 +61,10 @@ def project_hands(scene, camera, armature, mapping, width: int, height: int,
 
 def project_toes(scene, camera, armature, mapping, width: int, height: int,
                  scene_depth: np.ndarray | None) -> np.ndarray:
-    """float32 [2, 4] in TOE_KEYPOINT_NAMES order (left toe, right toe)."""
+    """float32 [2, 4] in TOE_KEYPOINT_NAMES order (left toe, right toe): the mean of the big- and
+    small-toe tips on the foot's mesh (the toe bone's tip for a rig without one)."""
     posed = PosedRig(armature, mapping)
-    return project_points(scene, camera, posed.points(conventions.TOE_KEYPOINT_NAMES), width, height, scene_depth)
+    return project_points(scene, camera, posed.seen_points(conventions.TOE_KEYPOINT_NAMES), width, height, scene_depth)
 
 
 def project_face_box(scene, camera, armature, mapping, width: int, height: int,
@@ -85,3 +90,21 @@ def project_face_box(scene, camera, armature, mapping, width: int, height: int,
     vis = conventions.VIS_VISIBLE if facing and centre[3] == conventions.VIS_VISIBLE else conventions.VIS_OCCLUDED
     out[:] = (x0, y0, x1, y1, vis)
     return out
+
+
+def project_rig_joints(scene, camera, armature, mapping, width: int, height: int, names,
+                       scene_depth: np.ndarray | None = None) -> np.ndarray:
+    """float32 [len(names), 4]: the rig's own joints (bone heads, derived face points), for
+    what wants the skeleton's 3D structure rather than where an estimator would see it."""
+    posed = PosedRig(armature, mapping)
+    return project_points(scene, camera, posed.points(names), width, height, scene_depth)
+
+
+def frame_keypoints(scene, camera, armature, mapping, width: int, height: int,
+                    scene_depth: np.ndarray | None) -> dict:
+    """Every keypoint input of one frame -- ``keypoints``, ``hand_keypoints``, ``toe_keypoints``,
+    ``face_box`` -- as a user's shot sends them: the one path for the add-on's exporter and the
+    training clips, so a model learns from what it is later given."""
+    args = (scene, camera, armature, mapping, width, height, scene_depth)
+    return {"keypoints": project_keypoints(*args), "hand_keypoints": project_hands(*args),
+            "toe_keypoints": project_toes(*args), "face_box": project_face_box(*args)}

@@ -61,7 +61,8 @@ def wan_body_from_openpose18(keypoints: np.ndarray, height: int, width: int, toe
 
     The first 18 are the same points in the same order, Wan's last two are the
     toes (absent without ``toes``). Wan's neck is the mean of the two shoulders
-    (ViTPose has no neck), so ours is too, whatever the rig's neck bone says."""
+    (ViTPose has no neck); the add-on already sends it there (``keypoint_placement``
+    "estimator"), and it is recomputed here so any keypoints draw the same."""
     kp = np.asarray(keypoints, np.float32)
     if kp.shape != (18, 4):
         raise ValueError(f"keypoints must be float32 [18, 4] (x, y, depth, visibility), got {list(kp.shape)}")

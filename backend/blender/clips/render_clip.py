@@ -1,12 +1,13 @@
-"""Render one random clip with the add-on's own pass code (bpy).
+"""Render one random clip with the add-on's own exporter (bpy).
 
-Per frame the add-on's ``PassRenderer`` gives the environment, scene depth,
-object labels and the character's exact silhouette and depth -- the very
-arrays a user's shot sends to the server -- and ``scene/keypoints.py``
-projects the keypoints with visibility. The demo's ``render_ground_truth``
-renders the frames with the character, and ``render_reference`` the
-character alone in its rest pose at the origin, seen from the front on a
-transparent background: another pose and view than the clip's frames.
+Per frame the add-on's ``ShotExporter`` -- the one a user's shot goes
+through -- gives every frame input the shot would send: environment, scene
+depth, object labels, the character's exact silhouette and depth, and the
+keypoint inputs (body, hands, toes, face box), checked against the
+protocol. The demo's ``render_ground_truth`` renders the frames with the
+character, and ``render_reference`` the character alone in its rest pose at
+the origin, seen from the front on a transparent background: another pose
+and view than the clip's frames.
 """
 from __future__ import annotations
 
@@ -18,32 +19,42 @@ import numpy as np
 
 from backend.training.data import layout
 
+CLIP_OBJECTS = "ClipObjects"   # the collection the exporter labels
+
 
 def render_clip(root: str, index: int, *, seed: int, frames: int, size: int, samples: int,
                 bvh: dict | None = None) -> str:
-    from blender_addon.scene import keypoints as kp_mod
-    from blender_addon.scene.passes import PassRenderer
+    import bpy
+
+    from blender_addon.core.settings import ShotSettings
+    from blender_addon.scene.export import ShotExporter
+    from blender_addon.shot import scene_shot
 
     from ..demo.reference_render import render_ground_truth, render_reference
+    from ..demo.scene import BODY_COLLECTION
     from .random_scene import build_clip_scene
 
     rng = np.random.default_rng(layout.clip_seed(seed, index))
     c = build_clip_scene(rng, frames, size, samples, bvh=bvh)
-    scene, arm, cam = c["scene"], c["armature"], c["camera"]
-    mapping = kp_mod.resolve_for(arm, None)
+    scene, arm = c["scene"], c["armature"]
+    # The props the clip labels, as one collection (not linked to the scene: it changes no render).
+    tagged = bpy.data.collections.new(CLIP_OBJECTS)
+    for obj in c["props"]:
+        tagged.objects.link(obj)
+    settings = ShotSettings(armature=arm.name, reference_path="", frame_start=1, frame_end=frames, width=size,
+                            height=size, output_dir="", samples=samples, denoise=False, body=BODY_COLLECTION,
+                            objects_collection=CLIP_OBJECTS)
     with tempfile.TemporaryDirectory(prefix="inhabit-clip-") as work:
         per: dict[str, list] = {k: [] for k in layout.ARRAYS}
-        renderer = PassRenderer(scene, body_objects=c["body"], labelled_objects=c["props"], width=size,
-                                height=size, samples=samples, workdir=work)
-        try:
-            for f in range(1, frames + 1):
-                a = renderer.render_frame(f)
-                a["keypoints"] = kp_mod.project_keypoints(scene, cam, arm, mapping, size, size, a["scene_depth"])
+        # The add-on's exporter itself: every frame input a user's shot sends, checked the same way.
+        with ShotExporter(scene_shot(scene, settings), workdir=work) as exporter:
+            if exporter.object_names != [o.name for o in c["props"]]:
+                raise RuntimeError("the clip's labelled objects and the exporter's differ")
+            for i in range(frames):
+                a = exporter.export_frame(i)
                 for k in layout.ARRAYS:
                     if k != "gt":
                         per[k].append(a[k])
-        finally:
-            renderer.close()
         gt_paths = render_ground_truth(scene, list(range(1, frames + 1)), os.path.join(work, "gt"))
         per["gt"] = [cv2.cvtColor(cv2.imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for p in gt_paths]
         ref_png, _, ref_kp = render_reference(scene, arm, work, size)

@@ -25,6 +25,8 @@ PLACEMENT = "CharacterPlacement"   # the reference render resets this one
 SPOT = (0.25, 0.9)                  # where the character stands in the room
 YAW_DEG = -15.0                     # turned a little towards the table
 FPS = 24
+HUMAN_HEIGHT = 1.75                 # metres: what a character of another size is scaled to
+HUMAN_RANGE = (0.8, 2.5)            # heights (scene units) taken as already human-sized metres
 
 
 def _armature_of(objects, path: str):
@@ -89,9 +91,19 @@ def _facing_yaw(arm, mapping) -> float:
     return -math.atan2(left.y, left.x)
 
 
+def human_scale(height: float) -> float:
+    """The factor that brings a character ``height`` units tall (rest pose) to HUMAN_HEIGHT metres,
+    or 1 for one already of human size: a centimetre FBX (170 units) or a game character tens of
+    units tall would otherwise dwarf the room, or fill it, and leave the camera on its feet."""
+    if height <= 0:
+        return 1.0
+    return 1.0 if HUMAN_RANGE[0] <= height <= HUMAN_RANGE[1] else HUMAN_HEIGHT / height
+
+
 def place_character(scene, arm, body, mapping):
     """Parent the character's roots under an empty that stands it on the floor
-    at SPOT, facing the camera (turned YAW_DEG), whatever its import transform."""
+    at SPOT, facing the camera (turned YAW_DEG), brought to human height
+    (``human_scale``), whatever its import transform and units."""
     roots = {o for o in [arm, *body] if o.parent is None}
     place = bpy.data.objects.new(PLACEMENT, None)
     scene.collection.objects.link(place)
@@ -106,9 +118,11 @@ def place_character(scene, arm, body, mapping):
     lo, hi = _world_bounds(body or [arm], bpy.context.evaluated_depsgraph_get())
     arm.data.pose_position = saved
     centre = Vector(((lo.x + hi.x) / 2, (lo.y + hi.y) / 2, lo.z))
-    # Grounding and facing go into the parent inverse (kept for the reference
-    # render, which resets the empty); the spot in the room is the empty's.
-    ground = Matrix.Rotation(_facing_yaw(arm, mapping), 4, "Z") @ Matrix.Translation(-centre)
+    scale = human_scale(hi.z - lo.z)
+    # Grounding, size and facing go into the parent inverse (kept for the
+    # reference render, which resets the empty); the spot in the room is the empty's.
+    ground = (Matrix.Rotation(_facing_yaw(arm, mapping), 4, "Z") @ Matrix.Scale(scale, 4)
+              @ Matrix.Translation(-centre))
     for obj in roots:
         obj.matrix_parent_inverse = ground @ obj.matrix_parent_inverse
     place.location = (SPOT[0], SPOT[1], 0.0)

@@ -9,10 +9,31 @@ import os
 
 import bpy
 import numpy as np
+from mathutils import Vector
 
 from blender_addon.scene import keypoints as kp_mod
 
 from .scene import BODY_COLLECTION
+
+
+FILL = 0.85   # the character's height as a fraction of the reference image's
+
+
+def _frame_on(cam, objects) -> None:
+    """Aim the front camera at the objects' bounds (rest pose, at the origin), their height FILL of the
+    image's, whatever the character's size."""
+    deps = bpy.context.evaluated_depsgraph_get()
+    pts = []
+    for obj in objects:
+        ev = obj.evaluated_get(deps)
+        pts.extend(ev.matrix_world @ Vector(c) for c in ev.bound_box)
+    lo = Vector([min(p[i] for p in pts) for i in range(3)])
+    hi = Vector([max(p[i] for p in pts) for i in range(3)])
+    height = max(hi.z - lo.z, 1e-6)
+    half_fov = math.atan(cam.data.sensor_width / 2 / cam.data.lens)
+    dist = height / FILL / 2 / math.tan(half_fov) + (hi.y - lo.y) / 2
+    cam.location = ((lo.x + hi.x) / 2, lo.y - dist + (hi.y - lo.y) / 2, (lo.z + hi.z) / 2)
+    cam.data.clip_start, cam.data.clip_end = dist * 0.01, dist * 10 + height
 
 
 def render_reference(scene, arm, out_dir: str, size: int, placement=None) -> tuple[str, str, np.ndarray]:
@@ -27,8 +48,6 @@ def render_reference(scene, arm, out_dir: str, size: int, placement=None) -> tup
     hidden = [o for o in scene.objects if o not in body and o.type != "LIGHT" and not o.hide_render]
     cam = bpy.data.objects.new("ReferenceCamera", bpy.data.cameras.new("ReferenceCamera"))
     scene.collection.objects.link(cam)
-    # Framed on the character standing at the origin: 2.5 m of view at 4.2 m.
-    cam.location = (0.0, -4.2, 0.95)
     cam.rotation_euler = (math.radians(90), 0, 0)
     cam.data.lens = 50
     saved = dict(camera=scene.camera, film=scene.render.film_transparent, frame=scene.frame_current,
@@ -42,6 +61,8 @@ def render_reference(scene, arm, out_dir: str, size: int, placement=None) -> tup
             arm.animation_data.action = None  # rest pose at the origin, whatever frame is current
         place.location, place.rotation_euler = (0, 0, 0), (0, 0, 0)
         arm.data.pose_position = "REST"
+        bpy.context.view_layer.update()
+        _frame_on(cam, [o for o in body if o.type == "MESH"] or [arm])
         scene.camera = cam
         scene.render.film_transparent = True
         scene.render.image_settings.file_format = "PNG"

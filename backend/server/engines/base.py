@@ -54,6 +54,9 @@ class AdmittedJob:
     reference: np.ndarray | None = None            # uint8 [h, w, 3|4]
     reference_keypoints: np.ndarray | None = None  # float32 [K, 4] or None
     name: str = ""
+    # Where the client placed the keypoints (conventions.KEYPOINT_PLACEMENTS). Engines always see
+    # the estimators' neck: admission moves a "rig" client's neck between its shoulders.
+    keypoint_placement: str = "estimator"
 
 
 class JobContext(abc.ABC):

@@ -68,6 +68,10 @@ class WanAnimateEngine(Engine):
     # bones; the face box says when the head faces the camera.
     optional_inputs = ("character_depth", "scene_depth", "hand_keypoints", "toe_keypoints", "face_box")
     needs_reference = True
+    # Segments of segment_length frames, each starting on the last carried_frames of the one before:
+    # they start at 0, S - P, 2(S - P), ... (models.wan.segments.plan_segments), so a resumed shot
+    # restarts at the start of the segment holding its first missing frame.
+    restart_window = ("segment_length", "carried_frames")
     params = (
         ParamSpec("steps", "int", 20, 1, 100, doc="denoising steps (UniPC; Wan uses 20; preset 'fast' runs 4)"),
         ParamSpec("guidance", "float", 1.0, 0.0, 20.0,
@@ -107,8 +111,6 @@ class WanAnimateEngine(Engine):
         *speed.SERVER_OPTIONS,
     )
     input_window = MAX_SEGMENT
-    # Segments carry their last frames into the next: a resumed shot restarts at a segment start.
-    restart_window = ("segment_length", "carried_frames")
     streaming = True
 
     def __init__(self, **kw):

@@ -11,6 +11,9 @@ A dataset is a folder::
         scene_depth.npy        float32 [F, H, W]     planar depth of the environment
         object_labels.npy      uint8   [F, H, W]     1..N = the clip's tagged props (meta.objects order)
         keypoints.npy          float32 [F, 18, 4]    x, y, depth, visibility (the protocol's layout)
+        hand_keypoints.npy     float32 [F, 42, 4]    the protocol's optional frame inputs, as a shot sends them
+        toe_keypoints.npy      float32 [F, 2, 4]
+        face_box.npy           float32 [F, 5]
         reference.png          RGBA    the character alone, another pose and view, transparent background
         reference_keypoints.npy float32 [18, 4]
         meta.json              seed, objects, motion, camera; written last
@@ -29,9 +32,10 @@ import shutil
 
 import numpy as np
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3   # 3: hand/toe keypoints and face box; keypoints where an estimator puts them
 FORMAT = "inhabit-dataset"
-ARRAYS = ("gt", "environment", "character_mask", "character_depth", "scene_depth", "object_labels", "keypoints")
+ARRAYS = ("gt", "environment", "character_mask", "character_depth", "scene_depth", "object_labels", "keypoints",
+          "hand_keypoints", "toe_keypoints", "face_box")
 SPLITS = ("train", "val", "test")
 
 
