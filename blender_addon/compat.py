@@ -1,4 +1,4 @@
-"""Every Blender 4.2-4.5 vs 5.0 API difference the add-on meets, in one place.
+"""Every Blender 4.2-4.5 vs 5.x API difference the add-on meets, in one place.
 
 The passes deliberately avoid the compositor and the File Output node (their
 APIs changed most in 5.0: ``scene.compositing_node_group`` instead of
@@ -81,7 +81,47 @@ def strips_all(sequence_editor):
 
 
 def sequencer_scene(context):
-    """The scene the sequencer shows: 5.0 may show another than context.scene."""
+    """The scene the Sequencer editor shows: 5.x shows the workspace's ``sequencer_scene``
+    (None in a new file: the editor is then empty with a "New" button); 4.x shows context.scene."""
     ws = getattr(context, "workspace", None)
-    scene = getattr(ws, "sequencer_scene", None) if ws is not None else None
-    return scene or context.scene
+    if ws is None or not hasattr(ws, "sequencer_scene"):
+        return context.scene
+    return ws.sequencer_scene
+
+
+def show_in_sequencer(context, scene) -> object | None:
+    """Make the Sequencer editor show ``scene`` when it shows nothing (5.x, a new file); return the scene
+    it shows afterwards (``scene`` itself on 4.x), which may be another the user chose."""
+    ws = getattr(context, "workspace", None)
+    if ws is None or not hasattr(ws, "sequencer_scene"):
+        return scene
+    if ws.sequencer_scene is None:
+        ws.sequencer_scene = scene
+    return ws.sequencer_scene
+
+
+def cycles_denoisers(scene) -> list[str]:
+    """The denoisers the running Cycles offers (its own dynamic list: OPTIX needs an NVIDIA GPU, and
+    OPENIMAGEDENOISE is missing from some builds, e.g. Debian's)."""
+    try:
+        from cycles import properties as cycles_properties
+        return [item[0] for item in cycles_properties.enum_denoiser(scene.cycles, bpy.context)]
+    except (ImportError, AttributeError, TypeError):
+        try:
+            import _cycles
+        except ImportError:
+            return []
+        return ["OPENIMAGEDENOISE"] if getattr(_cycles, "with_openimagedenoise", False) else []
+
+
+# `//` (blend-relative) paths in FILE_PATH/DIR_PATH fields: 5.x draws them red unless the property
+# says it supports them (the option is new in 4.5; older versions resolve them without asking).
+def _blend_relative_option() -> set:
+    try:
+        bpy.props.StringProperty(subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"})
+    except TypeError:
+        return set()
+    return {"PATH_SUPPORTS_BLEND_RELATIVE"}
+
+
+PATH_OPTIONS = _blend_relative_option()

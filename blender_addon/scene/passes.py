@@ -87,6 +87,7 @@ class PassRenderer:
         self.seconds = {"render": 0.0, "files": 0.0, "raster": 0.0}
         os.makedirs(workdir, exist_ok=True)
         self._saved: list = []  # (setter, value) to replay in reverse
+        self.notes: list[str] = []  # what the user should know about how the passes were made
         self._cache: tuple | None = None
         self._open()
 
@@ -98,6 +99,23 @@ class PassRenderer:
             setattr(owner, attr, value)
 
     def _open(self):
+        """Record every setting first, then change them: a failure part-way is undone by ``close``."""
+        sc, r = self.scene, self.scene.render
+        self._frame = sc.frame_current
+        self._image_format = compat.image_format_state(r.image_settings)
+        self._user_samples = sc.cycles.samples
+        self._user_filter = sc.cycles.filter_width
+        self._user_denoise = sc.cycles.use_denoising
+        self._view_layer_flags = [(vl, vl.use_pass_z, vl.use_pass_object_index, vl.use) for vl in sc.view_layers]
+        self._pass_index = [(o, o.pass_index) for o in sc.objects]
+        self._hide = [(o, o.hide_render) for o in sc.objects]
+        try:
+            self._change_settings()
+        except BaseException:
+            self.close()
+            raise
+
+    def _change_settings(self):
         sc, r = self.scene, self.scene.render
         self._set(r, "engine", "CYCLES")
         self._set(r, "resolution_x", self.width)
@@ -111,11 +129,6 @@ class PassRenderer:
         # sequencer's picture, and a user compositor would alter the passes.
         self._set(r, "use_sequencer", False)
         self._set(r, "use_compositing", False)
-        self._image_format = compat.image_format_state(r.image_settings)
-        self._user_samples = sc.cycles.samples
-        self._user_filter = sc.cycles.filter_width
-        self._user_denoise = sc.cycles.use_denoising
-        self._view_layer_flags = [(vl, vl.use_pass_z, vl.use_pass_object_index, vl.use) for vl in sc.view_layers]
         # Only one view layer renders (several would multiply the cost): the
         # active one when it belongs to this scene.
         ctx_layer = getattr(bpy.context, "view_layer", None)
@@ -128,20 +141,12 @@ class PassRenderer:
         self.view_layer.use_pass_object_index = True
         # Object Index carries the tagged-object labels; everything else 0.
         labels = {o.name: i + 1 for i, o in enumerate(self.labelled)}
-        self._pass_index = [(o, o.pass_index) for o in sc.objects]
         for o in sc.objects:
             o.pass_index = labels.get(o.name, 0)
-        self._hide = [(o, o.hide_render) for o in sc.objects]
-        self._frame = sc.frame_current
         # Environment settings, set once for the whole shot.
         sc.cycles.samples = self.samples
         if self.denoise is not None:
-            sc.cycles.use_denoising = self.denoise
-            if self.denoise:
-                self._set(sc.cycles, "denoiser", "OPENIMAGEDENOISE")
-                # The fast prefilter skips denoising the albedo and normal guides: at
-                # 512 px it cut OIDN from ~4 s to ~1 s for under 1 dB (bench/RESULTS.md).
-                self._set(sc.cycles, "denoising_prefilter", "FAST")
+            self._set_denoise(sc.cycles)
         self._env_denoise = sc.cycles.use_denoising
         body_names = {o.name for o in self.body}
         for o, hidden in self._hide:
@@ -150,6 +155,23 @@ class PassRenderer:
         if self.reuse:
             self.tracker = ChangeTracker(sc, self.view_layer, self._character_ids())
             self.tracker.start()
+
+    def _set_denoise(self, cycles) -> None:
+        """Denoise with OpenImageDenoise when the running Cycles offers it (distribution builds and some
+        platforms lack it); otherwise render without denoising and say so in ``notes``."""
+        if not self.denoise:
+            cycles.use_denoising = False
+            return
+        if "OPENIMAGEDENOISE" not in compat.cycles_denoisers(self.scene):
+            cycles.use_denoising = False
+            self.notes.append(f"This Blender's Cycles has no OpenImageDenoise, so the environment pass renders "
+                              f"without denoising at {self.samples} samples: raise Samples for a cleaner plate.")
+            return
+        cycles.use_denoising = True
+        self._set(cycles, "denoiser", "OPENIMAGEDENOISE")
+        # The fast prefilter skips denoising the albedo and normal guides: at
+        # 512 px it cut OIDN from ~4 s to ~1 s for under 1 dB (bench/RESULTS.md).
+        self._set(cycles, "denoising_prefilter", "FAST")
 
     def _character_ids(self) -> list:
         """Datablocks only the character uses: their changes never show in the environment."""
@@ -168,8 +190,9 @@ class PassRenderer:
         return ids
 
     def close(self):
+        """Put back everything ``_open`` recorded (also after it failed part-way); safe to call twice."""
         sc = self.scene
-        if self.tracker is not None:
+        if getattr(self, "tracker", None) is not None:
             self.tracker.stop()
             self.tracker = None
         for o, v in self._hide:
@@ -184,6 +207,7 @@ class PassRenderer:
         compat.restore_image_format(sc.render.image_settings, self._image_format)
         for owner, attr, old in reversed(self._saved):
             setattr(owner, attr, old)
+        self._saved.clear()
         sc.frame_set(self._frame)
 
     # -- rendering -------------------------------------------------------------------

@@ -20,21 +20,62 @@ class INHABIT_OT_animate(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None and not runner.running()
+        return context.scene is not None and not runner.busy()
 
     def execute(self, context):
-        from ..session import open_session
+        from .. import compat
+        from ..core.settings import validate_shot
+        from ..session import key_options
+        from .connect import Connection
         scene = context.scene  # recorded now: the strip goes here whatever happens later
+        runner.clear_messages()
         try:
             settings = settings_from_scene(scene)
-            session = open_session(scene, settings)
+            validate_shot(settings)  # bad input is told before waiting on the network
+            keys = key_options(settings)
         except SetupError as exc:
-            runner.state.last_error = exc.message
-            self.report({"ERROR"}, exc.message)
-            return {"CANCELLED"}
-        runner.start(session)
-        self.report({"INFO"}, f"Inhabit: job started ({settings.frame_count} frames)")
+            return self._refuse(exc.message)
+        # 5.x shows the workspace's sequencer scene, unset in a new file: show this one there.
+        shown = compat.show_in_sequencer(context, scene)
+        notes = [] if shown is None or shown == scene else [
+            f"The Sequencer shows scene {shown.name!r}; the strip goes to scene {scene.name!r}: pick it in the "
+            "Sequencer's scene selector to see the result."]
+
+        def connected(info, error):
+            if error is not None:
+                runner.state.server_status = "unreachable"
+                runner.state.last_error = error.message
+                return
+            start_shot(scene, settings, info, notes)
+
+        runner.connect(Connection(settings.server, keys, connected, purpose="animate"))
+        if runner.state.last_error:
+            return self._refuse(runner.state.last_error)
+        self.report({"INFO"}, f"Inhabit: starting a job of {settings.frame_count} frames")
         return {"FINISHED"}
+
+    def _refuse(self, message: str):
+        runner.state.last_error = message
+        runner.redraw_if_changed()
+        self.report({"ERROR"}, message)
+        return {"CANCELLED"}
+
+
+def start_shot(scene, settings, info: dict, notes: list) -> None:
+    """Main thread, once the server answered: open the session (every check, then the settings the
+    passes need) and start it. Any failure is one sentence in the panel; ``open_session`` has put
+    every setting back by then."""
+    from ..session import open_session
+    try:
+        session = open_session(scene, settings, info=info)
+    except SetupError as exc:
+        runner.state.last_error = exc.message
+        return
+    except Exception as exc:  # not a traceback popup: the panel says what broke
+        runner.state.last_error = f"The shot could not start ({type(exc).__name__}: {exc}); your settings are " \
+                                  "unchanged."
+        return
+    runner.start(session, notes)
 
 
 class INHABIT_OT_cancel(bpy.types.Operator):
@@ -56,28 +97,48 @@ class INHABIT_OT_test_connection(bpy.types.Operator):
     bl_idname = "inhabit.test_connection"
     bl_label = "Test Connection"
 
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and runner.state.connecting is None
+
     def execute(self, context):
         from ..core.curve_keys import KeyFileError, client_options
-        from ..session import fetch_server_info
+        from .connect import Connection
         from .keys import key_settings
-        props = context.scene.inhabit
+        scene = context.scene
+        props = scene.inhabit
+        runner.state.last_error = ""
         try:
             files = key_settings(context)
             try:
                 keys = client_options(files["curve_server_key"], files["curve_client_key"])
             except KeyFileError as exc:
                 raise SetupError("curve_keys", str(exc)) from None
-            info = fetch_server_info(props.server, **keys)
         except SetupError as exc:
             runner.state.server_status = "unreachable"
             runner.state.last_error = exc.message
+            runner.redraw_if_changed()
             self.report({"ERROR"}, exc.message)
             return {"CANCELLED"}
-        runner.state.server_info = info
-        names = [e.get("name") for e in info.get("engines", [])]
-        runner.state.server_status = f"connected: {info.get('device', '?')}, engines {', '.join(map(str, names))}"
-        fill_params_from_info(context.scene, info)
-        self.report({"INFO"}, "Inhabit: " + runner.state.server_status)
+
+        def connected(info, error):
+            if error is not None:
+                runner.state.server_status = "unreachable"
+                runner.state.last_error = error.message
+                return
+            runner.state.server_info = info
+            names = [e.get("name") for e in info.get("engines", [])]
+            runner.state.server_status = f"connected: {info.get('device', '?')}, engines {', '.join(map(str, names))}"
+            try:
+                fill_params_from_info(scene, info)
+            except ReferenceError:
+                pass  # the scene went away meanwhile
+
+        runner.state.server_status = f"connecting to {props.server}"
+        runner.connect(Connection(props.server, keys, connected, purpose="test"))
+        if runner.state.last_error:
+            self.report({"ERROR"}, runner.state.last_error)
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 

@@ -5,6 +5,7 @@ import json
 
 import bpy
 
+from .. import compat
 from ..core import protocol
 from ..core.settings import SetupError, ShotSettings
 
@@ -70,9 +71,10 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
                                                 "drives (proxy capsules along the bones if none)")
     objects_collection: bpy.props.PointerProperty(name="Interacts With", type=bpy.types.Collection,
                                                   description="Objects the character touches (one label each)")
-    reference_path: bpy.props.StringProperty(name="Reference", subtype="FILE_PATH",
+    reference_path: bpy.props.StringProperty(name="Reference", subtype="FILE_PATH", options=compat.PATH_OPTIONS,
                                              description="Image of the character to animate")
     reference_keypoints_path: bpy.props.StringProperty(name="Reference Pose", subtype="FILE_PATH",
+                                                       options=compat.PATH_OPTIONS,
                                                        description="Optional [18, 4] keypoints of the reference "
                                                                    "(.npy/.json)")
     keypoint_map: bpy.props.StringProperty(name="Keypoint Mapping",
@@ -98,7 +100,7 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
     denoise: bpy.props.BoolProperty(name="Denoise", default=ShotSettings.denoise,
                                     description="OpenImageDenoise on the environment pass")
 
-    output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH",
+    output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH", options=compat.PATH_OPTIONS,
                                          description="Folder for the takes; empty = 'inhabit' next to the .blend")
     channel: bpy.props.IntProperty(name="Channel", default=0, min=0, max=128,
                                    description="Sequencer channel; 0 = first free above existing strips")
@@ -125,13 +127,23 @@ def settings_from_scene(scene) -> ShotSettings:
         armature=armature.name,
         body=p.body.name if p.body else None,
         objects_collection=p.objects_collection.name if p.objects_collection else None,
-        reference_path=bpy.path.abspath(p.reference_path) if p.reference_path else "",
-        reference_keypoints_path=bpy.path.abspath(p.reference_keypoints_path) if p.reference_keypoints_path else None,
+        reference_path=_path(p.reference_path, "reference", "Reference") or "",
+        reference_keypoints_path=_path(p.reference_keypoints_path, "reference_keypoints", "Reference Pose"),
         frame_start=start, frame_end=end, width=width, height=height,
         engine=p.engine, params={prm.name: prm.value() for prm in p.params}, seed=p.seed,
-        output_dir=bpy.path.abspath(p.output_dir) if p.output_dir else default_output_dir(bpy.data.filepath),
+        output_dir=_path(p.output_dir, "output_dir", "Output") or default_output_dir(bpy.data.filepath),
         channel=p.channel or None, server=p.server, keypoint_map=keypoint_map, samples=p.samples,
         denoise=p.denoise, name=scene.name, **key_settings(bpy.context))
+
+
+def _path(value: str, field: str, label: str) -> str | None:
+    """A path field as an absolute path; ``//`` means next to the saved .blend."""
+    if not value:
+        return None
+    if value.startswith("//") and not bpy.data.filepath:
+        raise SetupError(field, f"{label} {value!r} is relative to the .blend file, which is not saved yet: save the "
+                                "file first or pick the path again.")
+    return bpy.path.abspath(value)
 
 
 def key_settings(context) -> dict:
