@@ -115,13 +115,7 @@ def cycles_denoisers(scene) -> list[str]:
 
 
 # `//` (blend-relative) paths in FILE_PATH/DIR_PATH fields: 5.x draws them red unless the property
-# says it supports them (the option is new in 4.5; older versions resolve them without asking).
-def _blend_relative_option() -> set:
-    try:
-        bpy.props.StringProperty(subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"})
-    except TypeError:
-        return set()
-    return {"PATH_SUPPORTS_BLEND_RELATIVE"}
-
-
-PATH_OPTIONS = _blend_relative_option()
+# says it supports them. The option came with ``Property.is_path_supports_blend_relative`` (absent in
+# 4.2, where such paths are drawn and resolved without asking).
+PATH_OPTIONS = ({"PATH_SUPPORTS_BLEND_RELATIVE"}
+                if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties else set())

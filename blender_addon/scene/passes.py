@@ -86,17 +86,20 @@ class PassRenderer:
         # Seconds spent, for the benchmark: the Cycles render call, saving and reading its files, the z-buffer.
         self.seconds = {"render": 0.0, "files": 0.0, "raster": 0.0}
         os.makedirs(workdir, exist_ok=True)
-        self._saved: list = []  # (setter, value) to replay in reverse
+        self._saved: list = []  # (owner name, attribute, old value) to replay in reverse
         self.notes: list[str] = []  # what the user should know about how the passes were made
         self._cache: tuple | None = None
         self._open()
 
     # -- settings, with undo ------------------------------------------------------
-    def _set(self, owner, attr, value):
-        old = getattr(owner, attr)
+    def _set(self, owner: str, attr: str, value):
+        """Set ``scene.<owner>.<attr>``, remembering the old value. The owner is kept by name and looked
+        up again on restore: ``scene.cycles`` is gone (and its old struct unsafe) once Cycles is disabled."""
+        target = getattr(self.scene, owner)
+        old = getattr(target, attr)
         if old != value:
             self._saved.append((owner, attr, old))
-            setattr(owner, attr, value)
+            setattr(target, attr, value)
 
     def _open(self):
         """Record every setting first, then change them: a failure part-way is undone by ``close``."""
@@ -116,19 +119,19 @@ class PassRenderer:
             raise
 
     def _change_settings(self):
-        sc, r = self.scene, self.scene.render
-        self._set(r, "engine", "CYCLES")
-        self._set(r, "resolution_x", self.width)
-        self._set(r, "resolution_y", self.height)
-        self._set(r, "resolution_percentage", 100)
-        self._set(r, "pixel_aspect_x", 1.0)
-        self._set(r, "pixel_aspect_y", 1.0)
-        self._set(r, "use_border", False)
-        self._set(r, "film_transparent", False)
+        sc = self.scene
+        self._set("render", "engine", "CYCLES")
+        self._set("render", "resolution_x", self.width)
+        self._set("render", "resolution_y", self.height)
+        self._set("render", "resolution_percentage", 100)
+        self._set("render", "pixel_aspect_x", 1.0)
+        self._set("render", "pixel_aspect_y", 1.0)
+        self._set("render", "use_border", False)
+        self._set("render", "film_transparent", False)
         # With strips on the sequencer (earlier takes!) a render would return the
         # sequencer's picture, and a user compositor would alter the passes.
-        self._set(r, "use_sequencer", False)
-        self._set(r, "use_compositing", False)
+        self._set("render", "use_sequencer", False)
+        self._set("render", "use_compositing", False)
         # Only one view layer renders (several would multiply the cost): the
         # active one when it belongs to this scene.
         ctx_layer = getattr(bpy.context, "view_layer", None)
@@ -168,10 +171,10 @@ class PassRenderer:
                               f"without denoising at {self.samples} samples: raise Samples for a cleaner plate.")
             return
         cycles.use_denoising = True
-        self._set(cycles, "denoiser", "OPENIMAGEDENOISE")
+        self._set("cycles", "denoiser", "OPENIMAGEDENOISE")
         # The fast prefilter skips denoising the albedo and normal guides: at
         # 512 px it cut OIDN from ~4 s to ~1 s for under 1 dB (bench/RESULTS.md).
-        self._set(cycles, "denoising_prefilter", "FAST")
+        self._set("cycles", "denoising_prefilter", "FAST")
 
     def _character_ids(self) -> list:
         """Datablocks only the character uses: their changes never show in the environment."""
@@ -201,12 +204,15 @@ class PassRenderer:
             o.pass_index = v
         for vl, z, idx, use in self._view_layer_flags:
             vl.use_pass_z, vl.use_pass_object_index, vl.use = z, idx, use
-        sc.cycles.samples = self._user_samples
-        sc.cycles.filter_width = self._user_filter
-        sc.cycles.use_denoising = self._user_denoise
+        if hasattr(sc, "cycles"):  # gone when the Cycles add-on was disabled (factory settings loading)
+            sc.cycles.samples = self._user_samples
+            sc.cycles.filter_width = self._user_filter
+            sc.cycles.use_denoising = self._user_denoise
         compat.restore_image_format(sc.render.image_settings, self._image_format)
         for owner, attr, old in reversed(self._saved):
-            setattr(owner, attr, old)
+            target = getattr(sc, owner, None)
+            if target is not None:  # None: it went away with the Cycles add-on, nothing left to put back
+                setattr(target, attr, old)
         self._saved.clear()
         sc.frame_set(self._frame)
 

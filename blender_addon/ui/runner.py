@@ -200,8 +200,8 @@ def _on_load_pre(*_args):
             state.session.job.cancel()
         try:
             _finish("Another file was loaded, so the Inhabit job stopped")
-        except Exception as exc:
-            state.last_error = f"Another file was loaded, so the Inhabit job stopped ({type(exc).__name__}: {exc})."
+        except Exception:
+            pass  # _finish has written the sentence; the old file's scenes are going away anyway
 
 
 @persistent
