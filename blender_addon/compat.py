@@ -100,6 +100,14 @@ def show_in_sequencer(context, scene) -> object | None:
     return ws.sequencer_scene
 
 
+def show_in_every_sequencer(scene) -> None:
+    """Every workspace's Sequencer editor that shows nothing shows ``scene`` (5.x; for saved files such
+    as the demo's, opened later in a window)."""
+    for ws in bpy.data.workspaces:
+        if hasattr(ws, "sequencer_scene") and ws.sequencer_scene is None:
+            ws.sequencer_scene = scene
+
+
 def cycles_denoisers(scene) -> list[str]:
     """The denoisers the running Cycles offers (its own dynamic list: OPTIX needs an NVIDIA GPU, and
     OPENIMAGEDENOISE is missing from some builds, e.g. Debian's)."""

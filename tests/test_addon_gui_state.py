@@ -248,3 +248,10 @@ def test_full_sentences_wrap_on_words_without_losing_any():
             "Reference field.")
     lines = wrap(text, 30)
     assert " ".join(lines) == text and all(len(ln) <= 30 for ln in lines)
+
+
+def test_saved_files_open_on_a_sequencer_that_shows_the_result():
+    scene = build_scene(size=SIZE, frames=1)
+    compat.show_in_every_sequencer(scene)
+    for ws in bpy.data.workspaces:
+        assert getattr(ws, "sequencer_scene", scene) == scene, ws.name
