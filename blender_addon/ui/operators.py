@@ -67,7 +67,8 @@ def start_shot(scene, settings, info: dict, notes: list) -> None:
     every setting back by then."""
     from ..session import open_session
     try:
-        session = open_session(scene, settings, info=info)
+        with _window_context():
+            session = open_session(scene, settings, info=info)
     except SetupError as exc:
         runner.state.last_error = exc.message
         return
@@ -76,6 +77,16 @@ def start_shot(scene, settings, info: dict, notes: list) -> None:
                                   "unchanged."
         return
     runner.start(session, notes)
+
+
+def _window_context():
+    """A timer callback has no window in its context: lend it the first one, so the passes see the
+    view layer the user works in (as when Animate was pressed), not the scene's first one."""
+    import contextlib
+    wm = bpy.context.window_manager
+    if bpy.context.window is None and wm is not None and wm.windows:
+        return bpy.context.temp_override(window=wm.windows[0])
+    return contextlib.nullcontext()
 
 
 class INHABIT_OT_cancel(bpy.types.Operator):
