@@ -68,8 +68,14 @@ BPY_PYTHON_4.2 := 3.11
 BPY_PYTHON_5.2 := 3.13
 BPY_PYTHON_5.3 := 3.13
 BLENDER_TESTS := -q -p no:cacheprovider -m blender tests
+BLENDER_TESTS_3.11 := $(BLENDER_TESTS)
 # The 3.13 venvs have no torch: their blender tests leave out those that run the diffusion stack.
 BLENDER_TESTS_3.13 := -q -p no:cacheprovider -m "blender and not torch" tests
+# On 4.2 LTS the add-on's tests run; the project's own Blender tools (the training-clip generator,
+# the glTF import log check of `inhabit export`) run in .venv's Blender 5.0 and are left out.
+BLENDER_TESTS_4.2 := $(BLENDER_TESTS) --ignore=tests/test_dataset_labels.py --ignore=tests/test_dataset_motions.py \
+	--deselect tests/test_character_import.py::test_gltf_clips_follow_the_fps_set_before_import \
+	--deselect tests/test_character_import.py::test_export_without_armature_refuses_two_candidates_in_one_sentence
 
 .venv-blender-%/.installed: requirements-blender.txt $(STAMP)
 	@test -n "$(BPY_$*)" || (echo "no bpy version known for Blender $*: add BPY_$* to the Makefile" && false)
@@ -78,6 +84,7 @@ BLENDER_TESTS_3.13 := -q -p no:cacheprovider -m "blender and not torch" tests
 	  $(@D)/bin/python -m pip install --quiet --no-deps bpy==$(BPY_$*); \
 	  $(@D)/bin/python -c "import site; print('$(abspath $(VENV))/lib/python3.11/site-packages', file=open(site.getsitepackages()[0] + '/inhabit-main-venv.pth', 'w'))"; \
 	else \
+	  test -n "$(PYTHON313)" || { echo "bpy $(BPY_$*) needs Python 3.13: install it or set PYTHON313=/path/to/python3.13"; exit 1; }; \
 	  test -x $(@D)/bin/python || $(PYTHON313) -m venv $(@D); \
 	  $(@D)/bin/python -m pip install --quiet -r requirements-blender.txt bpy==$(BPY_$*); \
 	fi
@@ -88,7 +95,7 @@ test-blender-5.0: $(STAMP) $(WHEELS)
 
 test-blender-%: .venv-blender-%/.installed $(WHEELS)
 	.venv-blender-$*/bin/python -c "import bpy; assert '%d.%d' % bpy.app.version[:2] == '$*', bpy.app.version"
-	.venv-blender-$*/bin/python -m pytest $(if $(filter 3.13,$(BPY_PYTHON_$*)),$(BLENDER_TESTS_3.13),$(BLENDER_TESTS))
+	.venv-blender-$*/bin/python -m pytest $(or $(BLENDER_TESTS_$*),$(BLENDER_TESTS_$(BPY_PYTHON_$*)))
 
 clean:
 	rm -rf $(VENV) .venv-blender-* dist demo_out
