@@ -32,8 +32,7 @@ SD15 = dict(block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, 
 
 def make_inputs(root: Path, scale: int) -> dict:
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel, UNetMotionModel
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    from diffusers import UNet2DConditionModel, UNetMotionModel
 
     cfg = dict(SD15, block_out_channels=tuple(c // scale for c in SD15["block_out_channels"]),
                cross_attention_dim=SD15["cross_attention_dim"] // scale,
@@ -51,12 +50,9 @@ def make_inputs(root: Path, scale: int) -> dict:
     torch.save({n: v for k, v in motion.state_dict().items() if ".motion_modules." in k for n in to_animatediff(k)},
                moore / "motion_module.pth")
     del unet, motion, sd
-    AutoencoderKL(block_out_channels=(8, 8, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
-                  up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
-                  layers_per_block=1).save_pretrained(root / "vae")
-    CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                                                   num_attention_heads=2, image_size=32, patch_size=8,
-                                                   projection_dim=16)).save_pretrained(root / "enc")
+    from models.aa2.tiny import tiny_image_encoder, tiny_vae
+    tiny_vae().save_pretrained(root / "vae")
+    tiny_image_encoder(projection_dim=16).save_pretrained(root / "enc")
     return {name: os.path.getsize(moore / f"{name}.pth") for name in REAL_GB}
 
 

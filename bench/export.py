@@ -72,8 +72,9 @@ def bare_times(scene, frames: int, samples: int, denoise: bool, with_character: 
 
 def export_times(scene, settings) -> tuple[list[float], dict]:
     from blender_addon.scene.export import ShotExporter
+    from blender_addon.shot import scene_shot
     out = []
-    with ShotExporter(scene, settings) as ex:
+    with ShotExporter(scene_shot(scene, settings)) as ex:
         for i in range(settings.frame_count):
             t = time.perf_counter()
             ex.export_frame(i)
@@ -90,8 +91,9 @@ def interleaved_times(scene, settings) -> tuple[list, list, list, dict]:
     """
     import bpy
     from blender_addon.scene.export import ShotExporter
+    from blender_addon.shot import scene_shot
     export, env, bare = [], [], []
-    with ShotExporter(scene, settings) as ex:
+    with ShotExporter(scene_shot(scene, settings)) as ex:
         for i in range(settings.frame_count):
             t = time.perf_counter()
             ex.export_frame(i)

@@ -14,10 +14,6 @@ VERSION = bpy.app.version
 IS_5 = VERSION >= (5, 0, 0)
 
 
-def eevee_engine_id() -> str:
-    return "BLENDER_EEVEE" if IS_5 else "BLENDER_EEVEE_NEXT"
-
-
 def set_image_format(settings, kind: str) -> None:
     """Point ImageFormatSettings at 'exr' (uncompressed float multilayer), 'png' (8-bit RGB), 'bmp' (8-bit RGB)
     or 'video' (FFmpeg; the container and codec live in ``render.ffmpeg``).

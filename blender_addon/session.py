@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .core import jobs, resume, takes
-from .core.settings import SetupError, ShotSettings, validate_against_server, validate_shot
+from .core.settings import SetupError, ShotSettings
 from .results import ResultSink
-from .scene.export import ShotExporter, check_scene, load_reference
+from .scene.export import ShotExporter
+from .shot import ResolvedShot
 
 
 def fetch_server_info(address: str, timeout: float = 3.0, **client_kw) -> dict:
@@ -46,11 +47,21 @@ def key_options(settings: ShotSettings) -> dict:
         raise SetupError("curve_keys", str(exc)) from None
 
 
+def shot_client_options(settings: ShotSettings, extra: dict | None = None) -> dict:
+    """``Client`` arguments for a shot: its keys, then the caller's own (timeouts, heartbeats)."""
+    return {**key_options(settings), **(extra or {})}
+
+
+def server_info_for(settings: ShotSettings, client_options: dict) -> dict:
+    """INFO from the shot's server, reached with the keys and timeout of ``client_options``."""
+    return fetch_server_info(settings.server, **{k: v for k, v in client_options.items()
+                                                 if k.startswith("curve_") or k == "timeout"})
+
+
 @dataclass
 class Session:
     """Everything one running shot owns; ``close()`` releases it all."""
-    scene: object
-    settings: ShotSettings
+    shot: ResolvedShot
     exporter: ShotExporter
     sink: ResultSink
     job: jobs.ShotJob
@@ -66,46 +77,47 @@ class Session:
             self.sink.discard_if_empty()
 
 
-def open_session(scene, settings: ShotSettings, *, info: dict | None = None,
-                 client_options: dict | None = None,
+def open_session(shot: ResolvedShot, *, client_options: dict | None = None,
                  observe_frame: Callable[[int, dict], None] | None = None,
                  sink: ResultSink | None = None, index_offset: int = 0) -> Session:
-    """Validate everything up front, then build (but do not start) the job.
+    """Build (but do not start) the job of a shot resolved against its server
+    (``ResolvedShot.against_server``).
 
     ``observe_frame(index, arrays)`` sees each exported frame's conditioning
     (main thread, before it is sent); the demo uses it for its contact sheet.
     ``sink`` continues an existing take (``--resume``): this job's frame i is
     the take's frame ``index_offset + i``.
     """
-    validate_shot(settings)
-    check_scene(scene, settings)
-    reference, reference_kp = load_reference(settings)
-    client_options = {**key_options(settings), **(client_options or {})}
-    if info is None:
-        keys = {k: v for k, v in client_options.items() if k.startswith("curve_")}
-        info = fetch_server_info(settings.server, **({"timeout": client_options["timeout"]}
-                                                      if "timeout" in client_options else {}), **keys)
-    params = validate_against_server(settings, info)
-    shot_name = settings.name or scene.name
-    exporter = ShotExporter(scene, settings)
+    if shot.info is None:
+        raise ValueError("open_session needs a shot resolved against the server (ResolvedShot.against_server)")
+    settings = shot.settings
+    exporter = ShotExporter(shot)
     try:
         exporter.__enter__()
         if sink is None:
-            take_dir = takes.next_take_dir(settings.output_dir, shot_name)
-            sink = ResultSink(scene, take_dir=take_dir, shot_name=shot_name, frame_start=settings.frame_start,
+            take_dir = takes.next_take_dir(settings.output_dir, shot.name)
+            sink = ResultSink(shot.scene, take_dir=take_dir, shot_name=shot.name, frame_start=settings.frame_start,
                               channel=settings.channel)
-            resume.write_manifest(take_dir, resume.manifest_of(settings, params))
+            resume.write_manifest(take_dir, resume.manifest_of(settings, shot.params))
         on_result = sink if not index_offset else _shifted(sink, index_offset)
-        spec = exporter.job_spec(params, name=shot_name, request=os.path.basename(sink.take_dir))
-        job = jobs.ShotJob(spec=spec, address=settings.server, reference=reference,
-                           reference_keypoints=reference_kp,
+        spec = exporter.job_spec(request=os.path.basename(sink.take_dir))
+        job = jobs.ShotJob(spec=spec, address=settings.server, reference=shot.reference,
+                           reference_keypoints=shot.reference_keypoints,
                            export_frame=_observed(exporter.export_frame, observe_frame),
                            on_result=on_result,
-                           client_options=client_options)
+                           client_options=shot_client_options(settings, client_options))
     except BaseException:
         exporter.close()
         raise
-    return Session(scene=scene, settings=settings, exporter=exporter, sink=sink, job=job)
+    return Session(shot=shot, exporter=exporter, sink=sink, job=job)
+
+
+def session_for(scene, settings: ShotSettings) -> Session:
+    """The panel's Animate: resolve the shot, ask its server, build the job (SetupError on bad input)."""
+    from .shot import resolve_shot
+    shot = resolve_shot(scene, settings)
+    options = shot_client_options(settings)
+    return open_session(shot.against_server(server_info_for(settings, options)))
 
 
 def _shifted(sink: ResultSink, offset: int):

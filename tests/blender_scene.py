@@ -13,7 +13,8 @@ import math
 
 import bpy
 
-from backend.blender.rig import HUMANOID_CENTRE, HUMANOID_LEFT, build_armature, mirrored_table
+from backend.blender.humanoid import HUMANOID_CENTRE, HUMANOID_LEFT, mirrored_table
+from backend.blender.rig import build_armature
 
 CAMERA_Y = -6.0
 TABLE_TOP_Z = 0.7

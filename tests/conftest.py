@@ -33,7 +33,7 @@ if str(REPO_ROOT) not in sys.path:
 # is the fast inner loop. A module may also set `pytestmark` itself.
 _MARK_BY_IMPORT = {
     "blender": ("bpy", "mathutils", "bmesh", "tests.blender_scene", "blender_addon.scene", "blender_addon.session",
-                "blender_addon.headless", "backend.blender"),
+                "backend.blender.headless", "backend.blender"),
     "torch": ("torch", "diffusers", "transformers", "models.aa2.tiny", "models.aa2.pipeline",
               "backend.server.engines.aa2"),
     "server": ("subprocess", "tests.serverproc", "backend.cli.local_server"),

@@ -13,15 +13,20 @@ import random
 
 import numpy as np
 
+from backend.blender.humanoid import HUMANOID_CENTRE, HUMANOID_LEFT
 from blender_addon.core.rig_map import Bone
 
-# Joint positions of the left side (x > 0); the right side mirrors x.
+# Joint positions of the left side (x > 0); the right side mirrors x. Torso, legs and feet are the project's
+# humanoid (backend/blender/humanoid.py); the arms are held out level (T-pose), as the naming families'
+# published rigs are, and the knee is bent a centimetre forward, as real rigs are.
+_C, _L = HUMANOID_CENTRE, HUMANOID_LEFT
 P = {
-    "root": (0, 0, 0), "pelvis": (0, 0, 0.95), "sp1": (0, 0, 1.05), "sp2": (0, 0, 1.18), "sp3": (0, 0, 1.30),
-    "neck": (0, 0, 1.45), "neck2": (0, 0, 1.50), "head": (0, 0, 1.55), "top": (0, 0, 1.78),
-    "clav": (0.03, 0, 1.42), "shoulder": (0.17, 0, 1.42), "elbow": (0.42, 0, 1.36), "wrist": (0.65, 0, 1.30),
-    "hip": (0.10, 0, 0.95), "knee": (0.10, -0.01, 0.52), "ankle": (0.10, 0, 0.10),
-    "ball": (0.10, -0.12, 0.03), "toetip": (0.10, -0.20, 0.03), "eye": (0.035, -0.09, 1.65),
+    "root": (0, 0, 0), "pelvis": _C["Hips"][0], "sp1": _C["Spine"][0], "sp2": _C["Spine1"][0],
+    "sp3": _C["Spine2"][0], "neck": _C["Neck"][0], "neck2": tuple((np.add(_C["Neck"][0], _C["Neck"][1]) / 2).tolist()),
+    "head": _C["Head"][0], "top": _C["Head"][1],
+    "clav": _L["Shoulder"][0], "shoulder": _L["Arm"][0], "elbow": (0.42, 0, 1.36), "wrist": (0.65, 0, 1.30),
+    "hip": _L["UpLeg"][0], "knee": tuple(np.add(_L["Leg"][0], (0, -0.01, 0)).tolist()), "ankle": _L["Foot"][0],
+    "ball": _L["ToeBase"][0], "toetip": _L["ToeBase"][1], "eye": (0.035, -0.09, 1.65),
 }
 FINGER_BASE = {"thumb": (0.67, -0.04, 1.28), "index": (0.73, -0.03, 1.29), "middle": (0.73, -0.01, 1.29),
                "ring": (0.73, 0.01, 1.29), "pinky": (0.72, 0.03, 1.29)}

@@ -160,11 +160,12 @@ def test_cancel_while_queued_ends_within_a_second_with_settings_back(server, sil
     from blender_addon.ui.operators import start_shot
     from blender_addon.ui.properties import settings_from_scene
     from blender_addon.session import fetch_server_info
+    from blender_addon.shot import resolve_shot
     scene = _scene(tmp_path, silent_address)
     _user_choices(scene)
     before = _user_settings(scene)
     info = fetch_server_info(server.address)
-    start_shot(scene, settings_from_scene(scene), info, [])  # the job goes to a server that never answers
+    start_shot(resolve_shot(scene, settings_from_scene(scene)), info, [])  # to a server that never answers
     assert runner.running() and runner.state.session.job.state == "queued"
     runner._tick()
     t0 = time.monotonic()

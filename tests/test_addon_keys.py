@@ -21,7 +21,7 @@ prefs = bpy.context.preferences.addons["bl_ext.user_default.inhabit"].preference
 prefs.key_dir = key_dir
 out = {"generate": sorted(bpy.ops.inhabit.generate_client_keys())}
 out["client_key"] = prefs.client_key
-from bl_ext.user_default.inhabit.ui.keys import client_public_key
+from bl_ext.user_default.inhabit.ui.preferences import client_public_key
 out["public"] = client_public_key(bpy.context)
 out["copy"] = sorted(bpy.ops.inhabit.copy_client_public_key())
 if address:

@@ -15,6 +15,7 @@ from blender_addon.core import protocol
 from blender_addon.core.settings import SetupError, ShotSettings
 from blender_addon.scene import keypoints as kp_mod
 from blender_addon.scene.export import ShotExporter, check_scene
+from blender_addon.shot import scene_shot  # noqa: E402
 from backend.blender.imports import fbx_light_trap, import_bvh, import_character
 from blender_addon.scene.rig import PosedRig, driven_objects, find_character_armature, map_armature
 from tests import rig_builder as rb
@@ -111,7 +112,7 @@ def test_bcn_frame_export_has_hands_and_a_face_box_around_the_face(tmp_path):
     scene.render.engine = "CYCLES"
     s = ShotSettings(armature=arm.name, reference_path="", frame_start=1, frame_end=1, width=64, height=64,
                      output_dir=str(tmp_path), samples=1)
-    with ShotExporter(scene, s) as ex:
+    with ShotExporter(scene_shot(scene, s)) as ex:
         assert sorted(o.name for o in ex.body_objects) == ["Head.001", "Legs.001", "Torso.001"]   # no proxy
         arrays = ex.export_frame(0)
     protocol.check_frame_inputs(arrays, height=64, width=64)
@@ -371,7 +372,7 @@ def test_a_bvh_skeleton_alone_exports_with_a_proxy_body(tmp_path):
     scene.render.engine = "CYCLES"
     s = ShotSettings(armature=src.name, reference_path="", frame_start=1, frame_end=1, width=64, height=64,
                      output_dir=str(tmp_path), samples=1)
-    with ShotExporter(scene, s) as ex:
+    with ShotExporter(scene_shot(scene, s)) as ex:
         assert ex.body_objects and all(o.get("inhabit_proxy") for o in ex.body_objects)   # nothing driven: capsules
         arrays = ex.export_frame(0)
     assert (arrays["keypoints"][:, 3] > 0).all() and (arrays["character_mask"] > 0).sum() > 20
@@ -400,7 +401,7 @@ def test_bone_parented_hair_card_is_body_and_its_alpha_is_respected(tmp_path, al
             card.matrix_world = Matrix.Translation((0.5, -0.1, 0.6))
         s = ShotSettings(armature=arm.name, reference_path="", frame_start=1, frame_end=1, width=64, height=64,
                          output_dir=str(tmp_path), samples=1)
-        with ShotExporter(scene, s) as ex:
+        with ShotExporter(scene_shot(scene, s)) as ex:
             names = sorted(o.name for o in ex.body_objects)
             return names, int((ex.export_frame(0)["character_mask"] > 0).sum())
     names, with_card = mask(True)

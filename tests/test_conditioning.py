@@ -40,6 +40,7 @@ def test_agnostic_mask_hides_the_outline():
     b[30:36, 20:26] = 0  # notch a corner: the exact outline differs
     oa = C.shape_agnostic_mask(a, block=(41, 41))
     ob = C.shape_agnostic_mask(b, block=(41, 41))
+    assert (oa[a > 0] == 255).all() and (ob[b > 0] == 255).all(), "each mask covers its character"
     assert (oa == ob).all()
 
 

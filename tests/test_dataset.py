@@ -14,10 +14,17 @@ from backend.training.data import layout
 from backend.cli.local_server import REPO_ROOT
 
 
-def make(out, *extra, clips=2):
+def make(out, *extra, clips=2, env=None):
     return subprocess.run([sys.executable, "-m", "backend.cli", "dataset", "make", "--out", str(out), "--clips",
                            str(clips), "--frames", "2", "--size", "32", "--samples", "1", *map(str, extra)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+
+
+def user_env(home):
+    """This environment as a user's shell has it: no cache folders chosen, HOME at ``home``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("BLENDER_USER_RESOURCES", "XDG_CACHE_HOME", "MESA_SHADER_CACHE_DIR")}
+    return dict(env, HOME=str(home))
 
 
 def digest(root) -> dict:
@@ -33,8 +40,11 @@ def digest(root) -> dict:
 
 def test_same_seed_same_bytes_any_worker_count_and_resume(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert make(a, "--workers", "2").returncode == 0
+    assert make(a, "--workers", "2", env=user_env(tmp_path / "home")).returncode == 0
     assert make(b, "--workers", "1").returncode == 0
+    # The dataset folder holds only the dataset; Blender's resources and caches go to the user's cache folder.
+    assert [n for n in os.listdir(a) if n.startswith(".")] == [".logs"]   # the workers' own logs
+    assert (tmp_path / "home" / ".cache" / "inhabit" / "blender").is_dir()
     da = digest(a)
     assert da == digest(b)
     assert {"manifest.json", "clips/clip_00001/gt.npy", "clips/clip_00001/reference.png"} <= set(da)

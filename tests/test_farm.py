@@ -206,7 +206,7 @@ def test_server_lost_then_restarted_and_resumed(shot, tmp_path):
 def test_resume_restarts_a_windowed_engine_at_a_window_start(shot, tmp_path):
     from backend.blender.shot_args import open_blend
     from blender_addon.core.settings import ShotSettings
-    from blender_addon.headless import run_shot
+    from backend.blender.headless import run_shot
     blend, ref = shot
     with start_server((WINDOW_ECHO,)) as srv:
         def settings(**params):

@@ -15,7 +15,7 @@ from tests import serverproc  # noqa: E402
 from blender_addon import compat  # noqa: E402
 from blender_addon.core import png  # noqa: E402
 from blender_addon.core.settings import SetupError, ShotSettings  # noqa: E402
-from blender_addon.headless import ShotFailed, run_shot  # noqa: E402
+from backend.blender.headless import ShotFailed, run_shot  # noqa: E402
 from tests.blender_scene import build_scene  # noqa: E402
 
 SIZE = 64

@@ -9,6 +9,7 @@ from blender_addon.core import protocol  # noqa: E402
 from blender_addon.core.settings import SetupError, ShotSettings  # noqa: E402
 from blender_addon.scene import keypoints as kp_mod  # noqa: E402
 from blender_addon.scene.export import ShotExporter, check_scene  # noqa: E402
+from blender_addon.shot import scene_shot  # noqa: E402
 from tests.blender_scene import build_scene  # noqa: E402
 
 SIZE = 64
@@ -29,7 +30,7 @@ def _settings(**kw):
 @pytest.fixture(scope="module")
 def exported():
     scene = build_scene(size=SIZE, frames=3)
-    with ShotExporter(scene, _settings()) as ex:
+    with ShotExporter(scene_shot(scene, _settings())) as ex:
         frames = [ex.export_frame(i) for i in range(3)]
     return scene, frames
 

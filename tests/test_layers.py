@@ -82,7 +82,7 @@ def test_backend_imports_bpy_only_in_its_blender_package_and_ml_lazily():
         if first in HEAVY and top and not rel.startswith("backend/training/"):
             return "torch & co. load in Engine.load/run or a command's run, so the server starts fast"
         if name.startswith(("blender_addon.scene", "blender_addon.ui", "blender_addon.session",
-                            "blender_addon.headless", "blender_addon.vse")) and not in_blender_pkg and top:
+                            "blender_addon.shot", "blender_addon.vse")) and not in_blender_pkg and top:
             return "the add-on's bpy layer is imported lazily outside backend/blender/"
         return None
     assert _violations(_files("backend"), rule) == []
@@ -108,3 +108,63 @@ def test_wire_and_conventions_import_only_stdlib_numpy_and_each_other(module):
     allowed = {"__future__", "json", "math", "dataclasses", "typing", "numpy", "blender_addon"}
     bad = [n for n, _ in _imports(ROOT / module) if n.split(".")[0] not in allowed]
     assert bad == []
+
+
+def _table_folders() -> list[str]:
+    """The first column of docs/architecture.md's layer table."""
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = doc.split("## The layers", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [row.split("`")[1].rstrip("/") for row in rows]
+
+
+def test_the_architecture_table_lists_every_package_once():
+    packages = sorted(str(p.parent.relative_to(ROOT)) for top in ("blender_addon", "backend", "models")
+                      for p in (ROOT / top).rglob("__init__.py"))
+    listed = _table_folders()
+    assert len(listed) == len(set(listed)), "a folder listed twice"
+    assert sorted(listed) == packages, "docs/architecture.md's layer table and the packages differ"
+
+
+def test_no_module_imports_another_packages_private_names():
+    bad = []
+    for f in _files("backend", "blender_addon", "models", "tests", "bench"):
+        tree = ast.parse(f.read_text(encoding="utf-8"), str(f))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] in (
+                    "backend", "blender_addon", "models", "tests"):
+                bad += [f"{f.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    assert bad == []
+
+
+def test_the_addon_zip_ships_only_what_the_addon_runs():
+    """Every add-on module is reachable from its package's imports (nothing for the command line only)."""
+    addon = ROOT / "blender_addon"
+    modules = {p.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__"): p
+               for p in addon.rglob("*.py")}
+    reached, todo = set(), ["blender_addon"]
+    while todo:
+        name = todo.pop()
+        if name in reached or name not in modules:
+            continue
+        reached.add(name)
+        for imported, _ in _imports(modules[name]):
+            todo.append(imported)
+            todo.extend(f"{imported}.{n}" for n in _imported_names(modules[name], imported))
+    # core/version.py is the version's one home: it reads the manifest beside the add-on for packaging and the server.
+    assert sorted(set(modules) - reached - {"blender_addon.core.version"}) == []
+
+
+def _imported_names(path: Path, module: str) -> list[str]:
+    """Names taken ``from module import a, b`` in ``path`` (they may be submodules)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            pkg = path.relative_to(ROOT).parent.parts
+            base = ".".join(pkg[:len(pkg) - node.level + 1]) if node.level else ""
+            full = (f"{base}.{node.module}" if base and node.module else base or node.module or "")
+            if full == module:
+                out += [a.name for a in node.names]
+    return out

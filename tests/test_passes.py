@@ -7,6 +7,7 @@ import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, no
 from blender_addon.core import protocol  # noqa: E402
 from blender_addon.core.settings import ShotSettings  # noqa: E402
 from blender_addon.scene.export import ShotExporter  # noqa: E402
+from blender_addon.shot import scene_shot  # noqa: E402
 from blender_addon.scene.passes import read_png_rgb  # noqa: E402
 from tests.blender_scene import CAMERA_Y, add_colour_strip, build_scene, colour_proxy, raycast_silhouette  # noqa: E402
 
@@ -34,7 +35,7 @@ def shot(tmp_path_factory):
     add_colour_strip(scene, "Earlier take", channel=1, frame_start=1, length=5)
     s = ShotSettings(armature="Rig", reference_path="", frame_start=1, frame_end=2, width=SIZE, height=SIZE,
                      output_dir=str(tmp_path_factory.mktemp("out")), objects_collection="Interactive", samples=2)
-    exporter = ShotExporter(scene, s)
+    exporter = ShotExporter(scene_shot(scene, s))
     colour_proxy(exporter.body_objects)
     before = _render_state(scene)
     with exporter:
@@ -139,7 +140,7 @@ def test_a_mesh_body_with_child_meshes_or_a_collection(tmp_path, as_collection):
     hat.parent = torso  # a child mesh is part of the character too
     s = ShotSettings(armature="Rig", reference_path="", frame_start=1, frame_end=1, width=SIZE, height=SIZE,
                      output_dir=str(tmp_path), body="Character" if as_collection else "Body", samples=1)
-    with ShotExporter(scene, s) as ex:
+    with ShotExporter(scene_shot(scene, s)) as ex:
         assert sorted(o.name for o in ex.body_objects) == ["Body", "Hat"]
         arrays = ex.export_frame(0)
     truth, _ = raycast_silhouette(scene, [torso, hat], SIZE, SIZE)

@@ -9,6 +9,7 @@ import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, no
 from blender_addon.core import bmp, protocol, zbuffer  # noqa: E402
 from blender_addon.core.settings import ShotSettings  # noqa: E402
 from blender_addon.scene.export import ShotExporter  # noqa: E402
+from blender_addon.shot import scene_shot  # noqa: E402
 from blender_addon.scene.passes import read_png_rgb  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def _compare(exporter_args, frames, *, ortho=False):
         scene.camera.data.ortho_scale = 3.0
     out = {}
     for name, options in (("new", {}), ("old", {"character_pass": "cycles", "reuse": False})):
-        with ShotExporter(scene, settings, pass_options=options) as ex:
+        with ShotExporter(scene_shot(scene, settings), pass_options=options) as ex:
             out[name] = [ex.export_frame(i) for i in range(frames)]
             st = ex.render_stats
             out[name + "_stats"] = {"renders": st["renders"], "reused": st["reused"]}

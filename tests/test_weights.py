@@ -192,9 +192,7 @@ def test_weights_convert_cli_builds_a_loadable_folder(tmp_path):
 
 def _tiny_inputs(tmp_path, wrap=lambda sd: sd, ref_source=None):
     """Tiny stand-ins of every folder ``inhabit weights convert`` reads; returns its arguments."""
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from diffusers import AutoencoderKL
     sd15 = tmp_path / "sd15"
     src = unet2d(1)
     src.save_config(sd15 / "unet")
@@ -211,12 +209,9 @@ def _tiny_inputs(tmp_path, wrap=lambda sd: sd, ref_source=None):
             for name in to_animatediff(k):
                 motion[name] = v
     torch.save(wrap(motion), moore / "motion_module.pth")
-    AutoencoderKL(block_out_channels=(8, 8, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
-                  up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
-                  layers_per_block=1).save_pretrained(tmp_path / "vae")
-    CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                                                   num_attention_heads=2, image_size=32, patch_size=8,
-                                                   projection_dim=16)).save_pretrained(tmp_path / "enc")
+    from models.aa2.tiny import tiny_image_encoder, tiny_vae
+    tiny_vae().save_pretrained(tmp_path / "vae")
+    tiny_image_encoder(projection_dim=16).save_pretrained(tmp_path / "enc")
     return src, ["weights", "convert", "--moore", str(moore), "--sd15", str(sd15), "--vae", str(tmp_path / "vae"),
                  "--image-encoder", str(tmp_path / "enc")]
 

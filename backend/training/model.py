@@ -1,6 +1,6 @@
 """The AA2 pipeline's trainable part as one ``nn.Module`` whose forward is the loss.
 
-The conditioning goes through the pipeline's own code (``_window_conditioning``,
+The conditioning goes through the pipeline's own code (``prepare_conditioning``,
 the VAE and CLIP encoders, the ReferenceNet bank, the hooks of
 ``fuse_reference`` / ``add_after_conv_in`` / ``blend_objects``), so training
 and inference cannot drift apart. One module means one DDP wrapper for
@@ -88,11 +88,11 @@ class AA2Trainee(nn.Module):
         device, dtype = pipe.device, self.denoising_unet.dtype
         with torch.no_grad():
             gt = np.concatenate([s["gt"] for s in batch])
-            z0 = pipe._vae_encode(pipe._to_tensor(gt, work, pipe.vae.dtype)).float()          # [B*F, 4, h, w]
-            refs = [pipe._reference_rgb(s["reference"]) for s in batch]
-            ref_lat = pipe._vae_encode(pipe._to_tensor(np.stack(refs), work, pipe.vae.dtype))  # [B, 4, h, w]
-            clip = torch.cat([pipe._clip_embed(r) for r in refs]).to(dtype)                     # [B, 1, D]
-        conds = [pipe._window_conditioning(s["frames"], s["agnostic"], work, lat_hw, height, width) for s in batch]
+            z0 = pipe.encode_images(pipe.prepare_images(gt, work, pipe.vae.dtype)).float()          # [B*F, 4, h, w]
+            refs = [pipe.prepare_reference(s["reference"]) for s in batch]
+            ref_lat = pipe.encode_images(pipe.prepare_images(np.stack(refs), work, pipe.vae.dtype))  # [B, 4, h, w]
+            clip = torch.cat([pipe.encode_reference_clip(r) for r in refs]).to(dtype)                     # [B, 1, D]
+        conds = [pipe.prepare_conditioning(s["frames"], s["agnostic"], work, lat_hw, height, width) for s in batch]
         objects = self._batch_objects(conds, n_frames, work)
 
         g = torch.Generator("cpu").manual_seed(int(noise_seed))
@@ -142,7 +142,7 @@ class AA2Trainee(nn.Module):
                 if empty is None:
                     blank = np.zeros((n_frames, work[0], work[1], 3), np.uint8)
                     with torch.no_grad():
-                        z = pipe._vae_encode(pipe._to_tensor(blank, work, pipe.vae.dtype))
+                        z = pipe.encode_images(pipe.prepare_images(blank, work, pipe.vae.dtype))
                     empty = z.to(self.object_guider.dtype)
                 per.append([o.to(self.denoising_unet.dtype) for o in self.object_guider(empty)])
             else:
@@ -177,7 +177,7 @@ class VAETrainee(nn.Module):
         pipe = self.pipe
         images = np.concatenate([np.concatenate([s["gt"], np.stack([f["environment"] for f in s["frames"]])])
                                  for s in batch])
-        x = pipe._to_tensor(images, images.shape[1:3], self.vae.dtype)
+        x = pipe.prepare_images(images, images.shape[1:3], self.vae.dtype)
         g = torch.Generator("cpu").manual_seed(int(noise_seed))
         dist = self.vae.encode(x).latent_dist
         z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g).to(x.device, x.dtype)

@@ -82,7 +82,7 @@ class Rig:
     def __init__(self, bones):
         self.bones = {b.name: b for b in bones}
         self.info: dict[str, NameInfo] = {n: classify(n) for n in self.bones}
-        self.children = {n: [] for n in self.bones}
+        self.children: dict[str, list[str]] = {n: [] for n in self.bones}
         for b in self.bones.values():
             if b.parent in self.bones:
                 self.children[b.parent].append(b.name)

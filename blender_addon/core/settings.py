@@ -54,30 +54,35 @@ class ShotSettings:
 
 
 def validate_shot(s: ShotSettings, limits=None) -> None:
-    """Checks that need only the settings and the file system."""
-    limits = dict(protocol.DEFAULT_LIMITS, **(limits or {}))
+    """Checks that need only the settings and the file system (limits: the server's, else the defaults)."""
     if not s.armature:
         raise SetupError("armature", "No armature chosen: pick the armature that drives the character "
                                      "in the Inhabit panel.")
     if s.frame_end < s.frame_start:
         raise SetupError("frame_end", f"Frame range {s.frame_start}-{s.frame_end} is empty or reversed: "
                                       "set an end frame at or after the start frame.")
-    if s.frame_count > limits["max_frames"]:
-        raise SetupError("frame_end", f"Frame range has {s.frame_count} frames but the server takes at most "
-                                      f"{limits['max_frames']}: render the shot in parts.")
     if s.width < 8 or s.height < 8:
         raise SetupError("resolution", f"Resolution {s.width}x{s.height} is too small: use at least 8x8 pixels.")
-    if s.width > limits["max_width"] or s.height > limits["max_height"]:
-        raise SetupError("resolution", f"Resolution {s.width}x{s.height} is over the server's limit of "
-                                       f"{limits['max_width']}x{limits['max_height']}: lower the resolution.")
     if s.width % 8 or s.height % 8:
         # Diffusion latents are 1/8 of the image; odd sizes would be cropped silently.
         raise SetupError("resolution", f"Resolution {s.width}x{s.height} is not a multiple of 8: "
                                        "round width and height to multiples of 8.")
+    check_limits(s, limits)
     validate_reference_file(s.reference_path)
     validate_output_dir(s.output_dir)
     if s.samples < 1:
         raise SetupError("samples", f"Samples must be at least 1, got {s.samples}.")
+
+
+def check_limits(s: ShotSettings, limits=None) -> None:
+    """Frame count and resolution against a server's limits (the protocol's defaults when None)."""
+    limits = dict(protocol.DEFAULT_LIMITS, **(limits or {}))
+    if s.frame_count > limits["max_frames"]:
+        raise SetupError("frame_end", f"Frame range has {s.frame_count} frames but the server takes at most "
+                                      f"{limits['max_frames']}: render the shot in parts.")
+    if s.width > limits["max_width"] or s.height > limits["max_height"]:
+        raise SetupError("resolution", f"Resolution {s.width}x{s.height} is over the server's limit of "
+                                       f"{limits['max_width']}x{limits['max_height']}: lower the resolution.")
 
 
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"RIFF", b"II*\x00", b"MM\x00*", b"v/1\x01")
@@ -128,7 +133,7 @@ def validate_against_server(s: ShotSettings, info: dict) -> dict:
     if s.engine not in engines:
         raise SetupError("engine", f"The server has no engine {s.engine!r}; it offers "
                          f"{sorted(str(n) for n in engines)}: pick one of those.")
-    validate_shot(s, info.get("limits"))
+    check_limits(s, info.get("limits"))
     if engines[s.engine].get("needs_reference_keypoints") and not s.reference_keypoints_path:
         raise SetupError("reference_keypoints", f"Engine {s.engine!r} needs the reference image's keypoints: give "
                                                 f"a .npy or .json [{protocol.NUM_KEYPOINTS}, 4] array, x and y in "

@@ -119,11 +119,13 @@ def load_reference(s: ShotSettings) -> tuple[np.ndarray, np.ndarray | None]:
 class ShotExporter:
     """Produces FRAME_INPUTS dicts for job frame index 0..N-1 (scene frames start..end)."""
 
-    def __init__(self, scene, settings: ShotSettings, *, workdir: str | None = None, pass_options: dict | None = None):
-        """``pass_options``: extra ``PassRenderer`` arguments (tests and benchmarks compare paths with them)."""
-        self.scene = scene
-        self.settings = settings
-        self.armature, self.mapping = check_scene(scene, settings)
+    def __init__(self, shot, *, workdir: str | None = None, pass_options: dict | None = None):
+        """``shot``: a ``blender_addon.shot.ResolvedShot`` (scene checked, rig mapped);
+        ``pass_options``: extra ``PassRenderer`` arguments (tests and benchmarks compare paths with them)."""
+        self.shot = shot
+        self.scene = scene = shot.scene
+        self.settings = settings = shot.settings
+        self.armature, self.mapping = shot.armature, shot.mapping
         self.camera = scene.camera
         self.body_objects = character_objects(scene, self.armature, settings)
         self.labelled = labelled_objects(scene, settings.objects_collection)
@@ -161,7 +163,7 @@ class ShotExporter:
             self.renderer.close()
             self._closed_renderer = self.renderer
             self.renderer = None
-            log.info("shot %s: %s", self.settings.name or self.scene.name, self.stats_text())
+            log.info("shot %s: %s", self.shot.name, self.stats_text())
         if self._own_workdir:
             for name in os.listdir(self.workdir):
                 try:
@@ -190,8 +192,9 @@ class ShotExporter:
         protocol.check_frame_inputs(arrays, height=s.height, width=s.width, n_objects=len(self.labelled))
         return arrays
 
-    def job_spec(self, params: dict, name: str = "", request: str = "") -> protocol.JobSpec:
+    def job_spec(self, request: str = "") -> protocol.JobSpec:
+        """The SUBMIT of this shot (params as resolved against the server)."""
         s = self.settings
         return protocol.JobSpec(engine=s.engine, width=s.width, height=s.height, frames=s.frame_count,
-                                params=dict(params), objects=list(self.object_names),
-                                name=name or s.name or self.scene.name, request=request)
+                                params=dict(self.shot.params), objects=list(self.object_names),
+                                name=self.shot.name, request=request)

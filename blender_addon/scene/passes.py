@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import compat
 from ..core import bmp, exr, protocol
+from ..core.conventions import has_surface
 from . import raster
 from .changes import ChangeTracker
 
@@ -314,14 +315,14 @@ class PassRenderer:
 def finish_arrays(environment, scene_depth, char_depth, index, n_labels) -> dict:
     """Raw pass planes -> protocol arrays (dtype, range and 'no surface' fixed)."""
     def clean_depth(d):
-        d = np.where(np.isfinite(d) & (d > 0) & (d < protocol.NO_SURFACE_THRESHOLD), d, protocol.NO_SURFACE_DEPTH)
+        d = np.where(np.isfinite(d) & (d > 0) & has_surface(d), d, protocol.NO_SURFACE_DEPTH)
         return np.ascontiguousarray(d, dtype=np.float32)
     char_depth = clean_depth(char_depth)
     labels = np.rint(index).astype(np.int64)
     labels[(labels < 0) | (labels > n_labels)] = 0
     return {
         "environment": environment,
-        "character_mask": np.where(char_depth < protocol.NO_SURFACE_THRESHOLD, 255, 0).astype(np.uint8),
+        "character_mask": np.where(has_surface(char_depth), 255, 0).astype(np.uint8),
         "character_depth": char_depth,
         "scene_depth": clean_depth(scene_depth),
         "object_labels": labels.astype(np.uint8),

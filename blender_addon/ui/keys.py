@@ -9,7 +9,7 @@ import os
 
 import bpy
 
-from .preferences import get_prefs
+from .preferences import client_public_key, get_prefs
 
 
 def default_key_dir() -> str:
@@ -53,24 +53,6 @@ class INHABIT_OT_copy_client_public_key(bpy.types.Operator):
         context.window_manager.clipboard = text
         self.report({"INFO"}, "Inhabit: client public key copied")
         return {"FINISHED"}
-
-
-def client_public_key(context) -> str:
-    from ..core.curve_keys import public_key_text
-    prefs = get_prefs(context)
-    return public_key_text(bpy.path.abspath(prefs.client_key)) if prefs and prefs.client_key else ""
-
-
-def key_settings(context) -> dict:
-    """The ShotSettings fields for the keys in the preferences (empty = no CurveZMQ)."""
-    prefs = get_prefs(context)
-    if prefs is None:
-        return {"curve_server_key": None, "curve_client_key": None}
-    server = prefs.server_key.strip()
-    if server and os.path.exists(bpy.path.abspath(server)):
-        server = bpy.path.abspath(server)
-    return {"curve_server_key": server or None,
-            "curve_client_key": bpy.path.abspath(prefs.client_key) if prefs.client_key else None}
 
 
 CLASSES = (INHABIT_OT_generate_client_keys, INHABIT_OT_copy_client_public_key)

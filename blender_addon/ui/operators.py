@@ -24,14 +24,14 @@ class INHABIT_OT_animate(bpy.types.Operator):
 
     def execute(self, context):
         from .. import compat
-        from ..core.settings import validate_shot
         from ..session import key_options
+        from ..shot import resolve_shot
         from .connect import Connection
         scene = context.scene  # recorded now: the strip goes here whatever happens later
         runner.clear_messages()
         try:
             settings = settings_from_scene(scene)
-            validate_shot(settings)  # bad input is told before waiting on the network
+            shot = resolve_shot(scene, settings)  # bad input is told before waiting on the network
             keys = key_options(settings)
         except SetupError as exc:
             return self._refuse(exc.message)
@@ -46,7 +46,7 @@ class INHABIT_OT_animate(bpy.types.Operator):
                 runner.state.server_status = "unreachable"
                 runner.state.last_error = error.message
                 return
-            start_shot(scene, settings, info, notes)
+            start_shot(shot, info, notes)
 
         runner.connect(Connection(settings.server, keys, connected, purpose="animate"))
         if runner.state.last_error:
@@ -61,14 +61,14 @@ class INHABIT_OT_animate(bpy.types.Operator):
         return {"CANCELLED"}
 
 
-def start_shot(scene, settings, info: dict, notes: list) -> None:
-    """Main thread, once the server answered: open the session (every check, then the settings the
-    passes need) and start it. Any failure is one sentence in the panel; ``open_session`` has put
-    every setting back by then."""
+def start_shot(shot, info: dict, notes: list) -> None:
+    """Main thread, once the server answered: check the shot's engine params against its INFO, open
+    the session (the settings the passes need) and start it. Any failure is one sentence in the
+    panel; ``open_session`` has put every setting back by then."""
     from ..session import open_session
     try:
         with _window_context():
-            session = open_session(scene, settings, info=info)
+            session = open_session(shot.against_server(info))
     except SetupError as exc:
         runner.state.last_error = exc.message
         return
@@ -115,7 +115,7 @@ class INHABIT_OT_test_connection(bpy.types.Operator):
     def execute(self, context):
         from ..core.curve_keys import KeyFileError, client_options
         from .connect import Connection
-        from .keys import key_settings
+        from .preferences import key_settings
         scene = context.scene
         props = scene.inhabit
         runner.state.last_error = ""

@@ -1,9 +1,9 @@
-"""Add-on preferences: how to start a local server, the default address, CurveZMQ keys."""
+"""Add-on preferences: how to start a local server, CurveZMQ keys (and reading them for a shot)."""
 from __future__ import annotations
 
-import bpy
+import os
 
-from ..core import protocol
+import bpy
 
 ADDON_ID = __package__.rsplit(".", 1)[0]  # the add-on's package, whatever repo it was installed into
 
@@ -16,10 +16,6 @@ class InhabitPreferences(bpy.types.AddonPreferences):
         description="Command that starts a local server, e.g. 'inhabit serve' or "
                     "'/path/to/venv/bin/python -m backend.cli serve'",
         default="inhabit serve")
-    default_server: bpy.props.StringProperty(
-        name="Default Address", description="Server address new scenes start with",
-        default=protocol.DEFAULT_ADDRESS)
-
     server_key: bpy.props.StringProperty(
         name="Server Key", subtype="FILE_PATH",
         description="A server off this machine needs CurveZMQ: its public key file (server.key), or the "
@@ -33,10 +29,8 @@ class InhabitPreferences(bpy.types.AddonPreferences):
         description="Where Generate Client Keys writes (default: Blender's config folder)")
 
     def draw(self, context):
-        from .keys import client_public_key
         col = self.layout.column()
         col.prop(self, "server_command")
-        col.prop(self, "default_server")
         box = self.layout.box()
         box.label(text="CurveZMQ keys (servers off this machine)", icon="LOCKED")
         box.prop(self, "server_key")
@@ -55,6 +49,24 @@ def get_prefs(context=None):
     context = context or bpy.context
     addon = context.preferences.addons.get(ADDON_ID)
     return addon.preferences if addon else None
+
+
+def client_public_key(context) -> str:
+    from ..core.curve_keys import public_key_text
+    prefs = get_prefs(context)
+    return public_key_text(bpy.path.abspath(prefs.client_key)) if prefs and prefs.client_key else ""
+
+
+def key_settings(context) -> dict:
+    """The ShotSettings fields for the keys in the preferences (empty = no CurveZMQ)."""
+    prefs = get_prefs(context)
+    if prefs is None:
+        return {"curve_server_key": None, "curve_client_key": None}
+    server = prefs.server_key.strip()
+    if server and os.path.exists(bpy.path.abspath(server)):
+        server = bpy.path.abspath(server)
+    return {"curve_server_key": server or None,
+            "curve_client_key": bpy.path.abspath(prefs.client_key) if prefs.client_key else None}
 
 
 CLASSES = (InhabitPreferences,)

@@ -8,6 +8,7 @@ import bpy
 from .. import compat
 from ..core import protocol
 from ..core.settings import SetupError, ShotSettings
+from .preferences import key_settings
 
 
 def _is_armature(self, obj):
@@ -144,11 +145,6 @@ def _path(value: str, field: str, label: str) -> str | None:
         raise SetupError(field, f"{label} {value!r} is relative to the .blend file, which is not saved yet: save the "
                                 "file first or pick the path again.")
     return bpy.path.abspath(value)
-
-
-def key_settings(context) -> dict:
-    from .keys import key_settings as from_prefs
-    return from_prefs(context)
 
 
 def user_mapping(p) -> dict | None:

@@ -17,7 +17,7 @@ import math
 import cv2
 import numpy as np
 
-from blender_addon.core.conventions import KEYPOINT_LIMBS, NO_SURFACE_THRESHOLD
+from blender_addon.core.conventions import KEYPOINT_LIMBS, has_surface
 
 # OpenPose's 18 drawing colours (RGB), one per limb in KEYPOINT_LIMBS order
 # and one per joint in KEYPOINT_NAMES order. Pose guiders trained on OpenPose
@@ -121,7 +121,7 @@ def structured_depth(character_depth: np.ndarray, skeleton: np.ndarray) -> np.nd
     drawn = np.asarray(skeleton).reshape(depth.shape + (-1,)).max(axis=-1) > 0
     out = np.zeros(depth.shape, np.float32)
     filled = fill_missing_depth(depth)
-    keep = drawn & (filled < NO_SURFACE_THRESHOLD)
+    keep = drawn & has_surface(filled)
     if not keep.any():
         return out
     d = filled[keep]
@@ -139,7 +139,7 @@ def fill_missing_depth(depth: np.ndarray) -> np.ndarray:
     is the honest guess. A depth map with no surface at all is returned as is.
     """
     depth = np.asarray(depth, np.float32)
-    valid = depth < NO_SURFACE_THRESHOLD
+    valid = has_surface(depth)
     if valid.all() or not valid.any():
         return depth.copy()
     # distanceTransformWithLabels labels each zero pixel of its input (here:

@@ -34,6 +34,7 @@ def expand_conv_in(unet, in_channels: int = INPUT_CHANNELS):
     with torch.no_grad():
         new.weight.zero_()
         new.weight[:, :old.in_channels] = old.weight
+        assert new.bias is not None and old.bias is not None   # diffusers' conv_in has a bias
         new.bias.copy_(old.bias)
     unet.conv_in = new
     unet.register_to_config(in_channels=in_channels)

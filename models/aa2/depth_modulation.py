@@ -44,6 +44,7 @@ class DepthModulation(ModelMixin, ConfigMixin):
         pad = temporal_kernel // 2
         self.temporal = nn.Conv3d(channels, channels, (temporal_kernel, 1, 1), padding=(pad, 0, 0))
         nn.init.zeros_(self.temporal.weight)
+        assert self.temporal.bias is not None
         nn.init.zeros_(self.temporal.bias)
 
     def forward(self, pose_features: torch.Tensor, structured_depth: torch.Tensor,

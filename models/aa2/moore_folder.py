@@ -118,6 +118,7 @@ def convert_to_folder(*, moore_dir: str, sd15_dir: str, vae_dir: str, image_enco
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.partial-", dir=parent)
     report = ConversionReport(neutral_init=list(NEUTRAL_INIT))
+    renamed = False
     try:
         # 1. denoising UNet (SD spatial weights + motion modules): the largest part.
         unet_sd = load_checkpoint(unet_path)
@@ -179,10 +180,10 @@ def convert_to_folder(*, moore_dir: str, sd15_dir: str, vae_dir: str, image_enco
         if os.path.isdir(out):
             os.rmdir(out)  # an empty folder given as --out
         os.rename(tmp, out)
-        tmp = None
+        renamed = True
         return report
     finally:
-        if tmp is not None:
+        if not renamed:
             shutil.rmtree(tmp, ignore_errors=True)
 
 

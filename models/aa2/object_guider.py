@@ -43,6 +43,7 @@ class ObjectGuider(ModelMixin, ConfigMixin):
         for level in blend_levels:
             conv = nn.Conv2d(2 * ch[level], 1, 3, padding=1)
             nn.init.zeros_(conv.weight)
+            assert conv.bias is not None
             nn.init.constant_(conv.bias, blend_bias_init)
             self.blend.append(conv)
 

@@ -112,7 +112,7 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
         return max(m, int(round(height / m)) * m), max(m, int(round(width / m)) * m)
 
     # -- encoders --------------------------------------------------------------------
-    def _to_tensor(self, images: np.ndarray, size: tuple[int, int], dtype) -> torch.Tensor:
+    def prepare_images(self, images: np.ndarray, size: tuple[int, int], dtype) -> torch.Tensor:
         """uint8 [N, H, W, 3] -> float [N, 3, h, w] in [-1, 1] at work size."""
         h, w = size
         out = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) if im.shape[:2] != (h, w) else im
@@ -120,18 +120,21 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
         t = torch.from_numpy(out).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         return t.to(self.device, dtype)
 
-    def _vae_encode(self, images: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+    def encode_images(self, images: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+        """Images from ``prepare_images`` -> scaled VAE latents [N, 4, h/8, w/8] (the posterior's mode)."""
         # Frame chunks bound the VAE's activation memory (slicing).
         lat = [self.vae.encode(images[i:i + chunk]).latent_dist.mode() for i in range(0, images.shape[0], chunk)]
         return torch.cat(lat) * self.vae.config.scaling_factor
 
-    def _vae_decode(self, latents: torch.Tensor, chunk: int = 4) -> np.ndarray:
+    def decode_latents(self, latents: torch.Tensor, chunk: int = 4) -> np.ndarray:
+        """Scaled VAE latents -> uint8 [N, h, w, 3]."""
         lat = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
         imgs = [self.vae.decode(lat[i:i + chunk]).sample for i in range(0, lat.shape[0], chunk)]
         img = torch.cat(imgs).float().clamp(-1, 1).add(1).mul(127.5).round()
         return img.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
 
-    def _clip_embed(self, reference: np.ndarray) -> torch.Tensor:
+    def encode_reference_clip(self, reference: np.ndarray) -> torch.Tensor:
+        """The CLIP image embedding [1, 1, D] of an RGB reference (``prepare_reference``)."""
         size = self.image_encoder.config.image_size
         im = cv2.resize(reference, (size, size), interpolation=cv2.INTER_AREA)
         t = torch.from_numpy(im).float().div(255.0).permute(2, 0, 1)[None]
@@ -141,7 +144,8 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
         return self.image_encoder(pixel_values=t).image_embeds[:, None]   # [1, 1, D]
 
     @staticmethod
-    def _reference_rgb(reference) -> np.ndarray:
+    def prepare_reference(reference) -> np.ndarray:
+        """A checked uint8 RGB reference; RGBA cut-outs are put on white."""
         if reference is None:
             raise InputError("reference image is required (uint8 [h, w, 3|4])", field="reference")
         ref = np.asarray(reference)
@@ -210,15 +214,15 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
         if context_frames > max_ctx:
             raise ValueError(f"context_frames must be at most {max_ctx} (the motion modules' "
                              f"positional table), got {context_frames}")
-        ref_rgb = self._reference_rgb(reference)
+        ref_rgb = self.prepare_reference(reference)
         windows = plan_windows(num_frames, context_frames, overlap)
         work = self.work_size(height, width)
         lat_hw = (work[0] // self.vae_scale, work[1] // self.vae_scale)
         unet = self.denoising_unet
         dtype = unet.dtype
 
-        ref_latent = self._vae_encode(self._to_tensor(ref_rgb[None], work, self.vae.dtype))
-        clip_cond = self._clip_embed(ref_rgb).to(dtype)
+        ref_latent = self.encode_images(self.prepare_images(ref_rgb[None], work, self.vae.dtype))
+        clip_cond = self.encode_reference_clip(ref_rgb).to(dtype)
         bank = ReferenceBank(self.config.fusion_mode).compute(
             self.reference_unet, ref_latent.to(self.reference_unet.dtype), clip_cond.to(self.reference_unet.dtype))
         do_cfg = guidance > 1.0
@@ -238,7 +242,7 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
                     cache[i] = fr
             frames = [cache[i] for i in range(start, end)]
             agnostic = [shape_agnostic_mask(f["character_mask"], (mask_block, mask_block)) for f in frames]
-            cond = self._window_conditioning(frames, agnostic, work, lat_hw, height, width)
+            cond = self.prepare_conditioning(frames, agnostic, work, lat_hw, height, width)
             noise = torch.stack([_frame_noise(seed, i, (4,) + lat_hw) for i in range(start, end)]).to(self.device)
             latents = noise * self.scheduler.init_noise_sigma
             carried = [i - start for i in range(start, end) if i in carry]
@@ -270,7 +274,7 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
                 if on_step is not None:
                     on_step({"window": wi, "windows": len(windows), "step": si + 1, "steps": steps,
                              "start": start, "end": end, "frames": num_frames})
-            if carried:
+            if carried_lat is not None:
                 # Cross-fade the carried frames: the earlier window's result
                 # fades out over the overlap, the new one fades in.
                 ramp = torch.linspace(0, 1, len(carried) + 2, device=latents.device)[1:-1].view(-1, 1, 1, 1)
@@ -280,7 +284,7 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
             carry = {} if last else {i: latents[i - start].clone() for i in range(windows[wi + 1][0], end)}
             if emit_end > next_emit:
                 lo = next_emit - start
-                images = self._vae_decode(latents[lo:emit_end - start])
+                images = self.decode_latents(latents[lo:emit_end - start])
                 for k, img in enumerate(images):
                     i = next_emit + k
                     yield (i,) + self._composite(cache[i], agnostic[i - start], img, height, width)
@@ -291,12 +295,15 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
             if on_release is not None:
                 on_release(keep_from)
 
-    def _window_conditioning(self, frames, agnostic, work, lat_hw, height, width) -> dict:
+    def prepare_conditioning(self, frames, agnostic, work, lat_hw, height, width) -> dict:
+        """One window's conditioning tensors (environment latents, mask, pose, depth, objects) from its
+        frame dicts and shape-agnostic masks, at work size ``work`` and latent size ``lat_hw``; the
+        trainer calls it too, so training and inference condition alike."""
         dtype = self.denoising_unet.dtype
         env = np.stack([f["environment"] for f in frames])
         masks = np.stack(agnostic)
         blank = env * (masks[..., None] == 0)          # the region to generate is blanked
-        z_env = self._vae_encode(self._to_tensor(blank, work, self.vae.dtype)).to(dtype)
+        z_env = self.encode_images(self.prepare_images(blank, work, self.vae.dtype)).to(dtype)
         m = torch.from_numpy(masks).float().div(255.0)[:, None].to(self.device)
         # Max-pooling keeps every latent cell that touches the region marked.
         m = F.adaptive_max_pool2d(m, lat_hw).to(dtype)
@@ -324,7 +331,7 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
             om = np.stack([(f["object_labels"] > 0) if f.get("object_labels") is not None
                            else np.zeros((height, width), bool) for f in frames])
             obj_img = env * om[..., None]
-            z_obj = self._vae_encode(self._to_tensor(obj_img.astype(np.uint8), work, self.vae.dtype))
+            z_obj = self.encode_images(self.prepare_images(obj_img.astype(np.uint8), work, self.vae.dtype))
             objects = [o.to(dtype) for o in self.object_guider(z_obj.to(self.object_guider.dtype))]
         return {"env": z_env, "mask": m, "pose": pose.to(dtype), "objects": objects}
 

@@ -28,6 +28,7 @@ class PoseGuider(ModelMixin, ConfigMixin):
             self.blocks.append(nn.Conv2d(c_in, c_out, 3, padding=1, stride=2))
         self.conv_out = nn.Conv2d(block_out_channels[-1], conditioning_embedding_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
+        assert self.conv_out.bias is not None
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, conditioning: torch.Tensor) -> torch.Tensor:

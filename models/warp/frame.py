@@ -7,7 +7,7 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-from blender_addon.core.conventions import NO_SURFACE_THRESHOLD
+from blender_addon.core.conventions import has_surface
 from models.aa2.conditioning import composite_character
 
 from models.errors import InputError
@@ -47,7 +47,7 @@ def render_frame(ref: ReferenceRig, inputs: Mapping[str, np.ndarray], opts: Comp
     scene_depth = inputs.get("scene_depth")
     if scene_depth is not None and char_depth is None:
         char_depth = _depth_from_keypoints(kp, usable, h, w)
-    if char_depth is not None and not (np.asarray(char_depth) < NO_SURFACE_THRESHOLD).any():
+    if char_depth is not None and not has_surface(np.asarray(char_depth)).any():
         char_depth = _depth_from_keypoints(kp, usable, h, w)
 
     labels = inputs.get("object_labels")
@@ -55,7 +55,7 @@ def render_frame(ref: ReferenceRig, inputs: Mapping[str, np.ndarray], opts: Comp
         # Tagged interactive objects keep their pixels wherever Blender says the
         # character has no surface: the approximate warp must not paint over the
         # box the hand only reaches for. Where the character is there, depth decides.
-        no_body = np.asarray(char_depth) >= NO_SURFACE_THRESHOLD
+        no_body = ~has_surface(np.asarray(char_depth))
         alpha = np.where((np.asarray(labels) > 0) & no_body, 0.0, alpha).astype(np.float32)
 
     region = None
@@ -78,11 +78,11 @@ def render_frame(ref: ReferenceRig, inputs: Mapping[str, np.ndarray], opts: Comp
     ys, xs = box
     crop = lambda a: None if a is None else np.asarray(a)[ys, xs]  # noqa: E731
     crop_depth = crop(char_depth)
-    if crop_depth is not None and not (crop_depth < NO_SURFACE_THRESHOLD).any():
+    if crop_depth is not None and not has_surface(crop_depth).any():
         # The body lies outside the crop (the warp and Blender disagree): the
         # body's median depth is the honest guess for the whole crop.
         full = np.asarray(char_depth)
-        crop_depth = np.full(crop_depth.shape, float(np.median(full[full < NO_SURFACE_THRESHOLD])), np.float32)
+        crop_depth = np.full(crop_depth.shape, float(np.median(full[has_surface(full)])), np.float32)
     rgba, matte = _environment_only(env)
     rgba[ys, xs], matte[ys, xs] = composite_character(
         env[ys, xs], character[ys, xs], alpha[ys, xs],

@@ -74,7 +74,7 @@ def run_demo(o: DemoOptions, *, bar=None, should_cancel=None) -> dict:
 
     from blender_addon import compat
     from blender_addon.core.settings import ShotSettings
-    from blender_addon.headless import run_shot
+    from backend.blender.headless import run_shot
 
     from backend.training.evaluation import report as M
     from backend.training.metrics.image import frame_score, mean_score

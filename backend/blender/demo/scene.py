@@ -12,7 +12,8 @@ import bpy  # first: bmesh and mathutils come with it
 from mathutils import Vector
 
 from .. import scene_kit as kit
-from ..rig import HUMANOID_CENTRE, HUMANOID_LEFT, build_armature, mirrored_table
+from ..humanoid import HUMANOID_CENTRE, HUMANOID_LEFT, mirrored_table
+from ..rig import build_armature
 
 ARMATURE = "DemoRig"
 BODY_COLLECTION = "Character"

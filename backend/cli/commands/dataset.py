@@ -105,21 +105,19 @@ def run(args) -> int:
     return make(args.out, manifest, workers=args.workers, motions=os.path.abspath(args.motions) if motions else None)
 
 
-def _blender_env(out: str) -> dict:
+def _blender_env() -> dict:
     from backend.cli.local_server import REPO_ROOT
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    cache = os.path.join(os.path.abspath(out), ".cache")
-    for var, sub in (("BLENDER_USER_RESOURCES", "blender"), ("XDG_CACHE_HOME", "xdg")):
-        env.setdefault(var, os.path.join(cache, sub))
-    return env
+    from backend.cli.blender_env import blender_env
+    return blender_env(env)
 
 
 def _bvh_problem(folder: str, names: list[str], out: str) -> str | None:
     """Import and map every BVH in one Blender before any clip is rendered (a bad file: one sentence)."""
     from backend.cli.local_server import REPO_ROOT
     proc = subprocess.run([sys.executable, "-m", "backend.blender.clips.bvh_motion", os.path.abspath(folder),
-                           *names], cwd=REPO_ROOT, env=_blender_env(out), capture_output=True, text=True,
+                           *names], cwd=REPO_ROOT, env=_blender_env(), capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
     if proc.returncode == 0:
         return None
@@ -143,7 +141,7 @@ def make(out: str, manifest: dict, *, workers: int, motions: str | None = None) 
         bar.close()
         print(f"inhabit dataset: {out} already holds all {total} clips.", file=sys.stderr)
         return 0
-    env = _blender_env(out)
+    env = _blender_env()
     workers = min(workers, len(todo))
     logs_dir = os.path.join(out, ".logs")
     os.makedirs(logs_dir, exist_ok=True)

@@ -80,16 +80,6 @@ def check_args(args) -> str | None:
     return None
 
 
-def _blender_caches(out: str):
-    # Blender writes config and shader caches into $HOME unless told otherwise;
-    # keep a demo run self-contained unless the caller already chose folders.
-    cache = os.path.join(os.path.abspath(out), ".cache")
-    for var, sub in (("BLENDER_USER_RESOURCES", "blender"), ("XDG_CACHE_HOME", "xdg"),
-                     ("MESA_SHADER_CACHE_DIR", "mesa")):
-        if var not in os.environ:
-            os.environ[var] = os.path.join(cache, sub)
-
-
 class _BlenderOutputToFile:
     """Blender prints a line per render tile and saved file on the C-level
     stdout; send that to a log so the progress bar (stderr) stays readable."""
@@ -119,11 +109,12 @@ def run(args) -> int:
         print(f"inhabit demo: {problem}", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    _blender_caches(args.out)
+    from backend.cli.blender_env import use_blender_caches
+    use_blender_caches()
     from backend.cli.progress import ProgressBar
     from backend.blender.demo.run import DemoOptions, run_demo
     from blender_addon.core.settings import SetupError
-    from blender_addon.headless import ShotFailed
+    from backend.blender.headless import ShotFailed
 
     cancel = {"asked": False}
 

@@ -22,23 +22,29 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from blender_addon.core import protocol
+    from backend.cli.blender_env import use_blender_caches
+    use_blender_caches()   # before bpy loads
     from backend.blender.shot_args import open_blend, settings_from_args
-    from blender_addon.core.settings import SetupError, validate_shot
+    from blender_addon.core.settings import SetupError
     try:
         scene = open_blend(args.blend, args.scene)
         settings = settings_from_args(args, scene)
-        validate_shot(settings)
-        from blender_addon.scene.export import ShotExporter, load_reference
-        reference, reference_kp = load_reference(settings)
+        import dataclasses
+
         import numpy as np
+
+        from blender_addon.scene.export import ShotExporter
+        from blender_addon.shot import resolve_shot
+        shot = resolve_shot(scene, settings)
         os.makedirs(settings.output_dir, exist_ok=True)
-        exporter = ShotExporter(scene, settings)
+        # No server to fill defaults: the params as given, with the shot's seed.
+        shot = dataclasses.replace(shot, params={"seed": settings.seed, **settings.params})
+        exporter = ShotExporter(shot)
     except SetupError as exc:
         print(f"inhabit export: {exc.message}", file=sys.stderr)
         return 2
-    params = dict(settings.params)
-    params.setdefault("seed", settings.seed)
-    spec = exporter.job_spec(params, name=settings.name or scene.name)
+    reference, reference_kp = shot.reference, shot.reference_keypoints
+    spec = exporter.job_spec()
     header = spec.to_header()
     header["scene_frames"] = [settings.frame_start, settings.frame_end]
     header["keypoint_names"] = list(protocol.KEYPOINT_NAMES)

@@ -1,7 +1,7 @@
 """``inhabit render``: run a whole shot headless against a server (CI, farms).
 
 Opens the .blend, builds the shot from the arguments, drives the add-on's job
-state machine with a blocking loop (``blender_addon.headless.run_shot``) and,
+state machine with a blocking loop (``backend.blender.headless.run_shot``) and,
 with ``--save-blend``, saves the file with the result strip on the sequencer
 -- also when the job failed, the server was lost or the run was stopped, with
 the frames received so far.
@@ -69,9 +69,12 @@ def run(args) -> int:
 
 def _run(args, stopped) -> int:
     from blender_addon.core.address import AddressError, normalize
+    from backend.cli.blender_env import use_blender_caches
+    use_blender_caches()   # before bpy loads
     from backend.blender.shot_args import open_blend, settings_from_args
-    from blender_addon.core.settings import SetupError, validate_shot
+    from blender_addon.core.settings import SetupError
     from blender_addon.session import key_options
+    from blender_addon.shot import resolve_shot
     try:
         if args.server:
             args.server = normalize(args.server)
@@ -82,7 +85,7 @@ def _run(args, stopped) -> int:
             raise SetupError("weights", "--weights is for the private server: drop it, or drop --server to start one.")
         scene = open_blend(args.blend, args.scene)
         settings = settings_from_args(args, scene)
-        validate_shot(settings)   # cheap checks before any server starts
+        shot = resolve_shot(scene, settings)   # every check that needs no server, before one starts
         key_options(settings)
     except (SetupError, AddressError) as exc:
         say(getattr(exc, "message", None) or str(exc))
@@ -101,7 +104,7 @@ def _run(args, stopped) -> int:
                 settings.engine = registry.load_spec(args.engine).name
         if stopped["signal"]:
             return _stopped_before_start(stopped["signal"])
-        return _render(args, scene, settings, stopped)
+        return _render(args, scene, shot, stopped)
     finally:
         if private is not None:
             private.stop()
@@ -135,16 +138,17 @@ def _stopped_before_start(signum) -> int:
     return 128 + signum
 
 
-def _render(args, scene, settings, stopped) -> int:
+def _render(args, scene, shot, stopped) -> int:
     from blender_addon.core.settings import SetupError
-    from blender_addon.headless import ShotFailed, run_shot
+    from backend.blender.headless import ShotFailed, run_shot
 
     def report(p):
         say(p.text())
 
+    settings = shot.settings
     client_options = {"heartbeat_timeout": args.server_timeout, "timeout": min(10.0, args.server_timeout)}
     try:
-        result = run_shot(scene, settings, progress=report, should_cancel=lambda: stopped["signal"] is not None,
+        result = run_shot(scene, shot, progress=report, should_cancel=lambda: stopped["signal"] is not None,
                           client_options=client_options, resume_take=args.resume, on_plan=say)
     except SetupError as exc:
         say(exc.message)

@@ -5,14 +5,14 @@ drives from a timer is driven here by a blocking loop.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .core import jobs, resume, takes
-from .core.settings import ShotSettings, validate_shot
-from .session import fetch_server_info, key_options, open_session
+from blender_addon.core import jobs, resume, takes
+from blender_addon.core.settings import ShotSettings
+from blender_addon.session import open_session, server_info_for, shot_client_options
+from blender_addon.shot import ResolvedShot, resolve_shot
 
 
 @dataclass
@@ -38,31 +38,30 @@ class ShotFailed(RuntimeError):
         self.result = result
 
 
-def run_shot(scene, settings: ShotSettings, *, progress: Callable[[jobs.Progress], None] | None = None,
+def run_shot(scene, settings: ShotSettings | ResolvedShot, *,
+             progress: Callable[[jobs.Progress], None] | None = None,
              should_cancel: Callable[[], bool] | None = None, info: dict | None = None,
              client_options: dict | None = None,
              observe_frame: Callable[[int, dict], None] | None = None,
              resume_take: bool = False, on_plan: Callable[[str], None] | None = None) -> ShotResult:
     """Run one shot to the end. Raises SetupError for bad input (before any
     long work), ShotFailed when the job fails; returns the result when done
-    or cancelled (``result.state`` tells which). ``client_options`` go to
-    ``core.client.Client`` (e.g. ``heartbeat_timeout``); ``observe_frame`` see
-    ``session.open_session``. ``resume_take`` continues the shot's latest take
-    (frames on disk kept, only missing ones generated; ``on_plan`` hears one
-    line saying what will be done); without a take it starts one."""
+    or cancelled (``result.state`` tells which). ``settings`` may be a shot the
+    caller already resolved (``shot.resolve_shot``): it is not checked again.
+    ``client_options`` go to ``core.client.Client`` (e.g. ``heartbeat_timeout``);
+    ``observe_frame`` see ``session.open_session``. ``resume_take`` continues the
+    shot's latest take (frames on disk kept, only missing ones generated;
+    ``on_plan`` hears one line saying what will be done); without a take it starts one."""
     t0 = time.monotonic()
+    shot = settings if isinstance(settings, ResolvedShot) else resolve_shot(scene, settings)
+    options = shot_client_options(shot.settings, client_options)
+    shot = shot.against_server(info if info is not None else server_info_for(shot.settings, options))
     if resume_take:
-        validate_shot(settings)
-        if info is None:
-            opts = {**key_options(settings), **(client_options or {})}
-            info = fetch_server_info(settings.server, **{k: v for k, v in opts.items()
-                                                         if k.startswith("curve_") or k == "timeout"})
-        take_dir = takes.latest_take_dir(settings.output_dir, settings.name or scene.name)
+        take_dir = takes.latest_take_dir(shot.settings.output_dir, shot.name)
         if take_dir is not None:
-            return _resume(scene, settings, take_dir, t0, progress=progress, should_cancel=should_cancel, info=info,
+            return _resume(shot, take_dir, t0, progress=progress, should_cancel=should_cancel,
                            client_options=client_options, observe_frame=observe_frame, on_plan=on_plan)
-    session = open_session(scene, settings, info=info, client_options=client_options,
-                           observe_frame=observe_frame)
+    session = open_session(shot, client_options=client_options, observe_frame=observe_frame)
     _drive(session, progress, should_cancel)
     sink, job = session.sink, session.job
     result = ShotResult(take_dir=sink.take_dir, frame_paths=[sink.frame_paths[i] for i in sorted(sink.frame_paths)],
@@ -97,16 +96,15 @@ def _drive(session, progress, should_cancel) -> None:
         progress(job.progress)
 
 
-def _resume(scene, settings, take_dir, t0, *, progress, should_cancel, info, client_options, observe_frame,
+def _resume(shot: ResolvedShot, take_dir, t0, *, progress, should_cancel, client_options, observe_frame,
             on_plan) -> ShotResult:
-    from .core.settings import validate_against_server
-    from .results import ResultSink
-    params = validate_against_server(settings, info)
-    resume.check_manifest(take_dir, resume.manifest_of(settings, params))
+    from blender_addon.results import ResultSink
+    settings, info = shot.settings, shot.info or {}
+    resume.check_manifest(take_dir, resume.manifest_of(settings, shot.params))
     count = settings.frame_count
     present = resume.frames_on_disk(take_dir, settings.frame_start, count)
     engine_entry = next(e for e in info["engines"] if e.get("name") == settings.engine)
-    runs = resume.plan(present, count, engine_entry, params)
+    runs = resume.plan(present, count, engine_entry, shot.params)
     regenerated = sum(1 for r in runs for i in range(r.start, r.end + 1) if i in present)
     missing = count - len(present)
     if on_plan is not None:
@@ -115,16 +113,14 @@ def _resume(scene, settings, take_dir, t0, *, progress, should_cancel, info, cli
             line += (f" and regenerating {regenerated} kept frame(s) from the start of their window "
                      f"(engine {settings.engine!r} carries frames between windows)")
         on_plan(line if runs else f"resuming {take_dir}: all {count} frames are on disk, nothing to generate")
-    shot_name = settings.name or scene.name
-    sink = ResultSink(scene, take_dir=take_dir, shot_name=shot_name, frame_start=settings.frame_start,
+    sink = ResultSink(shot.scene, take_dir=take_dir, shot_name=shot.name, frame_start=settings.frame_start,
                       channel=settings.channel)
     for i, path in sorted(present.items()):
         sink.keep(i, path)
     state, error = jobs.DONE, None
     for run in runs:
-        part = dataclasses.replace(settings, frame_start=settings.frame_start + run.start,
-                                   frame_end=settings.frame_start + run.end)
-        session = open_session(scene, part, info=info, client_options=client_options, observe_frame=observe_frame,
+        part = shot.frames(settings.frame_start + run.start, settings.frame_start + run.end)
+        session = open_session(part, client_options=client_options, observe_frame=observe_frame,
                                sink=sink, index_offset=run.start)
         _drive(session, progress, should_cancel)
         state, error = session.job.state, session.job.error
