@@ -99,3 +99,15 @@ test-blender-%: .venv-blender-%/.installed $(WHEELS)
 
 clean:
 	rm -rf $(VENV) .venv-blender-* dist demo_out
+
+# The add-on in real Blender windows: Debian's 4.3 (trixie) and 5.2 LTS (sid) in chroots under Xvfb,
+# the panel driven by real clicks against `inhabit serve --engine preview` (tests/gui/, docs/addon.md).
+# Needs root; the first run builds the chroots (~1.5 GB each, minutes) in ~/.cache/inhabit-gui.
+# Not part of `make test` (CI skips it); run it whenever the add-on changes. Screenshots: build/test-gui/.
+.PHONY: test-gui bench-gui
+test-gui: $(STAMP)
+	$(PY) -m tests.gui.harness
+
+# The window's cost to a job: the same shot headless and in the GUI (bench/RESULTS.md, section gui).
+bench-gui: $(STAMP)
+	$(PY) bench/gui.py
