@@ -29,10 +29,6 @@ class InhabitParam(bpy.types.PropertyGroup):
     str_value: bpy.props.StringProperty(name="Value")
     choices: bpy.props.StringProperty()  # JSON list for kind == "choice"
 
-    def value(self):
-        values = {"int": self.int_value, "float": self.float_value, "bool": self.bool_value}
-        return values.get(self.kind, self.str_value)
-
 
 def _keypoint_items(self, context):
     # Body and face first (what most fixes are about), then the hands.
@@ -41,6 +37,13 @@ def _keypoint_items(self, context):
 
 _KEYPOINT_ITEMS = [(k, k.replace("_", " "), "")
                    for k in protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES]
+
+
+def param_value(prm):
+    """The value of an ``InhabitParam`` in the field its kind picks. (Not a method: bpy 4.2 as a
+    module crashes on exit once a PropertyGroup with a Python method was registered.)"""
+    values = {"int": prm.int_value, "float": prm.float_value, "bool": prm.bool_value}
+    return values.get(prm.kind, prm.str_value)
 
 
 class InhabitJointFix(bpy.types.PropertyGroup):
@@ -131,7 +134,7 @@ def settings_from_scene(scene) -> ShotSettings:
         reference_path=_path(p.reference_path, "reference", "Reference") or "",
         reference_keypoints_path=_path(p.reference_keypoints_path, "reference_keypoints", "Reference Pose"),
         frame_start=start, frame_end=end, width=width, height=height,
-        engine=p.engine, params={prm.name: prm.value() for prm in p.params}, seed=p.seed,
+        engine=p.engine, params={prm.name: param_value(prm) for prm in p.params}, seed=p.seed,
         output_dir=_path(p.output_dir, "output_dir", "Output") or default_output_dir(bpy.data.filepath),
         channel=p.channel or None, server=p.server, keypoint_map=keypoint_map, samples=p.samples,
         denoise=p.denoise, name=scene.name, **key_settings(bpy.context))
@@ -194,7 +197,7 @@ def fill_params_from_info(scene, info: dict) -> None:
     engines = {e.get("name"): e for e in info.get("engines", [])}
     if p.engine not in engines and engines:
         p.engine = sorted(engines)[0]
-    old = {prm.name: prm.value() for prm in p.params}
+    old = {prm.name: param_value(prm) for prm in p.params}
     p.params.clear()
     for spec in engines.get(p.engine, {}).get("params", []):
         if spec["name"] == "seed":
