@@ -54,7 +54,10 @@ def image_format_state(settings) -> dict:
 
 
 def restore_image_format(settings, state: dict) -> None:
-    for k in IMAGE_FORMAT_FIELDS:  # media_type first, as above
+    """Put the fields back (media_type first, as above). Switching the file format also sets
+    ``linear_colorspace_settings``; a fresh scene has it unset (name ''), which no API call restores,
+    and Blender then uses the file format's default, which is what switching back to it sets."""
+    for k in IMAGE_FORMAT_FIELDS:
         if k in state:
             try:
                 setattr(settings, k, state[k])

@@ -27,10 +27,12 @@ def draw_status(layout, context):
     if session is not None:
         prog = session.job.progress
         frac = prog.received / prog.total if prog.total else 0.0
-        if hasattr(col, "progress"):
-            col.progress(factor=frac, text=prog.text())
+        bar = f"{prog.received}/{prog.total} frames back"
+        if hasattr(col, "progress"):  # the bar holds the count; the whole line goes below, wrapped
+            col.progress(factor=frac, text=bar)
         else:
-            col.label(text=f"{int(frac * 100)}% {prog.text()}")
+            col.label(text=f"{int(frac * 100)}% {bar}")
+        draw_sentence(col, prog.text(), width, icon="NONE")
     for note in state.notes:
         draw_sentence(col, note, width, icon="INFO")
     if runner.take_removed():
