@@ -30,6 +30,9 @@ OUT = CONFIG["results"]
 TICK_S = 0.05
 PROBE_S = 0.1
 OCR_SCALE = 3
+# A connection attempt may cost the window a redraw of the panel (up to 1.2 s under llvmpipe on a busy
+# 2-core machine) but never a wait on the network (a dead address's timeout is 3 s).
+FREEZE_S = 1.5
 
 
 # -- small waits the scenario generators yield -------------------------------------------------
@@ -130,9 +133,13 @@ def pick_inhabit_tab():
 class Probe:
     def __init__(self):
         self.times = []
+        self.session_ended = None  # when the probe first saw no running session (set to 0.0 to watch)
 
     def __call__(self):
-        self.times.append(time.perf_counter())
+        now = time.perf_counter()
+        self.times.append(now)
+        if self.session_ended == 0.0 and state().session is None:
+            self.session_ended = now
         return PROBE_S
 
     def gaps(self, start, end, over=0.3):
@@ -303,14 +310,19 @@ class Harness:
         return int(x + w * 0.4), int(y + h * 0.5)
 
     def click(self, label):
-        """A real click (press and release) on a button, then the mouse moves away."""
+        """A real click (press and release) on a button, then the mouse moves away once Blender has read it.
+
+        Blender applies a press where the pointer is when it reads the event, so the pointer stays on the
+        button until the window has been through its event loop (two ticks of this timer) after xdotool."""
         bx, by = self.buttons[label]
-        nx, ny = self.neutral_point()
-        t = time.perf_counter()
-        rc, out = yield Proc(["xdotool", "mousemove", str(int(bx)), str(int(by)), "sleep", "0.15", "click", "1",
-                              "sleep", "0.15", "mousemove", str(nx), str(ny)])
+        t = time.perf_counter() + 0.2  # when xdotool, after its pause on the button, puts the click in the queue
+        rc, out = yield Proc(["xdotool", "mousemove", str(int(bx)), str(int(by)), "sleep", "0.2", "click", "1"])
         if rc != 0:
             self.check(f"xdotool click on {label}", False, out)
+        yield Sleep(0.3)
+        yield Sleep(0.3)
+        nx, ny = self.neutral_point()
+        yield Proc(["xdotool", "mousemove", str(nx), str(ny)])
         return t
 
     def key_over(self, area, key):
@@ -369,6 +381,12 @@ def scenario_setup():
             yield from H.settle()
     yield from H.locate("find_mapping", "Find", "Mapping")
     bpy.ops.wm.save_as_mainfile(filepath=CONFIG["ui_blend"], copy=True)
+    # The window left alone: how often the probe fires when nothing is asked of Blender (the baseline
+    # for every gap measured later, on this machine at this moment).
+    yield Sleep(1.0)
+    t0 = time.perf_counter()
+    yield Sleep(5.0)
+    H.measure("idle_largest_gap_s", round(PROBE.largest_gap(t0, time.perf_counter()), 3))
 
 
 def scenario_connect():
@@ -503,7 +521,7 @@ def scenario_dead_server():
     H.measure("test_connection_gap_s", round(PROBE.largest_gap(t0, t1), 3))
     H.check("Test Connection says the server is not answering", ok and "Traceback" not in state().last_error,
             state().last_error)
-    H.check("the window kept drawing while connecting (gap < 1 s)", PROBE.largest_gap(t0, t1) < 1.0,
+    H.check(f"the window kept drawing while connecting (gap < {FREEZE_S} s)", PROBE.largest_gap(t0, t1) < FREEZE_S,
             f"{PROBE.largest_gap(t0, t1):.2f} s")
     t0 = yield from H.click("animate")
     yield Sleep(0.5)
@@ -511,7 +529,8 @@ def scenario_dead_server():
     t1 = time.perf_counter()
     H.check("Animate against a dead address ends in one sentence", ok and "Traceback" not in state().last_error,
             state().last_error)
-    H.check("the window kept drawing during Animate's connection (gap < 1 s)", PROBE.largest_gap(t0, t1) < 1.0,
+    H.check(f"the window kept drawing during Animate's connection (gap < {FREEZE_S} s)",
+            PROBE.largest_gap(t0, t1) < FREEZE_S,
             f"{PROBE.largest_gap(t0, t1):.2f} s")
     yield from H.settle()
     yield from H.read_panel("dead-server")
@@ -535,11 +554,14 @@ def scenario_cancel():
     yield from H.click("animate")
     ok = yield Until(lambda: state().session is not None and state().session.job.progress.received >= 1, 60)
     H.check("job running with frames", ok, state().last_error)
+    PROBE.session_ended = 0.0
     t0 = yield from H.click("cancel")
     ok = yield Until(lambda: state().session is None, 30)
-    took = time.perf_counter() - t0
+    took = (PROBE.session_ended or time.perf_counter()) - t0
+    PROBE.session_ended = None
     H.measure("cancel_s", round(took, 3))
-    H.check("Cancel ends the job within a second of the click", ok and took < 1.0 + 0.3, f"{took:.2f} s")
+    H.check("Cancel ends the job within a second of the click", ok and took < 1.2,
+            f"{took:.2f} s from the click to the job ending")
     H.check("panel result says cancelled, frames kept", "cancel" in state().last_result.lower(),
             f"result {state().last_result!r} error {state().last_error!r}")
     take = state().take_dir
