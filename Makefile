@@ -71,11 +71,11 @@ BLENDER_TESTS := -q -p no:cacheprovider -m blender tests
 BLENDER_TESTS_3.11 := $(BLENDER_TESTS)
 # The 3.13 venvs have no torch: their blender tests leave out those that run the diffusion stack.
 BLENDER_TESTS_3.13 := -q -p no:cacheprovider -m "blender and not torch" tests
-# On 4.2 LTS the add-on's tests run; the project's own Blender tools (the training-clip generator,
-# the glTF import log check of `inhabit export`) run in .venv's Blender 5.0 and are left out.
-BLENDER_TESTS_4.2 := $(BLENDER_TESTS) --ignore=tests/test_dataset_labels.py --ignore=tests/test_dataset_motions.py \
-	--deselect tests/test_character_import.py::test_gltf_clips_follow_the_fps_set_before_import \
-	--deselect tests/test_character_import.py::test_export_without_armature_refuses_two_candidates_in_one_sentence
+# On 4.2 LTS the add-on's tests run. The project's own Blender tools run in .venv's Blender 5.0 and
+# are left out: the training-clip generator (5.0 material API) and the character importers (bpy
+# 4.2.0's glTF importer crashes now and then when a test imports the same file again).
+BLENDER_TESTS_4.2 := $(BLENDER_TESTS) --ignore=tests/test_dataset_labels.py \
+	--ignore=tests/test_dataset_motions.py --ignore=tests/test_character_import.py
 
 .venv-blender-%/.installed: requirements-blender.txt $(STAMP)
 	@test -n "$(BPY_$*)" || (echo "no bpy version known for Blender $*: add BPY_$* to the Makefile" && false)

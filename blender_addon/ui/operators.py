@@ -51,8 +51,7 @@ class INHABIT_OT_animate(bpy.types.Operator):
         runner.connect(Connection(settings.server, keys, connected, purpose="animate"))
         if runner.state.last_error:
             return self._refuse(runner.state.last_error)
-        self.report({"INFO"}, f"Inhabit: starting a job of {settings.frame_count} frames")
-        return {"FINISHED"}
+        return {"FINISHED"}  # the panel says what happens next (no report: its banner redraws the window)
 
     def _refuse(self, message: str):
         runner.state.last_error = message
