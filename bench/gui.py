@@ -13,6 +13,7 @@ frame's export. Writes the "gui" section of bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -40,8 +41,43 @@ def bench_one(dist: str, zip_path: Path, address: str, dead: str, out: Path, run
     gui_s = [m["job_s"] for m in measures]
     gaps = [m["largest_gap_s"] for m in measures]
     ticks = [m["longest_tick_s"] for m in measures]
+    setup = next((sc for sc in report.get("scenarios", []) if sc["name"] == "setup"), {})
     return {"blender": report.get("blender", dist), "headless_s": headless["job_s"], "gui_s": gui_s, "gaps": gaps,
-            "ticks": ticks, "failed": failed, "gap_detail": [sc.get("gaps", []) for sc in jobs]}
+            "ticks": ticks, "failed": failed, "gap_detail": [sc.get("gaps", []) for sc in jobs],
+            "idle_gap": setup.get("measures", {}).get("idle_largest_gap_s", float("nan"))}
+
+
+def section(results: dict[str, dict], runs: int) -> str:
+    rows, notes = [], []
+    for r in results.values():
+        if not r["gui_s"]:
+            notes.append(f"{r['blender']}: no GUI job finished: {'; '.join(r['failed'])}")
+            continue
+        # The first run exports every frame; later runs of the unchanged shot reuse the export (the add-on's
+        # cache), so both are reported.
+        head1, gui1 = r["headless_s"][0], r["gui_s"][0]
+        head, gui = statistics.median(r["headless_s"]), statistics.median(r["gui_s"])
+        gap, tick = statistics.median(r["gaps"]), max(r["ticks"])
+        ok = gui1 <= 1.5 * head1 and gui <= 1.5 * head and gap <= tick + 0.5
+        rows.append(f"| {r['blender']} | {head1:.2f} / {gui1:.2f} = **{gui1 / head1:.1f}x** | {head:.2f} / {gui:.2f} = "
+                    f"**{gui / head:.1f}x** | {gap:.2f} | {tick:.2f} | {r.get('idle_gap', float('nan')):.2f} | "
+                    f"{'yes' if ok else 'no'} |")
+        notes.append(f"{r['blender']}: headless runs {[round(x, 2) for x in r['headless_s']]} s, GUI runs "
+                     f"{r['gui_s']} s, largest gaps {r['gaps']} s; stand-stills over 0.3 s (start, length) in the "
+                     f"first GUI run: {r['gap_detail'][0] if r['gap_detail'] else []}"
+                     + (f"; failed checks: {'; '.join(r['failed'])}" if r["failed"] else ""))
+    load = os.getloadavg()
+    return (f"## gui (bench/gui.py)\n\n{time.strftime('%Y-%m-%d %H:%M')}: the same {harness.FRAMES}-frame "
+            f"{harness.SIZE}x{harness.SIZE} preview shot (Denoise on as the panel has it), headless "
+            f"(`blender -b`, the add-on's Animate and job tick) and in a real window (Xvfb, Mesa llvmpipe, "
+            f"clicked with xdotool), {runs} runs each; Debian's Blenders in chroots, "
+            f"`inhabit serve --engine preview` on loopback. {os.cpu_count()} CPU cores ({platform.machine()}), "
+            f"load average {load[0]:.1f} at the end: the machine was shared with 7 other engineers' work, so "
+            f"absolute times are noisy; the ratios are what counts.\n\n"
+            "| Blender | first run: headless / GUI s | median: headless / GUI s | largest gap s (median) | "
+            "longest add-on tick s (one frame's export) | idle window's largest gap s | target met "
+            "(<= 1.5x, gap <= tick + 0.5 s) |\n|---|---|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n\n" + "\n\n".join(notes) + "\n")
 
 
 def main(argv=None) -> int:
@@ -49,41 +85,24 @@ def main(argv=None) -> int:
     ap.add_argument("--blender", default="trixie,sid")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", default=str(REPO / "build" / "bench-gui"))
+    ap.add_argument("--from-raw", help="rewrite the section from a raw.json of an earlier run")
     args = ap.parse_args(argv)
-    dists = args.blender.split(",")
     out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    harness.build_chroots(dists)
-    zips = harness.build_zips()
-    rows, notes = [], []
-    with harness.Server(out / "server.log") as address:
-        dead = f"tcp://127.0.0.1:{harness.free_loopback_port()}"
-        for dist in dists:
-            r = bench_one(dist, harness.zip_for(dist, zips), address, dead, out, args.runs)
-            print(dist, r, flush=True)
-            if not r["gui_s"]:
-                notes.append(f"{r['blender']}: no GUI job finished: {'; '.join(r['failed'])}")
-                continue
-            head, gui = statistics.median(r["headless_s"]), statistics.median(r["gui_s"])
-            gap, tick = statistics.median(r["gaps"]), max(r["ticks"])
-            ok = gui <= 1.5 * head and gap <= tick + 0.5
-            rows.append(f"| {r['blender']} | {head:.2f} | {gui:.2f} | **{gui / head:.2f}** | {gap:.2f} | {tick:.2f} | "
-                        f"{'yes' if ok else 'no'} |")
-            notes.append(f"{r['blender']}: headless runs {[round(x, 2) for x in r['headless_s']]}, GUI runs "
-                         f"{r['gui_s']}, largest gaps {r['gaps']}, stand-stills over 0.3 s (start, length) in the "
-                         f"first GUI run: {r['gap_detail'][0] if r['gap_detail'] else []}"
-                         + (f"; failed checks: {'; '.join(r['failed'])}" if r["failed"] else ""))
-    load = os.getloadavg()
-    text = (f"## gui (bench/gui.py)\n\n{time.strftime('%Y-%m-%d %H:%M')}: the same {harness.FRAMES}-frame "
-            f"{harness.SIZE}x{harness.SIZE} preview shot (Denoise on as the panel has it), headless "
-            f"(`blender -b`, the add-on's Animate and job tick) and in a real window (Xvfb, Mesa llvmpipe, "
-            f"clicked with xdotool), {args.runs} runs each, medians; Debian's Blenders in chroots, "
-            f"`inhabit serve --engine preview` on loopback. {os.cpu_count()} CPU cores ({platform.machine()}), "
-            f"load average at the end {load[0]:.1f}: the machine was shared with other work, so absolute times "
-            f"are noisy; the ratio is what counts.\n\n"
-            "| Blender | headless s | GUI s | GUI / headless | largest gap s (median) | longest add-on tick s "
-            "(one frame's export) | target met (<= 1.5x, gap <= tick + 0.5 s) |\n|---|---|---|---|---|---|---|\n"
-            + "\n".join(rows) + "\n\n" + "\n\n".join(notes) + "\n")
+    if args.from_raw:
+        results = json.loads(Path(args.from_raw).read_text())
+    else:
+        dists = args.blender.split(",")
+        out.mkdir(parents=True, exist_ok=True)
+        harness.build_chroots(dists)
+        zips = harness.build_zips()
+        results = {}
+        with harness.Server(out / "server.log") as address:
+            dead = f"tcp://127.0.0.1:{harness.free_loopback_port()}"
+            for dist in dists:
+                results[dist] = bench_one(dist, harness.zip_for(dist, zips), address, dead, out, args.runs)
+                print(dist, results[dist], flush=True)
+        (out / "raw.json").write_text(json.dumps(results, indent=1))
+    text = section(results, args.runs)
     print(text)
     write_section("gui", text)
     return 0
