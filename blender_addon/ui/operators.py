@@ -27,6 +27,8 @@ class INHABIT_OT_animate(bpy.types.Operator):
         from ..session import key_options
         from ..shot import resolve_shot
         from .connect import Connection
+        import time
+        t0 = time.perf_counter()
         scene = context.scene  # recorded now: the strip goes here whatever happens later
         runner.clear_messages()
         try:
@@ -48,6 +50,7 @@ class INHABIT_OT_animate(bpy.types.Operator):
                 return
             start_shot(shot, info, notes)
 
+        runner.state.timings = {"animate_checks_s": time.perf_counter() - t0}
         runner.connect(Connection(settings.server, keys, connected, purpose="animate"))
         if runner.state.last_error:
             return self._refuse(runner.state.last_error)
@@ -64,7 +67,10 @@ def start_shot(shot, info: dict, notes: list) -> None:
     """Main thread, once the server answered: check the shot's engine params against its INFO, open
     the session (the settings the passes need) and start it. Any failure is one sentence in the
     panel; ``open_session`` has put every setting back by then."""
+    import time
+
     from ..session import open_session
+    t0 = time.perf_counter()
     try:
         with _window_context():
             session = open_session(shot.against_server(info))
@@ -75,6 +81,7 @@ def start_shot(shot, info: dict, notes: list) -> None:
         runner.state.last_error = f"The shot could not start ({type(exc).__name__}: {exc}); your settings are " \
                                   "unchanged."
         return
+    runner.state.timings["open_session_s"] = time.perf_counter() - t0
     runner.start(session, notes)
 
 

@@ -37,6 +37,7 @@ class _State:
     server_status = "not connected"
     server_process = None   # Popen of a local server we started
     shown: tuple = ()       # what the panel showed at the last redraw
+    timings: dict = {}      # seconds the main thread spent in each step of the last Animate (for make test-gui)
 
 
 state = _State()
