@@ -203,9 +203,17 @@ def scene_settings(scene):
     return out
 
 
+def _same(key, was, now):
+    # An unset linear colour space ('') means "the file format's default"; once any format change has set it,
+    # no API call can unset it again, and the value left is that same default.
+    if key.endswith("linear_colorspace_settings.name") and was == "":
+        return True
+    return was == now
+
+
 def differences(before, after):
     keys = sorted(set(before) | set(after))
-    return [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in keys if before.get(k) != after.get(k)]
+    return [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in keys if not _same(k, before.get(k), after.get(k))]
 
 
 # -- the scenarios' toolbox -----------------------------------------------------------------------
@@ -426,12 +434,18 @@ def _run_job(name, *, expect_frames):
     run_mod._tick = timed_tick
     try:
         t0 = yield from H.click("animate")
-        started = yield Until(lambda: state().session is not None or state().last_error, 30)
+        phases = []
+
+        def started_yet():
+            what = "connecting" if state().connecting is not None else "session" if state().session else "idle"
+            if not phases or phases[-1][1] != what:
+                phases.append((round(time.perf_counter() - t0, 2), what))
+            return state().session is not None or state().last_error
+        started = yield Until(started_yet, 30)
         H.check("Animate starts a job", started and state().session is not None, state().last_error)
         if state().session is None:
             return before, None
         shot_mid = False
-        phases = []
         while state().session is not None:
             received = state().session.job.progress.received if state().session else 0
             text = state().session.job.progress.text()
@@ -501,8 +515,9 @@ def scenario_no_reference():
     p = scene().inhabit
     saved, p.reference_path = p.reference_path, ""
     before = scene_settings(scene())
-    yield from H.click("animate")
+    t0 = yield from H.click("animate")
     yield Until(lambda: job_over() and bool(state().last_error), 20)
+    H.measure("animate_gap_s", round(PROBE.largest_gap(t0, time.perf_counter()), 3))
     H.check("one sentence names the reference", "reference" in state().last_error.lower()
             and "Traceback" not in state().last_error, state().last_error)
     yield from H.settle()
@@ -530,6 +545,8 @@ def scenario_dead_server():
     yield Sleep(0.5)
     ok = yield Until(lambda: job_over() and bool(state().last_error), 30)
     t1 = time.perf_counter()
+    H.measure("animate_gap_s", round(PROBE.largest_gap(t0, t1), 3))
+    H.current["gaps"] = PROBE.gaps(t0, t1)
     H.check("Animate against a dead address ends in one sentence", ok and "Traceback" not in state().last_error,
             state().last_error)
     H.check(f"the window kept drawing during Animate's connection (gap < {FREEZE_S} s)",

@@ -20,10 +20,21 @@ SHOTS = {"idle": ("connect-connected", False), "running": ("defaults-running", F
 MAX_BYTES = 300_000
 
 
-def crop_box(report: dict, with_sequencer: bool, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    x, y, w, h = report["scenarios"][0]["measures"]["sidebar"]
-    bottom = min(size[1], y + 1000)
-    return (x, y - 40, size[0] if with_sequencer else x + w, bottom)
+def sidebar(img: Image.Image, report: dict, height: int) -> Image.Image:
+    x, y, w, _h = report["scenarios"][0]["measures"]["sidebar"]
+    return img.crop((x, max(0, y - 40), x + w, min(img.size[1], y + height)))
+
+
+def with_sequencer(img: Image.Image, report: dict) -> Image.Image:
+    """The panel's top (status, result) beside the Sequencer editor's strip area, at one height."""
+    left = sidebar(img, report, 520)
+    x, y, w, h = report["scenarios"][0]["measures"]["sequencer"]
+    right = img.crop((x, y, x + w, y + h))
+    right = right.resize((max(1, right.size[0] * left.size[1] // right.size[1]), left.size[1]))
+    both = Image.new("RGB", (left.size[0] + 8 + right.size[0], left.size[1]), (24, 24, 24))
+    both.paste(left, (0, 0))
+    both.paste(right, (left.size[0] + 8, 0))
+    return both
 
 
 def main(argv=None) -> int:
@@ -35,13 +46,13 @@ def main(argv=None) -> int:
     report = json.loads((folder / "report.json").read_text())
     out = REPO / "docs" / "img"
     out.mkdir(parents=True, exist_ok=True)
-    for name, (label, with_sequencer) in SHOTS.items():
+    for name, (label, with_seq) in SHOTS.items():
         found = sorted(folder.glob(f"*-{label}.png"))
         if not found:
             print(f"no screenshot {label!r} in {folder}")
             continue
         img = Image.open(found[-1]).convert("RGB")
-        img = img.crop(crop_box(report, with_sequencer, img.size))
+        img = with_sequencer(img, report) if with_seq else sidebar(img, report, 760)
         dest = out / f"addon-{name}.png"
         img.quantize(colors=64).save(dest, optimize=True)
         size = dest.stat().st_size
