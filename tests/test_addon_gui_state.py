@@ -217,13 +217,19 @@ def test_loading_another_file_mid_job_leaves_a_sentence_and_the_frames(server, t
     del scene
 
 
-def test_panel_redraws_only_when_what_it_shows_changed(registered):
+def test_panel_redraws_only_when_what_it_shows_changed(registered, monkeypatch):
     runner = registered
     runner.redraw_if_changed()
     assert runner.redraw_if_changed() is False
     runner.state.last_error = "Reference image '/x.png' cannot be read (no such file): save it as PNG or JPEG."
     assert runner.redraw_if_changed() is True and runner.redraw_if_changed() is False
     assert runner.redraw_if_changed(strips=True) is True
+    # The progress line alone (steps, ETA) waits PROGRESS_REDRAW_S: each sidebar redraw also redraws
+    # the 3D viewport under it (region overlap).
+    monkeypatch.setattr(runner, "_progress_text", lambda: "generating · step 3/20 · 0:12 left")
+    assert runner.redraw_if_changed() is False
+    runner.state.shown_at -= runner.PROGRESS_REDRAW_S
+    assert runner.redraw_if_changed() is True and runner.redraw_if_changed() is False
 
 
 def test_path_fields_take_blend_relative_paths(tmp_path, registered):

@@ -15,6 +15,7 @@ operators wait for the connection instead of polling it.
 from __future__ import annotations
 
 import os
+import time
 
 import bpy
 from bpy.app.handlers import persistent
@@ -22,6 +23,7 @@ from bpy.app.handlers import persistent
 from ..core import jobs
 
 TICK_S = 0.05
+PROGRESS_REDRAW_S = 1.0  # the progress line alone (steps, ETA) redraws the panel at most this often
 CLOSE_WAIT_S = 0.2   # how long an ending waits for the network worker before letting it finish alone
 block_in_background = True  # background mode (no window): operators wait for the server's answer
 
@@ -36,7 +38,9 @@ class _State:
     server_info: dict | None = None
     server_status = "not connected"
     server_process = None   # Popen of a local server we started
-    shown: tuple = ()       # what the panel showed at the last redraw
+    shown: tuple = ()       # panel_key() at the last redraw
+    shown_text = ""         # the progress line at the last redraw
+    shown_at = 0.0          # when (time.monotonic())
     timings: dict = {}      # seconds the main thread spent in each step of the last Animate (for make test-gui)
 
 
@@ -53,18 +57,24 @@ def busy() -> bool:
 
 
 def panel_key() -> tuple:
-    """Everything the panel draws from this module: a redraw is due only when it changes."""
+    """What the panel draws from this module, without the progress line: a change here redraws at once."""
     session = state.session
-    progress = session.job.progress.text() if session is not None else ""
+    job = (session.job.progress.stage, session.job.progress.received) if session is not None else ()
     connecting = state.connecting.purpose if state.connecting is not None else ""
-    return (progress, connecting, state.last_error, state.last_result, state.take_dir, tuple(state.notes),
+    return (job, connecting, state.last_error, state.last_result, state.take_dir, tuple(state.notes),
             state.server_status)
+
+
+def _progress_text() -> str:
+    session = state.session
+    return session.job.progress.text() if session is not None else ""
 
 
 def _redraw(strips: bool = False) -> None:
     """Tag the Inhabit sidebars, and the Sequencer's strip area when a strip grew; nothing else
-    (a whole-window redraw costs 0.5-1.2 s under software OpenGL)."""
-    state.shown = panel_key()
+    (a whole-window redraw costs 0.5-1.2 s under software OpenGL; with region overlap, Blender's
+    default, a sidebar redraw also redraws the 3D viewport under it)."""
+    state.shown, state.shown_text, state.shown_at = panel_key(), _progress_text(), time.monotonic()
     wm = getattr(bpy.context, "window_manager", None)
     for window in (wm.windows if wm else ()):
         for area in window.screen.areas:
@@ -77,10 +87,13 @@ def _redraw(strips: bool = False) -> None:
 
 
 def redraw_if_changed(strips: bool = False) -> bool:
-    if strips or panel_key() != state.shown:
+    """Redraw when a frame came back or the stage, a message or the status changed; the progress line
+    alone (step, ETA) refreshes at most every PROGRESS_REDRAW_S."""
+    due = strips or panel_key() != state.shown or (
+        _progress_text() != state.shown_text and time.monotonic() - state.shown_at >= PROGRESS_REDRAW_S)
+    if due:
         _redraw(strips)
-        return True
-    return False
+    return due
 
 
 def clear_messages() -> None:
