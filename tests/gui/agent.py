@@ -465,6 +465,8 @@ def _run_job(name, *, expect_frames):
     H.measure("longest_tick_s", round(max(ticks, default=0.0), 3))
     H.current["gaps"] = PROBE.gaps(t0, t1)
     H.current["phases"] = phases
+    # The add-on's own account of its main-thread steps in Animate (operator, then opening the session).
+    H.current["animate_timings"] = {k: round(v, 3) for k, v in dict(getattr(state(), "timings", {})).items()}
     H.check("job ends with a result", bool(state().last_result) and not state().last_error,
             f"result {state().last_result!r} error {state().last_error!r}")
     take = state().take_dir
