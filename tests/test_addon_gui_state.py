@@ -262,3 +262,17 @@ def test_saved_files_open_on_a_sequencer_that_shows_the_result():
     compat.show_in_every_sequencer(scene)
     for ws in bpy.data.workspaces:
         assert getattr(ws, "sequencer_scene", scene) == scene, ws.name
+
+
+def test_the_reference_is_read_once_while_the_file_stays_the_same(tmp_path, monkeypatch):
+    from blender_addon.scene import passes
+    loads = []
+    load = passes._load_image_rgba
+    monkeypatch.setattr(passes, "_load_image_rgba", lambda p: loads.append(p) or load(p))
+    path = str(tmp_path / "ref.png")
+    png.write_png_atomic(path, np.full((8, 6, 3), 100, np.uint8))
+    first = passes.read_image_rgba(path)
+    again = passes.read_image_rgba(path)
+    assert np.array_equal(first, again) and len(loads) == 1  # no datablock added and removed again
+    png.write_png_atomic(path, np.full((8, 7, 3), 50, np.uint8))  # another picture, another size
+    assert passes.read_image_rgba(path).shape == (8, 7, 4) and len(loads) == 2

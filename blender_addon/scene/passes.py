@@ -40,12 +40,33 @@ def read_png_rgb(path: str) -> np.ndarray:
     return np.ascontiguousarray(read_image_rgba(path)[..., :3])
 
 
+_last_read: dict = {}  # (path, mtime_ns, size) -> pixels of the last image read
+
+
 def read_image_rgba(path: str) -> np.ndarray:
     """Any image Blender can read -> uint8 [H, W, 4] (for the reference image).
 
     Colour-managed float images are not converted: the reference is expected
-    to be an 8-bit sRGB picture of the character.
+    to be an 8-bit sRGB picture of the character. The last file read is kept
+    (by path, modification time and size): loading an image adds and removes a
+    datablock, which in a window redraws editors and rebuilds the depsgraph, and
+    every Animate reads the same reference.
     """
+    try:
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _last_read:
+        return _last_read[key].copy()
+    pixels = _load_image_rgba(path)
+    _last_read.clear()
+    if key is not None:
+        _last_read[key] = pixels.copy()
+    return pixels
+
+
+def _load_image_rgba(path: str) -> np.ndarray:
     img = bpy.data.images.load(path, check_existing=False)
     try:
         w, h = img.size
