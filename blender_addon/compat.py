@@ -79,6 +79,12 @@ def strips_all(sequence_editor):
     return sequence_editor.strips_all if hasattr(sequence_editor, "strips_all") else sequence_editor.sequences_all
 
 
+def strip_end_attr(strip) -> str:
+    """The strip's end frame (exclusive): ``right_handle`` from 5.1 on (``frame_final_end`` is
+    deprecated there, to go in 6.0), ``frame_final_end`` before."""
+    return "right_handle" if hasattr(strip, "right_handle") else "frame_final_end"
+
+
 def sequencer_scene(context):
     """The scene the Sequencer editor shows: 5.x shows the workspace's ``sequencer_scene``
     (None in a new file: the editor is then empty with a "New" button); 4.x shows context.scene."""
