@@ -26,14 +26,14 @@ def sidebar(img: Image.Image, report: dict, height: int) -> Image.Image:
 
 
 def with_sequencer(img: Image.Image, report: dict) -> Image.Image:
-    """The panel's top (status, result) beside the Sequencer editor's strip area, at one height."""
-    left = sidebar(img, report, 520)
+    """The panel's top (status, result) above the Sequencer editor's first channels, where the strip is."""
+    top = sidebar(img, report, 330)
     x, y, w, h = report["scenarios"][0]["measures"]["sequencer"]
-    right = img.crop((x, y, x + w, y + h))
-    right = right.resize((max(1, right.size[0] * left.size[1] // right.size[1]), left.size[1]))
-    both = Image.new("RGB", (left.size[0] + 8 + right.size[0], left.size[1]), (24, 24, 24))
-    both.paste(left, (0, 0))
-    both.paste(right, (left.size[0] + 8, 0))
+    strip = img.crop((x, y + h - 190, x + w, y + h))
+    strip = strip.resize((top.size[0], strip.size[1] * top.size[0] // strip.size[0]))
+    both = Image.new("RGB", (top.size[0], top.size[1] + 6 + strip.size[1]), (24, 24, 24))
+    both.paste(top, (0, 0))
+    both.paste(strip, (0, top.size[1] + 6))
     return both
 
 
