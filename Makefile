@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck demo venv clean addon bench test-blender-5.0 gpu-bench-bundle
+.PHONY: test lint typecheck demo venv clean addon bench test-blender-5.0 gpu-bench-bundle fuzz
 
 venv: $(STAMP)
 
@@ -28,6 +28,14 @@ lint: $(STAMP)
 # mypy over the bpy-free layers (files listed in pyproject.toml); part of `make test`.
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+# The long fuzz run: hostile messages against a real server for FUZZ_SECONDS (`make test`
+# runs a bounded, fixed-seed part of the same suite); its summary goes to build/fuzz-report.json.
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	mkdir -p build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_REPORT=build/fuzz-report.json $(PY) -m pytest -q -s -p no:cacheprovider \
+		tests/test_fuzz_server.py
 
 demo: $(STAMP)
 	$(VENV)/bin/inhabit demo --out demo_out

@@ -30,6 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from backend.server.engines.base import Engine  # noqa: E402
+from blender_addon.core import conventions  # noqa: E402
 from blender_addon.core import protocol as P  # noqa: E402
 from results_file import write_section  # noqa: E402
 
@@ -65,7 +66,7 @@ def conditioning(size: int) -> dict:
         "character_mask": (rng.random((size, size)) > 0.7).astype(np.uint8) * 255,
         "character_depth": rng.random((size, size), dtype=np.float32) * 10,
         "scene_depth": rng.random((size, size), dtype=np.float32) * 10,
-        "keypoints": rng.random((P.NUM_KEYPOINTS, 4), dtype=np.float32),
+        "keypoints": rng.random((conventions.NUM_KEYPOINTS, 4), dtype=np.float32),
         "object_labels": np.zeros((size, size), np.uint8),
     }
 
@@ -132,8 +133,8 @@ def floor_server(address: str) -> None:
             spec = P.JobSpec.from_header(hdr)
             job = f"floor-{len(jobs)}"
             jobs[job] = [spec, 0]
-            reply = [P.header(P.ACCEPTED, job=job, request=hdr["request"], credit=min(8, spec.frames),
-                              window=8, queue_position=0, streaming=True)]
+            reply = [P.Accepted(job=job, request=hdr["request"], credit=min(8, spec.frames),
+                                window=8, queue_position=0, streaming=True)]
         elif kind == P.FRAME:
             spec, done = jobs[hdr["job"]]
             P.check_frame_inputs(arrays, height=spec.height, width=spec.width, job=hdr["job"])
@@ -142,16 +143,16 @@ def floor_server(address: str) -> None:
                 rgba[..., :3] = arrays["environment"]
                 rgba[..., 3] = 255
             index = hdr["index"]
-            send_parts(sock, [who, *P.encode(P.header(P.RESULT, job=hdr["job"], index=index,
+            send_parts(sock, [who, *P.encode(P.Result(job=hdr["job"], index=index,
                                                       credit=min(spec.frames, index + 9)),
                                              {P.RESULT_RGBA: rgba, P.RESULT_MATTE: arrays["character_mask"]})])
             jobs[hdr["job"]][1] = done + 1
             if done + 1 == spec.frames:
-                reply = [P.header(P.DONE, job=hdr["job"], frames=spec.frames)]
+                reply = [P.Done(job=hdr["job"], frames=spec.frames, seconds=0.0)]
         elif kind == P.HELLO:
             reply = [P.header(P.INFO, protocol_version=P.PROTOCOL_VERSION)]
         elif kind == P.PING:
-            reply = [P.header(P.PONG, t=hdr.get("t"))]
+            reply = [P.Pong(t=hdr.get("t"))]
         for r in reply:
             send_parts(sock, [who, *P.encode(r)])
 

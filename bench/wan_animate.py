@@ -62,7 +62,7 @@ def synthetic_frame(i: int, size: int):
     """A figure walking across a gradient room (cheap to make per frame)."""
     import numpy as np
 
-    from blender_addon.core.protocol import NO_SURFACE_DEPTH
+    from blender_addon.core.conventions import NO_SURFACE_DEPTH
     yy, xx = np.mgrid[0:size, 0:size]
     env = np.stack([xx * 255 // (size - 1), yy * 255 // (size - 1), np.full_like(xx, 96)], -1).astype(np.uint8)
     cx = int(size * 0.3 + (i % 24) * size * 0.4 / 24)

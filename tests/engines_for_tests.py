@@ -15,6 +15,7 @@ from backend.server.engines.base import Engine, EngineInputError
 from blender_addon.core.protocol import ParamSpec
 
 TINT = np.array([255, 0, 255], np.float32)  # magenta: unmistakable in a test image
+TINTS = {"magenta": TINT, "green": np.array([0, 255, 0], np.float32)}
 
 
 class EchoEngine(Engine):
@@ -27,6 +28,9 @@ class EchoEngine(Engine):
         ParamSpec("delay", "float", 0.0, 0.0, 30.0, doc="seconds to sleep per frame (in 10 ms steps)"),
         ParamSpec("fail_at", "int", -1, -1, 100000, doc="raise RuntimeError at this frame (-1: never)"),
     )
+    # A server-side option, as a memory tier is for a real engine: set by
+    # `inhabit serve --engine-option tint=green`, read as self.options["tint"].
+    server_options = (ParamSpec("tint", "choice", "magenta", choices=tuple(TINTS), doc="colour of the tint"),)
     input_window = 4
     streaming = True
 
@@ -50,7 +54,7 @@ class EchoEngine(Engine):
             env = inputs["environment"].astype(np.float32)
             mask = inputs["character_mask"]
             alpha = (mask.astype(np.float32) / 255.0)[..., None]
-            rgb = env * (1 - 0.5 * alpha) + TINT * 0.5 * alpha
+            rgb = env * (1 - 0.5 * alpha) + TINTS[self.options["tint"]] * 0.5 * alpha
             rgba = np.empty((job.height, job.width, 4), np.uint8)
             rgba[..., :3] = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
             rgba[..., 3] = 255
@@ -114,3 +118,21 @@ class WindowEchoEngine(EchoEngine):
               ParamSpec("window", "int", 4, 1, 64, doc="frames per window"),
               ParamSpec("overlap", "int", 1, 0, 63, doc="frames carried into the next window"))
     restart_window = ("window", "overlap")
+
+    def validate(self, job) -> None:
+        super().validate(job)
+        if job.params["overlap"] >= job.params["window"]:   # a job-level check only the engine knows
+            raise EngineInputError(f"params.overlap ({job.params['overlap']}) must be smaller than params.window "
+                                   f"({job.params['window']})", field="params.overlap")
+
+
+class BuggyEngine(EchoEngine):
+    """Echo whose submit check has a bug when ``fail_at`` is 0: it raises a plain
+    KeyError where EngineInputError belongs. The server must answer that one
+    SUBMIT ``internal_error``, log it, and go on serving."""
+    name = "buggy"
+
+    def validate(self, job) -> None:
+        if job.params["fail_at"] == 0:
+            raise KeyError("a bug in the engine's own check")
+        super().validate(job)

@@ -92,7 +92,7 @@ def test_engine_validates_job_and_names_bad_frames(engine):
     ref, frames = job_frames(2, with_objects=False)
     with pytest.raises(EngineInputError) as e:
         engine.validate(make_job(2, None))
-    assert e.value.field == "reference"
+    assert e.value.field == "submit.reference"
     with pytest.raises(EngineInputError) as e:
         engine.validate(make_job(2, ref, context_frames=4, overlap=4))
     assert e.value.field == "params.overlap"
@@ -133,10 +133,10 @@ def test_served_over_zeromq_end_to_end(tiny_dir):
 
 
 def test_serve_refuses_aa2_without_weights_before_listening():
-    # Asked for by name without weights: one sentence and exit 1, instead of a
+    # Asked for by name without weights: one sentence and exit 2, instead of a
     # server that accepts jobs which can only fail.
     proc = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--engine", "aa2",
                            "--bind", "tcp://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "needs weights" in proc.stderr and "--weights DIR" in proc.stderr
     assert "listening" not in proc.stderr

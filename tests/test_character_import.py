@@ -11,7 +11,7 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_addon.core import protocol
+from blender_addon.core import conventions, protocol
 from blender_addon.core.settings import SetupError, ShotSettings
 from blender_addon.scene import keypoints as kp_mod
 from blender_addon.scene.export import ShotExporter, check_scene
@@ -88,7 +88,7 @@ def test_bcn_maps_by_name_with_face_bones_and_three_meshes():
     assert find_character_armature(scene) == arm
     assert sorted(o.name for o in driven_objects(scene, arm)) == ["Head.001", "Legs.001", "Torso.001"]
     m = map_armature(arm)
-    body = [k for k in protocol.KEYPOINT_NAMES if k not in ("nose", "left_ear", "right_ear")]
+    body = [k for k in conventions.KEYPOINT_NAMES if k not in ("nose", "left_ear", "right_ear")]
     assert all(m.joints[k] is not None and m.joints[k].how == "convention" for k in body), m.describe()
     assert m.joints["left_eye"].bone == "B_Eye_Left" and m.joints["left_elbow"].bone == "B_ForeArm_Left"
     assert m.notes == []
@@ -118,19 +118,19 @@ def test_bcn_frame_export_has_hands_and_a_face_box_around_the_face(tmp_path):
     protocol.check_frame_inputs(arrays, height=64, width=64)
     kps, hands, box = arrays["keypoints"], arrays["hand_keypoints"], arrays["face_box"]
     assert (kps[:, 3] > 0).all()                                    # every keypoint in view
-    left, right = protocol.KEYPOINT_NAMES.index("left_shoulder"), protocol.KEYPOINT_NAMES.index("right_shoulder")
+    left, right = conventions.KEYPOINT_NAMES.index("left_shoulder"), conventions.KEYPOINT_NAMES.index("right_shoulder")
     assert kps[left, 0] > kps[right, 0]                             # facing the camera: left is image-right
-    assert np.allclose(hands[0, :2], kps[protocol.KEYPOINT_NAMES.index("left_wrist"), :2])
+    assert np.allclose(hands[0, :2], kps[conventions.KEYPOINT_NAMES.index("left_wrist"), :2])
     assert (hands[:, 3] > 0).sum() >= 10
     toes = arrays["toe_keypoints"]
     assert (toes[:, 3] > 0).all() and toes[0, 0] > toes[1, 0]          # both feet, left on the image's right
     for i, side in enumerate(("left", "right")):
-        ankle = kps[protocol.KEYPOINT_NAMES.index(f"{side}_ankle")]
+        ankle = kps[conventions.KEYPOINT_NAMES.index(f"{side}_ankle")]
         assert toes[i, 1] >= ankle[1] - 1 and toes[i, 2] < ankle[2]   # at or below the ankle, nearer the camera
     x0, y0, x1, y1, vis = box
-    assert vis == protocol.VIS_VISIBLE and x1 > x0 and y1 > y0
+    assert vis == conventions.VIS_VISIBLE and x1 > x0 and y1 > y0
     for name in ("nose", "left_eye", "right_eye"):
-        x, y = kps[protocol.KEYPOINT_NAMES.index(name), :2]
+        x, y = kps[conventions.KEYPOINT_NAMES.index(name), :2]
         assert x0 <= x <= x1 and y0 <= y <= y1, name
     assert (arrays["character_mask"] > 0).sum() > 40
 
@@ -192,7 +192,7 @@ def test_any_units_and_armature_transforms_project_the_same(bone_scale, obj_scal
         other.rotation_euler = (math.pi / 2, 0, 0)   # the FBX/glTF layout: Y-up bones, object turned
     bpy.context.view_layer.update()
     got = kp_mod.project_keypoints(scene, scene.camera, other, map_armature(other), 64, 64, None)
-    body = [protocol.KEYPOINT_NAMES.index(k) for k in rb.EXPECTED]
+    body = [conventions.KEYPOINT_NAMES.index(k) for k in rb.EXPECTED]
     assert np.abs(got[body, :3] - want[body, :3]).max() < 0.05
 
 
@@ -337,7 +337,7 @@ def test_a_generated_rigify_rig_maps_its_def_and_org_bones_and_follows_its_contr
     m_noise = rig_map.map_rig([rig_map.Bone(noise[b.name], noise.get(b.parent), b.head, b.tail, b.deform)
                                for b in bones])
     assert m_noise.convention == "structure"
-    for k in list(rb.EXPECTED) + list(protocol.HAND_KEYPOINT_NAMES):
+    for k in list(rb.EXPECTED) + list(conventions.HAND_KEYPOINT_NAMES):
         assert np.linalg.norm(np.subtract(m_noise.joints[k].point, m_rig.joints[k].point)) < 1e-3, k
     # The DEF bones follow the controls: swing the FK upper arm and move the IK hand.
     posed = PosedRig(rig, m_rig)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from blender_addon.core.protocol import NO_SURFACE_DEPTH, NUM_KEYPOINTS
+from blender_addon.core.conventions import NO_SURFACE_DEPTH, NUM_KEYPOINTS
 from models.aa2 import conditioning as C
 
 

@@ -12,7 +12,7 @@ from backend.blender.clips.random_scene import build_clip_scene
 from backend.blender.clips.render_clip import render_clip
 from backend.training.data import layout
 from backend.training.data.motions import list_motions
-from blender_addon.core import protocol
+from blender_addon.core import conventions
 from blender_addon.scene import keypoints as kp_mod
 from blender_addon.scene.rig import PosedRig
 from tests.blender_scene import raycast_silhouette
@@ -53,15 +53,15 @@ def test_saved_labels_match_ray_casting(tmp_path, SEED, motion):
         # Keypoints: the armature's joints through world_to_camera_view, visibility from the scene depth.
         kp = clip["keypoints"][i]
         posed = PosedRig(c["armature"], kp_mod.resolve_for(c["armature"]))
-        pos = dict(zip(protocol.KEYPOINT_NAMES, posed.points(protocol.KEYPOINT_NAMES)))
-        for k, name in enumerate(protocol.KEYPOINT_NAMES):
-            if pos.get(name) is None or kp[k, 3] == protocol.VIS_ABSENT:
+        pos = dict(zip(conventions.KEYPOINT_NAMES, posed.points(conventions.KEYPOINT_NAMES)))
+        for k, name in enumerate(conventions.KEYPOINT_NAMES):
+            if pos.get(name) is None or kp[k, 3] == conventions.VIS_ABSENT:
                 continue
             v = world_to_camera_view(scene, scene.camera, pos[name])
             assert abs(kp[k, 0] - v.x * SIZE) < 1e-3 and abs(kp[k, 1] - (1 - v.y) * SIZE) < 1e-3
             margin = kp_mod.OCCLUSION_MARGIN_M + kp_mod.OCCLUSION_MARGIN_REL * kp[k, 2]
             hidden = clip["scene_depth"][i][int(kp[k, 1]), int(kp[k, 0])] < kp[k, 2] - margin
-            assert (kp[k, 3] == protocol.VIS_OCCLUDED) == hidden, name
+            assert (kp[k, 3] == conventions.VIS_OCCLUDED) == hidden, name
     assert clip["gt"].shape == (FRAMES, SIZE, SIZE, 3) and clip["environment"].dtype == np.uint8
     # Outside the character (and its shadow's reach is small), ground truth and environment agree closely.
     far = ~np.any(clip["character_mask"] > 0, axis=0)

@@ -171,7 +171,7 @@ BODY = [n for n in ("neck", "right_shoulder", "right_elbow", "right_wrist", "lef
 @pytest.mark.parametrize("extra", [[], ["--motion", str(ROOT / "tests" / "assets" / "cmu_01_01_start.bvh")]],
                          ids=["own_action", "cmu_bvh"])
 def test_demo_with_a_real_character_beats_the_baseline(tmp_path, extra):
-    from blender_addon.core import protocol
+    from blender_addon.core import conventions
     out = tmp_path / "out"
     proc = _run(["demo", "--out", str(out), "--frames", "6", "--size", "128", "--character", str(BCN), *extra])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -180,7 +180,7 @@ def test_demo_with_a_real_character_beats_the_baseline(tmp_path, extra):
     assert metrics["engine"]["ssim"] > metrics["baseline"]["ssim"]
     assert metrics["engine"]["psnr"] > metrics["baseline"]["psnr"]
     # The reference: every keypoint on the character, left on the image's right (it faces the camera).
-    names = protocol.KEYPOINT_NAMES
+    names = conventions.KEYPOINT_NAMES
     ref = cv2.imread(str(out / "reference.png"), cv2.IMREAD_UNCHANGED)
     kps = np.asarray(json.loads((out / "reference_keypoints.json").read_text()), np.float32)
     assert (kps[:, 3] == 1).all()

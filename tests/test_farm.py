@@ -154,7 +154,7 @@ def test_loopback_is_decided_on_the_resolved_address():
     with pytest.raises(SecurityError, match="not an address"):
         is_local("tcp://127.0.0.1")
     out = _cli("serve", "--bind", f"tcp://127.attacker.example:{serverproc.free_port()}", "--engine", ECHO)
-    assert out.returncode == 1 and "only loopback is allowed without CurveZMQ" in out.stderr
+    assert out.returncode == 2 and "only loopback is allowed without CurveZMQ" in out.stderr
 
 
 # -- signals and faults -----------------------------------------------------------------------
@@ -299,6 +299,20 @@ def test_bad_input_exits_2_before_a_take_is_made(shot, tmp_path):
         res = _cli(*render_args(shot, tmp_path / "b", "--engine", "preview", "--server", srv.address))
     assert res.returncode == 2 and "needs the reference image's keypoints" in res.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_a_job_the_engine_refuses_is_bad_input_with_no_take(shot, tmp_path):
+    # The engine's own job check (validate, run at SUBMIT) is reported as bad input: exit 2,
+    # its sentence, and no take folder named or left behind (as wan-animate's segment_length
+    # <= carried_frames).
+    with start_server((WINDOW_ECHO,)) as srv:
+        res = _cli(*render_args(shot, tmp_path / "out", "--engine", "window_echo", "--server", srv.address,
+                                "--param", "window=2", "--param", "overlap=3"))
+    assert res.returncode == 2, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "params.overlap (3) must be smaller than params.window (2)" in last
+    assert "take_" not in res.stderr and "--resume" not in last
+    assert not os.path.exists(tmp_path / "out" / "Shot") or not os.listdir(tmp_path / "out" / "Shot")
 
 
 def test_engines_declare_where_a_resumed_shot_restarts():

@@ -5,7 +5,7 @@ import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, no
 
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 
-from blender_addon.core import protocol  # noqa: E402
+from blender_addon.core import conventions  # noqa: E402
 from blender_addon.core.settings import SetupError, ShotSettings  # noqa: E402
 from blender_addon.scene import keypoints as kp_mod  # noqa: E402
 from blender_addon.scene.export import ShotExporter, check_scene  # noqa: E402
@@ -13,7 +13,7 @@ from blender_addon.shot import scene_shot  # noqa: E402
 from tests.blender_scene import build_scene  # noqa: E402
 
 SIZE = 64
-NAMES = protocol.KEYPOINT_NAMES
+NAMES = conventions.KEYPOINT_NAMES
 BONE_OF = {"neck": "Neck", "right_shoulder": "RightArm", "right_elbow": "RightForeArm", "right_wrist": "RightHand",
            "left_shoulder": "LeftArm", "left_elbow": "LeftForeArm", "left_wrist": "LeftHand",
            "right_hip": "RightUpLeg", "right_knee": "RightLeg", "right_ankle": "RightFoot",
@@ -56,9 +56,9 @@ def test_occluded_joints_are_flagged(exported):
         kps = arrays["keypoints"]
         vis = dict(zip(NAMES, kps[:, 3]))
         for name in ("right_knee", "left_knee", "right_ankle", "left_ankle"):  # behind the table
-            assert vis[name] == protocol.VIS_OCCLUDED, name
+            assert vis[name] == conventions.VIS_OCCLUDED, name
         for name in ("neck", "right_shoulder", "left_shoulder", "nose", "left_eye"):
-            assert vis[name] == protocol.VIS_VISIBLE, name
+            assert vis[name] == conventions.VIS_VISIBLE, name
 
 
 def test_face_points_are_derived_on_the_head(exported):
@@ -77,7 +77,7 @@ def test_offscreen_joints_are_absent():
     scene.frame_set(1)
     mapping = kp_mod.resolve_for(arm)
     kps = kp_mod.project_keypoints(scene, scene.camera, arm, mapping, SIZE, SIZE, None)
-    assert (kps[:, 3] == protocol.VIS_ABSENT).all()
+    assert (kps[:, 3] == conventions.VIS_ABSENT).all()
 
 
 def test_rigify_names_then_meaningless_names_then_too_few_bones():

@@ -4,7 +4,7 @@ import pytest
 
 import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
 
-from blender_addon.core import protocol  # noqa: E402
+from blender_addon.core import conventions, protocol  # noqa: E402
 from blender_addon.core.settings import ShotSettings  # noqa: E402
 from blender_addon.scene.export import ShotExporter  # noqa: E402
 from blender_addon.shot import scene_shot  # noqa: E402
@@ -108,7 +108,7 @@ def test_mask_and_depth_match_the_geometry(shot, index):
     both = mask & truth_mask
     err = np.abs(arrays["character_depth"][both] - truth_depth[both])
     assert err.max() < 0.01, err.max()
-    assert (arrays["character_depth"][~mask] == protocol.NO_SURFACE_DEPTH).all()
+    assert (arrays["character_depth"][~mask] == conventions.NO_SURFACE_DEPTH).all()
     # The body stands at y = 0, so its planar depth is the camera distance minus at most a capsule radius.
     assert abs(np.median(arrays["character_depth"][mask]) - (-CAMERA_Y)) < 0.12
 

@@ -10,7 +10,7 @@ from backend.server.engines.base import EngineInputError
 from models.warp.frame import CompositeOptions, render_frame
 from models.warp.reference import matte_plain_background, prepare_reference
 from models.warp.skinning import ReferenceRig
-from blender_addon.core import protocol
+from blender_addon.core import conventions
 from backend.training.metrics.image import ssim_gray
 from tests.test_preview_figures import K, figure, over, rotate_about
 
@@ -99,7 +99,7 @@ def test_bending_a_knee_does_not_tear(fig):
 def test_nearer_scene_depth_removes_exactly_those_pixels(fig):
     img, kp, rig = fig
     env = env_of()
-    char_depth = np.where(img[..., 3] > 0, 3.0, protocol.NO_SURFACE_DEPTH).astype(np.float32)
+    char_depth = np.where(img[..., 3] > 0, 3.0, conventions.NO_SURFACE_DEPTH).astype(np.float32)
     far = np.full((256, 256), 10.0, np.float32)
     pillar = far.copy()
     pillar[:, 120:150] = 2.0                    # a pillar nearer than the body (z = 3)
@@ -121,7 +121,7 @@ def test_interactive_object_stays_where_the_body_is_not(fig):
     # The true body (Blender's silhouette) is thinner than the reference: only the torso box.
     body = np.zeros((256, 256), bool)
     body[70:150, 100:156] = True
-    char_depth = np.where(body, 3.0, protocol.NO_SURFACE_DEPTH).astype(np.float32)
+    char_depth = np.where(body, 3.0, conventions.NO_SURFACE_DEPTH).astype(np.float32)
     scene = np.full((256, 256), 10.0, np.float32)
     labels = np.zeros((256, 256), np.uint8)
     labels[100:140, 150:180] = 1              # a box at the left hand, behind it in depth
@@ -151,11 +151,11 @@ def test_occluded_and_absent_keypoints_512(fig):
     rig = rig_of(img, kp)
     target = kp.copy()
     target[:, 0] += 30
-    target[K["right_elbow"], 3] = protocol.VIS_OCCLUDED      # behind a pillar: still drives the warp
-    target[K["right_wrist"], 3] = protocol.VIS_OCCLUDED
+    target[K["right_elbow"], 3] = conventions.VIS_OCCLUDED      # behind a pillar: still drives the warp
+    target[K["right_wrist"], 3] = conventions.VIS_OCCLUDED
     target[K["right_ear"]] = 0.0                              # unmapped: falls back to the head
     target[K["left_ear"]] = 0.0
-    target[K["left_wrist"], 3] = protocol.VIS_ABSENT          # inside the frame, untrusted
+    target[K["left_wrist"], 3] = conventions.VIS_ABSENT          # inside the frame, untrusted
     env = env_of(512, 512)
     rgba, matte = render_frame(rig, {"environment": env, "keypoints": target}, CompositeOptions())
     ys, xs = np.nonzero(matte > 127)
@@ -168,7 +168,7 @@ def test_character_entering_from_off_frame(fig):
     target = kp.copy()
     target[:, 0] -= 120                                       # mostly left of the frame
     off = target[:, 0] < 0
-    target[off, 3] = protocol.VIS_ABSENT                      # as the add-on marks off-frame joints
+    target[off, 3] = conventions.VIS_ABSENT                      # as the add-on marks off-frame joints
     _, matte = render_frame(rig, {"environment": env_of(), "keypoints": target}, SHARP)
     # Joints off the frame still carry their projected position: the visible
     # part of the body is exactly the reference moved 120 px left.
@@ -358,7 +358,7 @@ def test_random_keypoints_give_a_frame_or_a_named_error():
         inputs = {"environment": env_of(h, w), "keypoints": t}
         if it % 3 == 0:
             inputs["scene_depth"] = rng.uniform(1, 6, (h, w)).astype(np.float32)
-            inputs["character_depth"] = np.where(rng.random((h, w)) < 0.3, 3.0, protocol.NO_SURFACE_DEPTH
+            inputs["character_depth"] = np.where(rng.random((h, w)) < 0.3, 3.0, conventions.NO_SURFACE_DEPTH
                                                  ).astype(np.float32)
         if it % 4 == 0:
             inputs["character_mask"] = (rng.random((h, w)) < 0.5).astype(np.uint8) * 255

@@ -4,9 +4,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from blender_addon.core import protocol
+from blender_addon.core import conventions
 
-K = {n: i for i, n in enumerate(protocol.KEYPOINT_NAMES)}
+K = {n: i for i, n in enumerate(conventions.KEYPOINT_NAMES)}
 
 # A standing figure in a 256x256 reference, arms slightly out.
 POSE_256 = dict(
@@ -21,13 +21,13 @@ POSE_256 = dict(
 def figure(size: int = 256, *, depth: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 RGBA [size, size, 4] textured stick figure, float32 [18, 4] keypoints)."""
     f = size / 256.0
-    kp = np.zeros((protocol.NUM_KEYPOINTS, 4), np.float32)
+    kp = np.zeros((conventions.NUM_KEYPOINTS, 4), np.float32)
     for name, (x, y) in POSE_256.items():
-        kp[K[name]] = (x * f, y * f, depth, protocol.VIS_VISIBLE)
+        kp[K[name]] = (x * f, y * f, depth, conventions.VIS_VISIBLE)
     img = np.zeros((size, size, 4), np.uint8)
     rng = np.random.default_rng(0)
     th = max(3, int(round(12 * f)))
-    for a, b in protocol.KEYPOINT_LIMBS:
+    for a, b in conventions.KEYPOINT_LIMBS:
         colour = tuple(int(v) for v in rng.integers(60, 255, 3)) + (255,)
         cv2.line(img, tuple(int(v) for v in kp[a, :2]), tuple(int(v) for v in kp[b, :2]), colour, th)
     quad = kp[[K["right_shoulder"], K["left_shoulder"], K["left_hip"], K["right_hip"]], :2]

@@ -6,7 +6,7 @@ import pytest
 
 import bpy  # noqa: E402  (a required test dependency: missing bpy must fail, not skip)
 
-from blender_addon.core import bmp, protocol, zbuffer  # noqa: E402
+from blender_addon.core import bmp, conventions, zbuffer  # noqa: E402
 from blender_addon.core.settings import ShotSettings  # noqa: E402
 from blender_addon.scene.export import ShotExporter  # noqa: E402
 from blender_addon.shot import scene_shot  # noqa: E402
@@ -74,7 +74,7 @@ def _assert_same_passes(new, old):
         assert iou >= 0.99, iou
         both = ma & mb
         assert np.abs(a["character_depth"][both] - b["character_depth"][both]).max() <= 1e-3
-        assert (a["character_depth"][~ma] == protocol.NO_SURFACE_DEPTH).all()
+        assert (a["character_depth"][~ma] == conventions.NO_SURFACE_DEPTH).all()
 
 
 def _test_scene(tmp_path, frames):

@@ -3,7 +3,7 @@ scrambled names (structure), under scale and axis changes (bpy-free)."""
 import numpy as np
 import pytest
 
-from blender_addon.core import protocol, rig_map, rig_names
+from blender_addon.core import conventions, protocol, rig_map, rig_names
 from tests import rig_builder as rb
 
 TOL = 1e-3
@@ -124,13 +124,12 @@ def test_name_parsing_across_conventions():
 
 
 def test_protocol_layouts_for_hands_and_face_box():
-    assert protocol.NUM_HAND_KEYPOINTS == 42 and protocol.HAND_KEYPOINT_NAMES[0] == "left_hand_wrist"
-    assert protocol.HAND_KEYPOINT_NAMES[21] == "right_hand_wrist"
-    assert protocol.HAND_KEYPOINT_NAMES[8] == "left_hand_index_tip"
+    assert conventions.NUM_HAND_KEYPOINTS == 42 and conventions.HAND_KEYPOINT_NAMES[0] == "left_hand_wrist"
+    assert conventions.HAND_KEYPOINT_NAMES[21] == "right_hand_wrist"
+    assert conventions.HAND_KEYPOINT_NAMES[8] == "left_hand_index_tip"
     assert protocol.FRAME_INPUTS["hand_keypoints"].concrete_shape(64, 64) == (42, 4)
     assert protocol.FRAME_INPUTS["face_box"].concrete_shape(64, 64) == (5,)
     assert protocol.FRAME_INPUTS["toe_keypoints"].concrete_shape(64, 64) == (2, 4)
-    assert set(protocol.OPTIONAL_FRAME_INPUTS) <= set(protocol.FRAME_INPUTS)
     # Old clients that send neither still pass the frame check.
     protocol.check_frame_inputs({"keypoints": np.zeros((18, 4), np.float32)}, height=64, width=64)
 

@@ -361,7 +361,7 @@ sys.path.insert(0, {root!r})
 from blender_addon.core import protocol as P
 from blender_addon.core.client import Client
 cl = Client({address!r})
-job = cl.submit(P.JobSpec("echo", 16, 16, 50, params={{"delay": 0.2}}), np.zeros((16, 16, 3), np.uint8))
+job = cl.submit(P.JobSpec("echo", 16, 16, 50, params={{"delay": 0.2}}), np.full((16, 16, 3), 60, np.uint8))
 while job.job_id is None:
     cl.poll(0.05)
 env = {{"environment": np.zeros((16, 16, 3), np.uint8), "character_mask": np.zeros((16, 16), np.uint8)}}
@@ -428,7 +428,7 @@ _cli = inhabit
 def test_non_loopback_bind_needs_curve_keys():
     port = serverproc.free_port()
     out = _cli("serve", "--bind", f"tcp://0.0.0.0:{port}", "--engine", ENGINES[0])
-    assert out.returncode == 1
+    assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "loopback" in lines[0] and "--curve-secret-key" in lines[0]
 
@@ -476,7 +476,7 @@ def test_info_cli_prints_json_and_fails_cleanly(server):
     assert info["torch_imported"] is False
     dead = f"tcp://127.0.0.1:{serverproc.free_port()}"
     out = _cli("info", "--server", dead, "--timeout", "0.5")
-    assert out.returncode == 1 and out.stdout == ""
+    assert out.returncode == 2 and out.stdout == ""
     assert len(out.stderr.strip().splitlines()) == 1 and "inhabit serve" in out.stderr
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from backend.server.engines import registry
 from backend.server.engines.base import EngineInputError, JobCancelled, AdmittedJob
 from backend.server.engines.wan_animate import WanAnimateEngine
-from blender_addon.core import protocol
+from blender_addon.core import conventions, protocol
 from models.wan import inputs as I
 from models.wan import pose as P
 from models.wan.segments import plan_segments
@@ -168,7 +167,7 @@ def shot(n, *, empty=()):
         else:
             kp[:, 3] = 0
         frames.append({"environment": inp["environment"][i], "character_mask": mask, "keypoints": kp,
-                       "character_depth": np.where(mask > 0, 3.0, protocol.NO_SURFACE_DEPTH).astype(np.float32),
+                       "character_depth": np.where(mask > 0, 3.0, conventions.NO_SURFACE_DEPTH).astype(np.float32),
                        "scene_depth": inp["scene_depth"][i]})
     return inp["reference"], frames
 
@@ -286,14 +285,34 @@ def cv2_nearest(a, w, h):
     ({"resolution": "wide"}, "params.resolution"),
     ({"segment_length": 6}, "params.segment_length"),
     ({"carried_frames": 3}, "params.carried_frames"),
+    ({"segment_length": 1, "carried_frames": 1}, "params.segment_length"),
     ({"lora": "/nonexistent/lora.safetensors"}, "params.lora"),
-    ({"face": "reference"}, "reference_keypoints"),
+    ({"resolution": "4096x2048"}, "params.resolution"),
+    ({"resolution": "9" * 5000 + "x16"}, "params.resolution"),
+    ({"face": "reference"}, "submit.reference_keypoints"),
 ])
 def test_bad_params_name_the_field(engine, params, field):
     ref, _ = shot(2)
     with pytest.raises(EngineInputError) as e:
         engine.validate(make_job(2, ref, **params))
     assert e.value.field == field and str(e.value).count("\n") == 0
+
+
+def test_lora_is_only_a_file_the_server_offers(engine, tmp_path, monkeypatch):
+    # A job names a LoRA of the server's folder, never a path: whether /etc/passwd
+    # exists or not, the answer is the same sentence.
+    ref, _ = shot(2)
+    (tmp_path / "relight.safetensors").write_bytes(b"")
+    for folder, name, words in (("", "relight.safetensors", "offers no LoRA"),
+                                (str(tmp_path), "/etc/passwd", "one of this server's LoRAs (relight.safetensors)"),
+                                (str(tmp_path), "/no/such/file.safetensors", "one of this server's LoRAs"),
+                                (str(tmp_path), "../relight.safetensors", "one of this server's LoRAs")):
+        monkeypatch.setitem(engine.options, "lora_dir", folder)
+        with pytest.raises(EngineInputError, match="params.lora") as e:
+            engine.validate(make_job(2, ref, lora=name))
+        assert words in str(e.value) and e.value.field == "params.lora"
+    monkeypatch.setitem(engine.options, "lora_dir", str(tmp_path))
+    engine.validate(make_job(2, ref, lora="relight.safetensors"))
 
 
 def test_shot_not_divisible_by_16_is_refused_with_a_fix(engine):
@@ -318,21 +337,22 @@ def test_missing_frame_input_is_refused_by_the_server_from_the_declaration():
     assert e.value.code == protocol.E_MISSING_INPUT and e.value.field == "frame.keypoints"
 
 
-def test_lora_that_does_not_fit_is_refused_before_generation(engine, tmp_path):
+def test_lora_that_does_not_fit_is_refused_before_generation(engine, tmp_path, monkeypatch):
     import torch
     from safetensors.torch import save_file
     bad = tmp_path / "other_model_lora.safetensors"
     save_file({"transformer.blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 7),
                "transformer.blocks.0.attn1.to_q.lora_B.weight": torch.zeros(24, 4)}, str(bad))
     ref, frames = shot(2)
-    ctx = RecordingContext(make_job(2, ref, lora=str(bad)), frames)
+    monkeypatch.setitem(engine.options, "lora_dir", str(tmp_path))
+    ctx = RecordingContext(make_job(2, ref, lora=bad.name), frames)
     engine.validate(ctx.job)
     with pytest.raises(EngineInputError, match="does not fit") as e:
         engine.run(ctx)
     assert e.value.field == "params.lora" and ctx.checks == 0 and not ctx.results
 
 
-def test_lora_that_fits_changes_the_frames(engine, tmp_path):
+def test_lora_that_fits_changes_the_frames(engine, tmp_path, monkeypatch):
     import torch
     from safetensors.torch import save_file
     good = tmp_path / "wan_lora.safetensors"
@@ -340,7 +360,8 @@ def test_lora_that_fits_changes_the_frames(engine, tmp_path):
     save_file({"transformer.blocks.0.attn1.to_q.lora_A.weight": torch.randn(4, 24),
                "transformer.blocks.0.attn1.to_q.lora_B.weight": torch.randn(24, 4)}, str(good))
     plain, _ = run_engine(engine, 2, seed=1)
-    lora, _ = run_engine(engine, 2, seed=1, lora=str(good), lora_strength=1.0)
+    monkeypatch.setitem(engine.options, "lora_dir", str(tmp_path))
+    lora, _ = run_engine(engine, 2, seed=1, lora=good.name, lora_strength=1.0)
     off, _ = run_engine(engine, 2, seed=1)
     assert not np.array_equal(plain.results[0][0], lora.results[0][0])
     assert np.array_equal(plain.results[0][0], off.results[0][0])
@@ -387,7 +408,7 @@ def test_serve_refuses_a_bad_weights_folder_before_listening(tiny_dir, tmp_path,
         shutil.rmtree(folder / "transformer")
     proc = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--engine", "wan-animate", "--weights",
                            str(folder), "--bind", "tcp://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and words in proc.stderr and "listening" not in proc.stderr
+    assert proc.returncode == 2 and words in proc.stderr and "listening" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     if kind == "incomplete":
         from models.wan.loading import WeightsFolderError
@@ -464,7 +485,7 @@ def test_reference_face_follows_the_head_into_the_face_video(engine):
 @pytest.mark.parametrize("free_gb, tier", [(139, "full"), (50, "model-offload"), (24, "group-offload"),
                                            (12, "sequential"), (4, "sequential"), (None, "full")])
 def test_memory_tier_from_free_vram(free_gb, tier):
-    from backend.cli.commands.doctor_wan import REAL_INNER_DIM, REAL_OTHER_PARAMS, REAL_TRANSFORMER_PARAMS
+    from backend.server.engines.wan_animate_doctor import REAL_INNER_DIM, REAL_OTHER_PARAMS, REAL_TRANSFORMER_PARAMS
     from models.wan import memory as M
     needs = M.estimate(int(REAL_TRANSFORMER_PARAMS), int(REAL_OTHER_PARAMS), REAL_INNER_DIM, 480, 832, 77)
     assert needs["full"] > needs["model-offload"] > needs["group-offload"] > needs["sequential"]
@@ -477,15 +498,17 @@ def test_memory_tier_from_free_vram(free_gb, tier):
 def test_cached_prompt_needs_no_text_encoder(tiny_dir, tmp_path):
     import shutil
 
-    from models.wan.prompts import DEFAULT_PROMPT, cache_dir, prompt_embeddings
+    from models.wan.prompts import DEFAULT_PROMPT, PromptCache, prompt_embeddings
     copy = tmp_path / "no_text_encoder"
     shutil.copytree(tiny_dir, copy)
-    first = prompt_embeddings(str(copy), DEFAULT_PROMPT)          # embeds once, caches next to the weights
-    assert any(p.suffix == ".safetensors" for p in Path(cache_dir(str(copy))).iterdir())
+    cache = PromptCache(str(copy), str(tmp_path / "cache"))
+    first = prompt_embeddings(str(copy), DEFAULT_PROMPT, cache=cache)    # embeds once, caches in the server's folder
+    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".safetensors"]
+    assert not (copy / ".inhabit_prompt_cache").exists()                # nothing written into the weights
     shutil.rmtree(copy / "text_encoder")
-    again = prompt_embeddings(str(copy), DEFAULT_PROMPT)          # from the cache: no encoder needed
+    again = prompt_embeddings(str(copy), DEFAULT_PROMPT, cache=cache)    # from the cache: no encoder needed
     assert np.array_equal(first.numpy(), again.numpy())
-    e = WanAnimateEngine(device="cpu", weights=str(copy))
+    e = WanAnimateEngine(device="cpu", weights=str(copy), options={"prompt_cache": str(tmp_path / "cache")})
     e.load()
     ref, frames = shot(2)
     ctx = RecordingContext(make_job(2, ref), frames)
@@ -494,6 +517,27 @@ def test_cached_prompt_needs_no_text_encoder(tiny_dir, tmp_path):
     with pytest.raises(EngineInputError, match="text_encoder") as err:
         e.run(RecordingContext(make_job(2, ref, prompt="a person dances"), frames))
     assert err.value.field == "params.prompt"
+    with pytest.raises(EngineInputError, match="not cached on this server") as err:
+        e.validate(make_job(2, ref, prompt="a person dances"))   # refused at SUBMIT already
+    assert err.value.field == "params.prompt"
+    e.validate(make_job(2, ref))                                 # Wan's own prompt is cached
+
+
+def test_prompt_cache_keeps_under_its_cap_and_never_drops_wan_s_own_prompt(tiny_dir, tmp_path):
+    from models.wan.prompts import DEFAULT_PROMPT, PromptCache, cache_key, prompt_embeddings
+    folder = tmp_path / "cache"
+    one = PromptCache(str(tiny_dir), str(folder))
+    prompt_embeddings(str(tiny_dir), DEFAULT_PROMPT, cache=one)
+    size = next(folder.iterdir()).stat().st_size
+    capped = PromptCache(str(tiny_dir), str(folder), cap_bytes=3 * size)
+    for k in range(5):
+        prompt_embeddings(str(tiny_dir), f"prompt number {k}", cache=capped)
+    files = sorted(folder.iterdir())
+    assert len(files) == 3 and sum(f.stat().st_size for f in files) <= 3 * size
+    names = {f.name for f in files}
+    assert cache_key(str(tiny_dir), DEFAULT_PROMPT, 512) + ".safetensors" in names      # Wan's own prompt is kept
+    assert cache_key(str(tiny_dir), "prompt number 4", 512) + ".safetensors" in names   # and the newest
+    assert cache_key(str(tiny_dir), "prompt number 0", 512) + ".safetensors" not in names
 
 
 def test_colour_matching_removes_a_segment_wide_shift_and_seam_ratio_sees_it():

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from blender_addon.core import jobs, resume, takes
-from blender_addon.core.settings import ShotSettings
+from blender_addon.core.settings import SetupError, ShotSettings
 from blender_addon.session import open_session, server_info_for, shot_client_options
 from blender_addon.shot import ResolvedShot, resolve_shot
 
@@ -68,6 +68,8 @@ def run_shot(scene, settings: ShotSettings | ResolvedShot, *,
                         strip_name=sink.strip_name, channel=sink.channel, frames=len(sink.frame_paths),
                         seconds=time.monotonic() - t0, state=job.state, error=job.error)
     if job.state == jobs.FAILED:
+        if jobs.refused_as_bad_input(job):   # the server refused the settings: nothing made, no take kept
+            raise SetupError("job", job.error or "the server refused the job")
         raise ShotFailed(job.error or "the job failed", result)
     return result
 

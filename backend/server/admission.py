@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from backend.server.engines.base import AdmittedJob, Engine, EngineInputError
-from blender_addon.core import protocol
+from blender_addon.core import conventions, protocol
 
 
 @dataclass
@@ -27,17 +27,19 @@ def admit_submit(hdr: dict, arrays: dict, *, engine_classes: dict, validators: d
     spec = protocol.JobSpec.from_header(hdr, limits)
     cls = engine_classes.get(spec.engine)
     if cls is None:
-        raise protocol.ProtocolError(protocol.E_UNKNOWN_ENGINE, f"unknown engine {spec.engine!r}; this server runs "
-                                     f"{sorted(engine_classes)}", field="submit.engine")
+        raise protocol.ProtocolError(protocol.E_UNKNOWN_ENGINE, f"unknown engine {protocol.echo(spec.engine)}; "
+                                     f"this server runs {sorted(engine_classes)}", field="submit.engine")
     params = protocol.validate_params((*protocol.COMMON_PARAMS, *cls.params), spec.params)
     extra = sorted(set(arrays) - {protocol.REFERENCE, protocol.REFERENCE_KEYPOINTS})
     if extra:
-        raise protocol.ProtocolError(protocol.E_BAD_BUFFERS, f"submit carries unknown buffer {extra[0]!r}; expected "
-                                     f"{protocol.REFERENCE!r} and optionally {protocol.REFERENCE_KEYPOINTS!r}",
-                                     field=f"buffers.{extra[0]}")
+        raise protocol.ProtocolError(protocol.E_BAD_BUFFERS, f"submit carries unknown buffer "
+                                     f"{protocol.echo(extra[0])}; expected {protocol.REFERENCE!r} and optionally "
+                                     f"{protocol.REFERENCE_KEYPOINTS!r}",
+                                     field=f"buffers.{protocol.clip(extra[0])}")
     reference = arrays.get(protocol.REFERENCE)
     if reference is not None:
         protocol.check_reference(reference, max_pixels=limits["max_reference_pixels"])
+        check_reference_content(reference)
     elif cls.needs_reference:
         raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs a reference image "
                                      f"buffer named {protocol.REFERENCE!r}", field=f"submit.{protocol.REFERENCE}")
@@ -47,7 +49,7 @@ def admit_submit(hdr: dict, arrays: dict, *, engine_classes: dict, validators: d
     elif cls.needs_reference_keypoints:
         hint = f" {cls.reference_keypoints_hint}" if cls.reference_keypoints_hint else ""
         raise protocol.ProtocolError(protocol.E_MISSING_INPUT, f"engine {cls.name!r} needs the reference's "
-                                     f"keypoints: send a float32 [{protocol.NUM_KEYPOINTS}, 4] buffer named "
+                                     f"keypoints: send a float32 [{conventions.NUM_KEYPOINTS}, 4] buffer named "
                                      f"{protocol.REFERENCE_KEYPOINTS!r} (x, y in reference-image pixels){hint}",
                                      field=f"submit.{protocol.REFERENCE_KEYPOINTS}")
     job = AdmittedJob(job_id=secrets.token_hex(8), engine=cls.name, width=spec.width, height=spec.height,
@@ -64,6 +66,19 @@ def admit_submit(hdr: dict, arrays: dict, *, engine_classes: dict, validators: d
     # Never more than the credit, or the job would wait for frames the client may not send.
     start_after = min(window, spec.frames, max(1, int(validator.frames_to_start(job))))
     return Admission(cls, job, window, start_after)
+
+
+def check_reference_content(reference) -> None:
+    """A reference with nothing in it -- fully transparent, or black wherever it
+    is visible -- holds no character for any engine to generate."""
+    where = f"submit.{protocol.REFERENCE}"
+    if reference.shape[2] == 4 and not reference[..., 3].any():
+        raise protocol.ProtocolError(protocol.E_BAD_PARAM, f"{where} is fully transparent: send an image of the "
+                                     "character (opaque where the character is)", field=where)
+    visible = reference[..., :3] if reference.shape[2] == 3 else reference[..., :3][reference[..., 3] > 0]
+    if not visible.any():
+        raise protocol.ProtocolError(protocol.E_BAD_PARAM, f"{where} is all black: send an image of the character",
+                                     field=where)
 
 
 def check_frame(job, hdr: dict, arrays: dict) -> int:

@@ -9,7 +9,6 @@ between threads.
 from __future__ import annotations
 
 import collections
-import json
 import signal
 import sys
 import threading
@@ -17,15 +16,15 @@ import time
 
 import zmq
 
-from blender_addon.core import protocol
+from blender_addon.core import messages, protocol
 from blender_addon.core.version import __version__ as SERVER_VERSION
 from blender_addon.core.wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_parts
 
 from . import log
 from .admission import admit_submit, check_frame, ranges
 from .config import ServerConfig
-from .handshakes import HandshakeWatch
-from .job import ServerJob
+from .handshakes import HandshakeWatch, refusals
+from .job import JobState, ServerJob
 from .outbox import Outbox
 from .scheduler import Scheduler
 
@@ -42,7 +41,9 @@ class Server:
         self.engine_classes = {cls.name: cls for cls in engine_classes}
         # Construction is cheap by contract (heavy work lives in load()), so one
         # unloaded instance per engine checks jobs at submit, on this thread.
-        self.validators = {cls.name: cls(device=config.device, weights=config.weights) for cls in engine_classes}
+        self.validators = {cls.name: cls(device=config.device, weights=config.weights,
+                                         options=config.engine_options.get(cls.name), limits=config.limits)
+                           for cls in engine_classes}
         self.ctx: zmq.Context = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 500
@@ -92,11 +93,12 @@ class Server:
                 while self.fed:
                     job = self.fed.pop()
                     job.wake()
-                    waiting_to_start |= job.state == "queued"
+                    waiting_to_start |= job.state == JobState.QUEUED
                 if waiting_to_start:  # its first frames may have arrived: let the workers look
                     self.scheduler.wake()
             if time.monotonic() >= next_hb:
                 self._check_heartbeats()
+                refusals.flush()
                 next_hb = time.monotonic() + HEARTBEAT_CHECK_S
         self._shutdown()
         return 0
@@ -113,8 +115,8 @@ class Server:
         log.event("shutdown", open_jobs=len(open_jobs))
         for job in open_jobs:
             job.cancel("shutdown")
-            self._finish(job, protocol.error_header(protocol.E_SHUTDOWN, "the server is shutting down",
-                                                    job=job.id), outcome="cancelled", reason="shutdown")
+            self._finish(job, messages.Error(protocol.E_SHUTDOWN, "the server is shutting down", job=job.id),
+                         outcome="cancelled", reason="shutdown")
         self.scheduler.stop(timeout=3.0)
         self.outbox.close()
         if self.handshakes is not None:
@@ -124,16 +126,14 @@ class Server:
             self.auth.stop()
 
     # -- sending ---------------------------------------------------------------------
-    def _send(self, identity: bytes, hdr: dict, arrays=None):
+    def _send(self, identity: bytes, msg: messages.Header, arrays=None):
         try:
-            send_parts(self.router, [identity, *protocol.encode(hdr, arrays)], NOBLOCK)
+            send_parts(self.router, [identity, *protocol.encode(msg, arrays)], NOBLOCK)
         except zmq.Again:
-            log.event("dropped_message", type=hdr.get("type"), reason="client not reading")
+            log.event("dropped_message", type=msg.TYPE, reason="client not reading")
 
-    def _reply_error(self, identity: bytes, err: protocol.ProtocolError, **extra):
-        hdr = err.to_header()
-        hdr.update(extra)
-        self._send(identity, hdr)
+    def _reply_error(self, identity: bytes, err: protocol.ProtocolError, request: str | None = None):
+        self._send(identity, err.to_message(request=request))
 
     def _drain_outbox(self):
         for out in self.outbox.take_all():
@@ -152,18 +152,26 @@ class Server:
 
     # -- incoming --------------------------------------------------------------------
     def _on_client_message(self, frames):
+        """Handle one message. Whatever goes wrong ends in one ERROR reply for it
+        (and a log line when it is the server's fault); the loop goes on."""
         identity = frames[0].bytes
         body = frames[1:]
-        self.last_seen[identity] = time.monotonic()
+        now = self.last_seen[identity] = time.monotonic()
+        for job_id in self.by_client.get(identity, ()):
+            job = self.jobs.get(job_id)
+            if job is not None:
+                job.last_heard = now               # read by a worker starving for this client's frames
+        hdr: dict = {}
         try:
-            hdr, arrays = protocol.decode(body, max_bytes=self.limits["max_message_bytes"],
-                                          allowed_types=protocol.CLIENT_TYPES)
-        except protocol.ProtocolError as err:
-            # A SUBMIT refused while decoding (buffer count, byte length, NaN) still
-            # names its request, so the client knows which submit failed.
-            self._fail_owned(identity, err, **_submit_request(body))
-            return
-        try:
+            try:
+                hdr, arrays = protocol.decode(body, max_bytes=self.limits["max_message_bytes"],
+                                              max_header_bytes=self.limits.get("max_header_bytes"),
+                                              allowed_types=protocol.CLIENT_TYPES)
+            except protocol.ProtocolError as err:
+                # A SUBMIT refused while decoding (buffer count, byte length, NaN) still
+                # names its request, so the client knows which submit failed.
+                self._fail_owned(identity, err, request=_submit_request(body, self.limits.get("max_header_bytes")))
+                return
             handler = {
                 protocol.HELLO: self._on_hello, protocol.PING: self._on_ping, protocol.SUBMIT: self._on_submit,
                 protocol.FRAME: self._on_frame, protocol.END_INPUT: self._on_end_input,
@@ -173,44 +181,51 @@ class Server:
         except protocol.ProtocolError as err:
             self._fail_owned(identity, err)
         except Exception as exc:  # a server bug must not stop service for everyone
-            log.event("internal_error", error=repr(exc))
-            self._send(identity, protocol.error_header(protocol.E_BAD_HEADER, f"server could not handle message: {exc}",
-                                                       job=hdr.get("job") if isinstance(hdr.get("job"), str) else None))
+            job = hdr.get("job") if isinstance(hdr.get("job"), str) else None
+            log.event("internal_error", client=identity.hex()[:12], type=hdr.get("type"), job=job,
+                      error=f"{type(exc).__name__}: {exc}")
+            try:
+                self._send(identity, messages.Error(protocol.E_INTERNAL, "the server failed on this message "
+                                                    f"({type(exc).__name__}); it is logged, and the server goes on",
+                                                    job=job))
+            except Exception as again:  # noqa: BLE001  # the reply itself failed: the log line is all we can do
+                log.event("internal_error", client=identity.hex()[:12], error=f"reply failed: {again!r}")
 
-    def _fail_owned(self, identity: bytes, err: protocol.ProtocolError, **extra):
+    def _fail_owned(self, identity: bytes, err: protocol.ProtocolError, request: str | None = None):
         """Reply ERROR; an error about one of this client's own open jobs ends that job."""
         job = self.jobs.get(err.job) if err.job else None
         if job is not None and job.identity == identity:
             job.cancel("failed")
-            self._finish(job, err.to_header() | extra, outcome="failed", reason=err.code)
+            self._finish(job, err.to_message(request=request), outcome="failed", reason=err.code)
         else:
-            self._reply_error(identity, err, **extra)
+            self._reply_error(identity, err, request)
 
     def _on_hello(self, identity, hdr, arrays):
-        self._send(identity, protocol.header(protocol.INFO, **self.info()))
+        self._send(identity, self.info())
 
     def _on_ping(self, identity, hdr, arrays):
-        self._send(identity, protocol.header(protocol.PONG, t=hdr.get("t")))
+        self._send(identity, messages.Pong(t=messages.Ping.from_dict(hdr).t))
 
-    def info(self) -> dict:
+    def info(self) -> messages.Info:
         workers = max(1, self.config.workers)
-        return {
-            "server_version": SERVER_VERSION,
-            "protocol_version": protocol.PROTOCOL_VERSION,
-            "engines": [cls.describe() | {"loaded": name in self.scheduler.loaded_engines}
-                        for name, cls in self.engine_classes.items()],
-            "device": self.config.device,
-            "worker_devices": [self.config.worker_device(n) for n in range(workers)],
-            "limits": dict(self.limits),
-            "concurrent_jobs": workers,        # one job per worker
-            "queue": {"running": len(self.scheduler.running), "queued": self.scheduler.queued_count(),
-                      "open_jobs": len(self.jobs)},
-            "clients": len(self.by_client),
+        return messages.Info(
+            server_version=SERVER_VERSION,
+            protocol_version=protocol.PROTOCOL_VERSION,
+            engines=[cls.describe() | {"loaded": name in self.scheduler.loaded_engines,
+                                       "options": dict(self.validators[name].options)}
+                     for name, cls in self.engine_classes.items()],
+            device=self.config.device,
+            worker_devices=[self.config.worker_device(n) for n in range(workers)],
+            limits=dict(self.limits),
+            concurrent_jobs=workers,        # one job per worker
+            queue={"running": len(self.scheduler.running), "queued": self.scheduler.queued_count(),
+                   "open_jobs": len(self.jobs)},
+            clients=len(self.by_client),
             # Heavy ML is imported only when an engine loads; this shows whether it has been.
-            "torch_imported": "torch" in sys.modules,
-            "frames_held": sum(len(j.frames) for j in self.jobs.values()),
-            "bytes_held": sum(j.held_bytes() for j in self.jobs.values()),
-        }
+            torch_imported="torch" in sys.modules,
+            frames_held=sum(len(j.frames) for j in self.jobs.values()),
+            bytes_held=sum(j.held_bytes() for j in self.jobs.values()),
+        )
 
     def _on_submit(self, identity, hdr, arrays):
         request = hdr.get("request") if isinstance(hdr.get("request"), str) else ""
@@ -221,7 +236,7 @@ class Server:
             admitted = admit_submit(hdr, arrays, engine_classes=self.engine_classes, validators=self.validators,
                                     limits=self.limits)
         except protocol.ProtocolError as err:
-            self._reply_error(identity, err, request=request)
+            self._reply_error(identity, err, request)
             log.event("rejected", request=request, code=err.code, field=err.field)
             return
         cls, data = admitted.engine_cls, admitted.job
@@ -231,61 +246,58 @@ class Server:
         log.event("submitted", job=job.id, engine=cls.name, frames=data.frames, size=f"{data.width}x{data.height}",
                   name=data.name)
         position = self.scheduler.enqueue(job) if cls.streaming else None
-        self._send(identity, protocol.header(protocol.ACCEPTED, job=job.id, request=request, credit=job.credit,
-                                             window=admitted.window,
-                                             queue_position=position if position is not None else 0,
-                                             streaming=bool(cls.streaming)))
+        self._send(identity, messages.Accepted(job=job.id, request=request, credit=job.credit, window=admitted.window,
+                                               queue_position=position if position is not None else 0,
+                                               streaming=bool(cls.streaming)))
         log.event("accepted", job=job.id, credit=job.credit, queue_position=position)
 
-    def _own_job(self, identity, hdr) -> ServerJob:
-        job_id = hdr.get("job")
-        if not isinstance(job_id, str):
-            raise protocol.ProtocolError(protocol.E_BAD_HEADER, f"{hdr['type']}.job must be a job id string",
-                                         field=f"{hdr['type']}.job")
-        job = self.jobs.get(job_id)
+    def _own_job(self, identity, msg: messages.Frame | messages.EndInput | messages.Cancel) -> ServerJob:
+        job = self.jobs.get(msg.job)
         if job is None or job.identity != identity:  # other clients' jobs do not exist for you
-            raise protocol.ProtocolError(protocol.E_UNKNOWN_JOB, f"no open job {job_id!r} for this client",
-                                         field=f"{hdr['type']}.job")
+            raise protocol.ProtocolError(protocol.E_UNKNOWN_JOB, f"no open job {messages.echo(msg.job)} for this "
+                                         "client", field=f"{msg.TYPE}.job")
         return job
 
     def _on_frame(self, identity, hdr, arrays):
-        if self._finished_here(identity, hdr):
+        msg = messages.Frame.from_dict(hdr)
+        if self._finished_here(identity, msg.job):
             return
-        job = self._own_job(identity, hdr)
+        job = self._own_job(identity, msg)
         index = check_frame(job, hdr, arrays)
         wanted = set(job.engine_cls.required_inputs) | set(job.engine_cls.optional_inputs)
         job.add_frame(index, {k: v for k, v in arrays.items() if k in wanted})
         self.fed.add(job)
 
     def _on_end_input(self, identity, hdr, arrays):
-        if self._finished_here(identity, hdr):
+        msg = messages.EndInput.from_dict(hdr)
+        if self._finished_here(identity, msg.job):
             return
-        job = self._own_job(identity, hdr)
+        job = self._own_job(identity, msg)
         missing = [i for i in range(job.data.frames) if i not in job.received]
         if missing:
             raise protocol.ProtocolError(protocol.E_MISSING_INPUT,
                                          f"end_input before frames {ranges(missing)} arrived "
                                          f"(the job declared {job.data.frames} frames)", field="frames", job=job.id)
         job.end_input()
-        if job.state == "accepted":
+        if job.state == JobState.ACCEPTED:
             self.scheduler.enqueue(job)
-        elif job.state == "queued":  # a streaming job short of its first frames can start now
+        elif job.state == JobState.QUEUED:  # a streaming job short of its first frames can start now
             self.scheduler.wake()
 
-    def _finished_here(self, identity, hdr) -> bool:
+    def _finished_here(self, identity, job_id: str) -> bool:
         """True for a job of this client that has already ended. A streaming
         engine may finish before the client's last FRAME, END_INPUT or CANCEL
         reaches us; its terminal message is on the way, so those are ignored."""
-        job_id = hdr.get("job")
-        return isinstance(job_id, str) and self.finished_ids.get(job_id) == identity
+        return self.finished_ids.get(job_id) == identity
 
     def _on_cancel(self, identity, hdr, arrays):
-        if self._finished_here(identity, hdr):
+        msg = messages.Cancel.from_dict(hdr)
+        if self._finished_here(identity, msg.job):
             return
-        job = self._own_job(identity, hdr)
+        job = self._own_job(identity, msg)
         job.cancel("cancelled")
-        if job.state != "running":  # nothing will run it: answer now
-            self._finish(job, protocol.header(protocol.CANCELLED, job=job.id, reason="cancelled"), outcome="cancelled")
+        if job.state != JobState.RUNNING:  # nothing will run it: answer now
+            self._finish(job, messages.Cancelled(job=job.id, reason="cancelled"), outcome="cancelled")
         # A running job answers CANCELLED from its worker at the engine's next step.
 
     def _check_heartbeats(self):
@@ -307,12 +319,12 @@ class Server:
         for identity in [i for i, t in self.last_seen.items() if now - t > timeout and i not in self.by_client]:
             self.last_seen.pop(identity, None)
 
-    def _finish(self, job: ServerJob, hdr: dict | None, *, outcome: str, reason: str | None = None):
+    def _finish(self, job: ServerJob, msg: messages.Header | None, *, outcome: str, reason: str | None = None):
         """Forget a job (frames freed) and send its terminal message if given."""
         if job.id not in self.jobs:
             return
-        if hdr is not None:
-            self._send(job.identity, hdr)
+        if msg is not None:
+            self._send(job.identity, msg)
         del self.jobs[job.id]
         ids = self.by_client.get(job.identity)
         if ids is not None:
@@ -322,7 +334,7 @@ class Server:
         self.scheduler.remove(job.id)
         with job.cond:
             job.frames.clear()
-            job.state = "finished"
+            job.state = JobState.FINISHED
         self.finished_ids[job.id] = job.identity
         while len(self.finished_ids) > 1000:
             self.finished_ids.popitem(last=False)
@@ -332,15 +344,19 @@ class Server:
                   wall_seconds=round(time.monotonic() - job.submitted_at, 2), reason=reason)
 
 
-def _submit_request(body) -> dict:
-    """{"request": token} when the undecodable message is a SUBMIT naming one."""
+def _submit_request(body, max_header_bytes: int | None) -> str | None:
+    """The token of an undecodable message that is a SUBMIT naming one (the header
+    itself parsed, within its limits; its buffers did not)."""
+    if not body:
+        return None
     try:
-        hdr = json.loads(bytes(body[0].bytes if hasattr(body[0], "bytes") else body[0]))
-    except (IndexError, ValueError, UnicodeDecodeError, TypeError):
-        return {}
-    if isinstance(hdr, dict) and hdr.get("type") == protocol.SUBMIT and isinstance(hdr.get("request"), str):
-        return {"request": hdr["request"]}
-    return {}
+        hdr = protocol.parse_header(bytes(body[0].bytes if hasattr(body[0], "bytes") else body[0]),
+                                    max_bytes=max_header_bytes)
+    except protocol.ProtocolError:
+        return None
+    if hdr.get("type") == protocol.SUBMIT and isinstance(hdr.get("request"), str):
+        return hdr["request"]
+    return None
 
 
 def main_loop(server: Server) -> int:

@@ -16,6 +16,9 @@ class ServerConfig:
     eager_load: bool = False
     limits: dict = field(default_factory=lambda: dict(protocol.DEFAULT_LIMITS))
     max_queue: int = 64                # open jobs (running, queued or receiving) held at most
+    # {engine name: {option: value}}: each engine's server_options, checked and
+    # defaulted by backend.server.engines.options.resolve (`inhabit serve --engine-option`).
+    engine_options: dict = field(default_factory=dict)
 
     def worker_device(self, n: int) -> str:
         """Worker n's device: its own GPU while there are enough (cuda:0, cuda:1, ...),

@@ -7,17 +7,36 @@ through the server's ``Outbox``.
 """
 from __future__ import annotations
 
+import enum
 import threading
 import time
 
 import numpy as np
 
 from backend.server.engines.base import JobCancelled, JobContext, AdmittedJob
-from blender_addon.core import protocol
+from blender_addon.core import messages
+from blender_addon.core.codec import RESULT_MATTE, RESULT_RGBA
 from blender_addon.core.eta import remaining_seconds
 
 # Progress messages are rate-limited so a fast engine cannot flood a client.
 PROGRESS_MIN_INTERVAL_S = 0.1
+# A client that sent nothing (not even a ping) for this many heartbeat intervals
+# is taken for gone by a job starving for its frames (the heartbeat timeout,
+# which ends its jobs for good, is longer).
+SILENT_INTERVALS = 3
+
+
+class FramesStarved(JobCancelled):
+    """The job waited for its client's frames past its limit while other jobs
+    waited for its worker; it fails with this sentence and frees the worker."""
+
+
+class JobState(enum.StrEnum):
+    """accepted -> queued -> running -> finished (any state may go straight to finished)."""
+    ACCEPTED = "accepted"    # admitted; a non-streaming job waits here for end_input
+    QUEUED = "queued"        # waiting for a worker (and, if streaming, for its first frames)
+    RUNNING = "running"      # a worker runs its engine
+    FINISHED = "finished"    # forgotten by the server; its terminal message is sent
 
 
 class ServerJob:
@@ -37,10 +56,11 @@ class ServerJob:
         self.input_ended = False
         self.cancelled = False
         self.cancel_reason = "cancelled"
-        self.state = "accepted"             # accepted -> queued -> running -> finished
+        self.state = JobState.ACCEPTED
         self.submitted_at = time.monotonic()
         self.started_at: float | None = None
         self.emitted = 0
+        self.last_heard = time.monotonic()  # the client's last message of any kind (set by the socket loop)
 
     @property
     def id(self) -> str:
@@ -84,10 +104,14 @@ class ServerJob:
 class WorkerContext(JobContext):
     """What ``Engine.run`` talks to. Every method runs on the worker thread."""
 
-    def __init__(self, job: ServerJob, send):
+    def __init__(self, job: ServerJob, send, *, limits: dict | None = None, others_waiting=lambda: False):
         self.job = job.data
         self._sj = job
         self._send = send                      # send(header, arrays) -> to this job's client
+        limits = limits or messages.DEFAULT_LIMITS
+        self._frame_timeout = float(limits["frame_timeout_s"])
+        self._silent_limit = SILENT_INTERVALS * float(limits["heartbeat_interval_s"])
+        self._others_waiting = others_waiting  # () -> bool: another job could use this worker now
         self._emitted: set[int] = set()
         self._last_progress = 0.0
         self._last_stage: str | None = None
@@ -106,6 +130,7 @@ class WorkerContext(JobContext):
         sj = self._sj
         if not 0 <= index < sj.data.frames:
             raise IndexError(f"frame {index} is outside 0..{sj.data.frames - 1}")
+        waiting_since = time.monotonic()
         with sj.cond:
             while True:
                 if sj.cancelled:
@@ -120,7 +145,23 @@ class WorkerContext(JobContext):
                 # About to wait for the client: it must hear of any new credit now,
                 # not with the next result.
                 self._flush_credit()
-                sj.cond.wait(0.5)
+                self._check_starved(index, waiting_since)
+                sj.cond.wait(0.25)
+
+    def _check_starved(self, index: int, waiting_since: float) -> None:
+        """A job holds its worker only while its frames arrive: waiting past
+        frame_timeout_s, or with a client silent for a few heartbeats, gives the
+        worker back (the job fails) -- when another job could use it, not before."""
+        now = time.monotonic()
+        waited, silent = now - waiting_since, now - self._sj.last_heard
+        if waited < self._frame_timeout and silent < self._silent_limit:
+            return
+        if not self._others_waiting():
+            return
+        why = (f"its client sent nothing for {silent:.0f} s" if silent >= self._silent_limit else
+               f"frame {index} did not arrive within {self._frame_timeout:g} s (inhabit serve --frame-timeout)")
+        raise FramesStarved(f"the job gave its worker to a waiting job: {why}; the results already sent are kept, "
+                            "run the shot again (--resume) to generate the rest")
 
     def release(self, upto: int) -> None:
         self.check_cancelled()
@@ -143,15 +184,15 @@ class WorkerContext(JobContext):
         credit = self._sj.credit
         if credit > self._credit_sent:
             self._credit_sent = credit
-            self._send(protocol.header(protocol.CREDIT, job=self._sj.id, upto=credit), None)
+            self._send(messages.Credit(job=self._sj.id, upto=credit), None)
 
-    def _with_credit(self, hdr: dict) -> dict:
-        """Attach any credit the client has not heard of to an outgoing header."""
+    def _unheard_credit(self) -> int | None:
+        """Credit the client has not heard of, to ride on an outgoing RESULT or PROGRESS."""
         credit = self._sj.credit
         if credit > self._credit_sent:
             self._credit_sent = credit
-            hdr["credit"] = credit
-        return hdr
+            return credit
+        return None
 
     def emit(self, index: int, rgba: np.ndarray, matte: np.ndarray) -> None:
         self.check_cancelled()
@@ -168,8 +209,8 @@ class WorkerContext(JobContext):
                              f"expected uint8[{d.height}, {d.width}]")
         self._emitted.add(index)
         self._sj.emitted = len(self._emitted)
-        self._send(self._with_credit(protocol.header(protocol.RESULT, job=d.job_id, index=index)),
-                   {protocol.RESULT_RGBA: rgba, protocol.RESULT_MATTE: matte})
+        self._send(messages.Result(job=d.job_id, index=index, credit=self._unheard_credit()),
+                   {RESULT_RGBA: rgba, RESULT_MATTE: matte})
 
     def progress(self, stage: str, fraction: float, *, frame=None, step=None, steps=None) -> None:
         self.check_cancelled()
@@ -182,10 +223,10 @@ class WorkerContext(JobContext):
         self._last_stage, self._last_progress = stage, now
         elapsed = now - self._t0
         eta = remaining_seconds(elapsed, fraction)
-        self._send(self._with_credit(protocol.header(
-            protocol.PROGRESS, job=self.job.job_id, stage=stage, fraction=fraction, frame=frame, step=step,
-            steps=steps, eta_s=None if eta is None else round(eta, 2), frames_done=len(self._emitted),
-            frames=self.job.frames)), None)
+        self._send(messages.Progress(
+            job=self.job.job_id, stage=stage, fraction=fraction, frame=frame, step=step, steps=steps,
+            eta_s=None if eta is None else round(eta, 2), frames_done=len(self._emitted), frames=self.job.frames,
+            credit=self._unheard_credit()), None)
 
     @property
     def emitted(self) -> set[int]:

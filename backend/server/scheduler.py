@@ -12,12 +12,12 @@ import threading
 import time
 
 from backend.server.engines.base import EngineInputError, JobCancelled
-from blender_addon.core import protocol
+from blender_addon.core import messages, protocol
 
 from . import log
 from .admission import ranges
 from .config import ServerConfig
-from .job import ServerJob, WorkerContext
+from .job import FramesStarved, JobState, ServerJob, WorkerContext
 from .outbox import Outbox, Outgoing
 
 
@@ -39,7 +39,8 @@ class EngineSlot:
     def get(self):
         if self.instance is None:
             t0 = time.monotonic()
-            instance = self.cls(device=self.device, weights=self.config.weights)
+            instance = self.cls(device=self.device, weights=self.config.weights,
+                                options=self.config.engine_options.get(self.cls.name), limits=self.config.limits)
             instance.load()
             self.instance = instance
             self._loaded_names.add(self.cls.name)
@@ -76,7 +77,7 @@ class Scheduler:
         with self.cond:
             position = len(self.queued)
             self.queued.append(job.id)
-            job.state = "queued"
+            job.state = JobState.QUEUED
             self.cond.notify_all()
         return position
 
@@ -89,6 +90,15 @@ class Scheduler:
         with self.cond:
             if job_id in self.queued:
                 self.queued.remove(job_id)
+
+    def others_waiting(self) -> bool:
+        """Is a queued job ready to start (so a worker starving for frames should give way)?"""
+        with self.cond:
+            for job_id in self.queued:
+                job = self.jobs.get(job_id)
+                if job is not None and not job.cancelled and job.ready():
+                    return True
+        return False
 
     def queued_count(self) -> int:
         with self.cond:
@@ -137,15 +147,15 @@ class Scheduler:
             ringer.close()
 
     def _run_job(self, job: ServerJob, slot: EngineSlot, ringer):
-        def send(hdr, arrays):
+        def send(msg: messages.Header, arrays):
             # Encoded here, on the worker: the main loop only adds the client's identity.
-            self.outbox.put(ringer, Outgoing(job.id, hdr["type"], protocol.encode(hdr, arrays)))
+            self.outbox.put(ringer, Outgoing(job.id, msg.TYPE, protocol.encode(msg, arrays)))
 
-        job.state = "running"
+        job.state = JobState.RUNNING
         job.started_at = time.monotonic()
         self.running.add(job.id)
         log.event("started", job=job.id, engine=job.data.engine)
-        ctx = WorkerContext(job, send)
+        ctx = WorkerContext(job, send, limits=self.config.limits, others_waiting=self.others_waiting)
         try:
             if slot.instance is None:
                 ctx.progress("loading", 0.0)
@@ -156,19 +166,23 @@ class Scheduler:
             missing = [i for i in range(job.data.frames) if i not in ctx.emitted]
             if missing:
                 raise RuntimeError(f"engine {job.data.engine!r} finished without emitting frames {ranges(missing)}")
-            send(protocol.header(protocol.DONE, job=job.id, frames=len(ctx.emitted),
-                                 seconds=round(time.monotonic() - job.started_at, 3)), None)
+            send(messages.Done(job=job.id, frames=len(ctx.emitted),
+                               seconds=round(time.monotonic() - job.started_at, 3)), None)
+        except FramesStarved as exc:
+            log.event("starved", job=job.id, reason=str(exc))
+            send(messages.Error(protocol.E_MISSING_INPUT, str(exc), field="frames", job=job.id), None)
         except JobCancelled:
-            send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)
+            send(messages.Cancelled(job=job.id, reason=job.cancel_reason), None)
         except EngineInputError as exc:
-            send(protocol.error_header(protocol.E_MISSING_INPUT if exc.field else protocol.E_BAD_PARAM,
-                                       str(exc), field=exc.field, job=job.id), None)
+            param = not exc.field or exc.field.startswith("params.")
+            send(messages.Error(protocol.E_BAD_PARAM if param else protocol.E_MISSING_INPUT, str(exc),
+                                field=exc.field, job=job.id), None)
         except Exception as exc:
             if job.cancelled:
-                send(protocol.header(protocol.CANCELLED, job=job.id, reason=job.cancel_reason), None)
+                send(messages.Cancelled(job=job.id, reason=job.cancel_reason), None)
             else:
                 log.event("engine_exception", job=job.id, error=f"{type(exc).__name__}: {exc}")
-                send(protocol.error_header(protocol.E_ENGINE_FAILED, f"engine {job.data.engine!r} failed: "
-                                           f"{type(exc).__name__}: {exc}", job=job.id), None)
+                send(messages.Error(protocol.E_ENGINE_FAILED, f"engine {job.data.engine!r} failed: "
+                                    f"{type(exc).__name__}: {exc}", job=job.id), None)
         finally:
             self.running.discard(job.id)

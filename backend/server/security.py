@@ -14,7 +14,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from blender_addon.core import address as address_mod
 
-from . import log
+from .handshakes import refusals
 
 
 class SecurityError(Exception):
@@ -30,23 +30,36 @@ def is_local(address: str) -> bool:
         raise SecurityError(f"cannot bind: {exc}") from None
 
 
+def _certificate(path: str, option: str) -> tuple[bytes, bytes | None]:
+    """(public, secret) of a key file; SecurityError naming ``option`` when it is not one."""
+    if not os.path.isfile(path):
+        raise SecurityError(f"{option} {path}: no such file (`inhabit keys generate DIR` makes key files)")
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise SecurityError(f"{option} {path} is not a CurveZMQ key file: give one written by "
+                            "`inhabit keys generate DIR`") from None
+    if not public or len(public) != 40:
+        raise SecurityError(f"{option} {path} holds no public key: give a file written by `inhabit keys generate DIR`")
+    return public, secret
+
+
 def load_server_keys(secret_file: str) -> tuple[bytes, bytes]:
-    if not os.path.isfile(secret_file):
-        raise SecurityError(f"--curve-secret-key {secret_file}: no such file")
-    public, secret = zmq.auth.load_certificate(secret_file)
+    public, secret = _certificate(secret_file, "--curve-secret-key")
     if not secret:
         raise SecurityError(f"--curve-secret-key {secret_file} holds no secret key (give the .key_secret file)")
     return public, secret
 
 
 def load_client_keys(files) -> set[bytes]:
-    keys = set()
-    for f in files:
-        if not os.path.isfile(f):
-            raise SecurityError(f"--allow-client-key {f}: no such file")
-        public, _ = zmq.auth.load_certificate(f)
-        keys.add(public)
-    return keys
+    return {_certificate(f, "--allow-client-key")[0] for f in files}
+
+
+def check_key_files(secret_file: str | None, client_key_files) -> None:
+    """Every key file given can be read, before anything binds (SecurityError otherwise)."""
+    if secret_file:
+        load_server_keys(secret_file)
+    load_client_keys(client_key_files or ())
 
 
 class _AllowList:
@@ -60,8 +73,8 @@ class _AllowList:
     def callback(self, domain, key) -> bool:
         allowed = key in self.keys
         if not allowed:
-            log.event("handshake_refused", peer=self.authenticator.peer, reason="client_key_not_allowed",
-                      client_key=key.decode("ascii", "replace"))
+            refusals.note(self.authenticator.peer, reason="client_key_not_allowed",
+                          client_key=key.decode("ascii", "replace"))
         return allowed
 
 

@@ -10,7 +10,7 @@ sockets are not thread-safe).
 """
 from __future__ import annotations
 
-import json
+import enum
 import logging
 import time
 import uuid
@@ -21,7 +21,7 @@ import numpy as np
 import zmq
 
 from . import address as address_mod
-from . import logs, protocol
+from . import logs, messages, protocol
 from .wire import EVENTS, NOBLOCK, POLLIN, recv_parts, send_parts
 
 
@@ -52,8 +52,8 @@ class JobFailed(Exception):
         self.message = message
 
     @classmethod
-    def from_header(cls, hdr: dict) -> "JobFailed":
-        return cls(str(hdr.get("code")), str(hdr.get("message")), hdr.get("field"))
+    def from_message(cls, msg: messages.Error) -> "JobFailed":
+        return cls(msg.code, msg.message, msg.field)
 
 
 SERVER_LOST = protocol.SERVER_LOST
@@ -64,8 +64,21 @@ log = logs.get("client")
 class Event:
     type: str                       # a protocol message type, or "server_lost"
     job: "RemoteJob | None"
-    header: dict
+    header: dict                    # the raw header, as decoded
     arrays: dict = field(default_factory=dict)
+    message: messages.Header | None = None   # the typed header (None for server_lost)
+
+
+class RemoteJobState(enum.StrEnum):
+    """submitted -> accepted -> done | cancelled | failed"""
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+FINISHED_STATES = frozenset({RemoteJobState.DONE, RemoteJobState.CANCELLED, RemoteJobState.FAILED})
 
 
 def _unreachable(address: str, timeout: float) -> ServerUnreachable:
@@ -133,7 +146,7 @@ class Client:
     def info(self, timeout: float | None = None) -> dict:
         """Ask for INFO; raises ServerUnreachable / ProtocolMismatch."""
         timeout = self.timeout if timeout is None else timeout
-        self._send(protocol.header(protocol.HELLO))
+        self._send(messages.Hello())
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -146,7 +159,7 @@ class Client:
             if not self._poller.poll(min(100, int(remaining * 1000) + 1)):
                 continue
             frames = recv_parts(self._sock)
-            hdr = _peek_header(frames[0].bytes)
+            hdr = _peek_header(frames[0])
             if hdr is not None and hdr.get("v") != protocol.PROTOCOL_VERSION:
                 raise ProtocolMismatch(f"the server at {self.address} speaks protocol v{hdr.get('v')}; "
                                        f"this client speaks v{protocol.PROTOCOL_VERSION}")
@@ -182,7 +195,7 @@ class Client:
         """Events that arrived; waits at most ``timeout`` seconds for the first one."""
         now = time.monotonic()
         if now - self._last_ping >= self.heartbeat_interval:
-            self._send(protocol.header(protocol.PING, t=now))
+            self._send(messages.Ping(t=now))
             self._last_ping = now
         events: list[Event] = []
         if self._backlog:
@@ -203,7 +216,7 @@ class Client:
             for job in [j for j in (*self._jobs.values(), *self._pending.values()) if not j.finished]:
                 logs.event(log, "server_lost", level=logging.WARNING, address=self.address, job=job.job_id,
                            silent_s=round(time.monotonic() - self._last_rx, 1))
-                job.state = "failed"
+                job.state = RemoteJobState.FAILED
                 job.error = JobFailed(SERVER_LOST, f"no answer from {self.address} for {self.heartbeat_timeout:g} s")
                 events.append(Event(SERVER_LOST, job, {"type": SERVER_LOST, "job": job.job_id,
                                                        "message": str(job.error)}))
@@ -225,43 +238,43 @@ class Client:
         self._last_rx = time.monotonic()
         try:
             hdr, arrays = protocol.decode(frames, allowed_types=protocol.SERVER_TYPES)
+            msg = messages.parse(hdr)
         except protocol.ProtocolError as err:
             # A server that breaks the protocol: surface it as an error event, not a crash.
-            return [Event(protocol.ERROR, None, err.to_header())]
-        mtype = hdr["type"]
-        if mtype == protocol.PONG:
+            return [Event(protocol.ERROR, None, err.to_header(), message=err.to_message())]
+        if isinstance(msg, messages.Pong):
             return []
         job = None
-        job_id = hdr.get("job")
-        if mtype == protocol.ACCEPTED:
-            job = self._pending.pop(hdr.get("request", ""), None)
-            if job is not None and isinstance(job_id, str):
-                job.job_id = job_id
-                job.state = "accepted"
-                self._jobs[job_id] = job
+        job_id = getattr(msg, "job", None)
+        if isinstance(msg, messages.Accepted):
+            job = self._pending.pop(msg.request, None)
+            if job is not None:
+                job.job_id = msg.job
+                job.state = RemoteJobState.ACCEPTED
+                self._jobs[msg.job] = job
                 if job._cancel_when_accepted:
                     job.cancel()
         elif isinstance(job_id, str) and job_id in self._jobs:
             job = self._jobs[job_id]
-        elif mtype == protocol.ERROR and hdr.get("request") in self._pending:
-            job = self._pending.pop(hdr["request"])
+        elif isinstance(msg, messages.Error) and msg.request in self._pending:
+            job = self._pending.pop(msg.request)
         if job is not None:
-            if mtype == protocol.CREDIT:
-                job.credit = max(job.credit, _int_field(hdr, "upto"))
-            elif "credit" in hdr:  # on ACCEPTED, and riding on a RESULT or PROGRESS
-                job.credit = max(job.credit, _int_field(hdr, "credit"))
-            if mtype == protocol.DONE:
-                job.state = "done"
-            elif mtype == protocol.CANCELLED:
-                job.state = "cancelled"
-            elif mtype == protocol.ERROR:
-                job.state = "failed"
-                job.error = JobFailed.from_header(hdr)
+            if isinstance(msg, messages.Credit):
+                job.credit = max(job.credit, msg.upto)
+            elif isinstance(msg, (messages.Accepted, messages.Result, messages.Progress)) and msg.credit is not None:
+                job.credit = max(job.credit, msg.credit)  # on ACCEPTED, and riding on a RESULT or PROGRESS
+            if isinstance(msg, messages.Done):
+                job.state = RemoteJobState.DONE
+            elif isinstance(msg, messages.Cancelled):
+                job.state = RemoteJobState.CANCELLED
+            elif isinstance(msg, messages.Error):
+                job.state = RemoteJobState.FAILED
+                job.error = JobFailed.from_message(msg)
             if job.finished and job.job_id:
                 self._jobs.pop(job.job_id, None)
-        return [Event(mtype, job, hdr, arrays)]
+        return [Event(msg.TYPE, job, hdr, arrays, msg)]
 
-    def _send(self, hdr: dict, arrays: dict | None = None) -> None:
+    def _send(self, hdr: messages.Header | messages.JobSpec | dict, arrays: dict | None = None) -> None:
         if self._closed:
             raise RuntimeError("client is closed")
         send_parts(self._sock, protocol.encode(hdr, arrays))
@@ -283,14 +296,14 @@ class Client:
 
 
 class RemoteJob:
-    """A job as this client sees it. States: submitted -> accepted -> done | cancelled | failed."""
+    """A job as this client sees it (``state`` is a ``RemoteJobState``)."""
 
     def __init__(self, client: Client, request: str, spec: protocol.JobSpec):
         self.client = client
         self.request = request
         self.spec = spec
         self.job_id: str | None = None
-        self.state = "submitted"
+        self.state = RemoteJobState.SUBMITTED
         self.credit = 0
         self.next_index = 0
         self.error: JobFailed | None = None
@@ -298,7 +311,7 @@ class RemoteJob:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "cancelled", "failed")
+        return self.state in FINISHED_STATES
 
     @property
     def input_ended(self) -> bool:
@@ -306,22 +319,23 @@ class RemoteJob:
         return self._input_ended
 
     def can_send(self) -> bool:
-        return (self.state == "accepted" and not self._input_ended
+        return (self.state == RemoteJobState.ACCEPTED and not self._input_ended
                 and self.next_index < min(self.credit, self.spec.frames))
 
     def send_frame(self, index: int, arrays: dict) -> None:
         """Send one frame's conditioning; raises if the server has not granted credit for it."""
-        if self.state != "accepted":
+        if self.state != RemoteJobState.ACCEPTED:
             raise RuntimeError(f"job is {self.state}; frames can be sent only once it is accepted")
         if index >= self.credit:
             raise RuntimeError(f"frame {index} is beyond the server's credit (< {self.credit}); poll() for CREDIT")
-        self.client._send(protocol.header(protocol.FRAME, job=self.job_id, index=int(index)), arrays)
+        assert self.job_id is not None  # set with the state ACCEPTED
+        self.client._send(messages.Frame(job=self.job_id, index=int(index)), arrays)
         self.next_index = max(self.next_index, int(index) + 1)
 
     def end_input(self) -> None:
         if self.job_id is None:
             raise RuntimeError("job not accepted yet")
-        self.client._send(protocol.header(protocol.END_INPUT, job=self.job_id))
+        self.client._send(messages.EndInput(job=self.job_id))
         self._input_ended = True
 
     def cancel(self) -> None:
@@ -331,22 +345,17 @@ class RemoteJob:
         if self.job_id is None:
             self._cancel_when_accepted = True
             return
-        self.client._send(protocol.header(protocol.CANCEL, job=self.job_id))
+        self.client._send(messages.Cancel(job=self.job_id))
 
     _cancel_when_accepted = False
 
 
-def _int_field(hdr: dict, key: str) -> int:
-    value = hdr.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _peek_header(raw: bytes) -> dict | None:
+def _peek_header(frame) -> dict | None:
+    """The header of a reply to HELLO, or None if it is not one (checked fully in poll())."""
     try:
-        hdr = json.loads(raw)
-    except ValueError:
+        return protocol.parse_header(frame.bytes)
+    except protocol.ProtocolError:
         return None
-    return hdr if isinstance(hdr, dict) else None
 
 
 def run_job(client: Client, spec: protocol.JobSpec, reference: np.ndarray,
@@ -372,13 +381,14 @@ def run_job(client: Client, spec: protocol.JobSpec, reference: np.ndarray,
         while nxt is not None and not cancel_sent and job.can_send():
             job.send_frame(nxt[0], nxt[1])
             nxt = next(source, None)
-        if nxt is None and not cancel_sent and job.state == "accepted" and not job._input_ended:
+        if nxt is None and not cancel_sent and job.state == RemoteJobState.ACCEPTED and not job._input_ended:
             job.end_input()
         for ev in client.poll(0.05):
             if ev.job is not job and ev.type != protocol.ERROR:
                 continue
-            if ev.job is None and ev.type == protocol.ERROR and ev.header.get("request") not in (None, job.request):
-                continue
+            if ev.job is None and isinstance(ev.message, messages.Error) and ev.message.request not in (None,
+                                                                                                    job.request):
+                continue  # another submit's refusal
             last_event = time.monotonic()
             events.append(ev)
             if on_event is not None:
@@ -386,7 +396,7 @@ def run_job(client: Client, spec: protocol.JobSpec, reference: np.ndarray,
             if ev.type == SERVER_LOST:
                 raise ServerTimeout(str(job.error))
             if ev.type == protocol.ERROR and (ev.job is job or ev.job is None):
-                raise job.error or JobFailed.from_header(ev.header)
+                raise job.error or JobFailed.from_message(ev.message)  # type: ignore[arg-type]  # an ERROR's
             if ev.type in (protocol.DONE, protocol.CANCELLED):
                 return events
         if time.monotonic() - last_event > timeout:

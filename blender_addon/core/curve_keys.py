@@ -42,7 +42,13 @@ def load_server_public_key(path: str, option: str = "--curve-server-key") -> byt
             return text.encode("ascii")
         except (ValueError, KeyError, UnicodeEncodeError):
             pass
-    return _load(path, option)[0]
+    public, secret = _load(path, option)
+    if secret:
+        # Works (the public half is in the file) but invites copying the server's secret to every client.
+        from . import logs
+        logs.get("keys").warning(f"{option} {path!r} is the server's SECRET key file: give its public half "
+                                 "(server.key) instead, and keep the .key_secret file on the server only.")
+    return public
 
 
 def load_client_pair(path: str, option: str = "--curve-client-key") -> tuple[bytes, bytes]:

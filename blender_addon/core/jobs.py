@@ -27,6 +27,7 @@ Thread-safety rules:
 """
 from __future__ import annotations
 
+import enum
 import logging
 import queue
 import threading
@@ -37,11 +38,25 @@ from typing import Callable
 
 import numpy as np
 
-from . import logs, protocol
+from . import logs, messages, protocol
 from .eta import format_eta, remaining_seconds
 
-QUEUED, EXPORTING, SENDING, GENERATING, RECEIVING = "queued", "exporting", "sending", "generating", "receiving"
-DONE, FAILED, CANCELLED = "done", "failed", "cancelled"
+
+
+class ShotState(enum.StrEnum):
+    QUEUED = "queued"
+    EXPORTING = "exporting"
+    SENDING = "sending"
+    GENERATING = "generating"
+    RECEIVING = "receiving"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+QUEUED, EXPORTING, SENDING, GENERATING, RECEIVING = (ShotState.QUEUED, ShotState.EXPORTING, ShotState.SENDING,
+                                                     ShotState.GENERATING, ShotState.RECEIVING)
+DONE, FAILED, CANCELLED = ShotState.DONE, ShotState.FAILED, ShotState.CANCELLED
 FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
 TRANSITIONS = {
     QUEUED: {EXPORTING, FAILED, CANCELLED},
@@ -155,6 +170,7 @@ class ShotJob:
         self.address = address
         self.state = QUEUED
         self.error: str | None = None
+        self.error_code: str | None = None     # the server's ERROR code, when an ERROR ended the job
         self.progress = Progress(total=spec.frames)
         self.job_id: str | None = None
         self._export_frame = export_frame
@@ -173,7 +189,7 @@ class ShotJob:
         self._first_result_t: float | None = None
 
     # -- state ---------------------------------------------------------------
-    def _go(self, new: str) -> None:
+    def _go(self, new: ShotState) -> None:
         if new == self.state:
             return
         if new not in TRANSITIONS[self.state]:
@@ -262,26 +278,23 @@ class ShotJob:
                 self._on_event(payload)
 
     def _on_event(self, ev) -> None:
-        h = getattr(ev, "header", None) or {}
+        msg = ev.message
         p = self.progress
-        if ev.type == protocol.ACCEPTED:
+        if isinstance(msg, messages.Accepted):
             self._accepted = True
-            self.job_id = h.get("job") or getattr(getattr(ev, "job", None), "job_id", None)
+            self.job_id = msg.job
             if self.state == QUEUED:
                 self._go(EXPORTING)
-        elif ev.type == protocol.PROGRESS and not self.finished:
-            p.server_stage = h.get("stage") or p.server_stage
-            p.fraction = float(h.get("fraction") or 0.0)
-            p.frame, p.step, p.steps = h.get("frame"), h.get("step"), h.get("steps")
-            eta = h.get("eta_s", h.get("eta"))
-            if isinstance(eta, (int, float)):
-                p.eta_s = float(eta)
-        elif ev.type == protocol.RESULT:
+        elif isinstance(msg, messages.Progress) and not self.finished:
+            p.server_stage = msg.stage or p.server_stage
+            p.fraction = float(msg.fraction)
+            p.frame, p.step, p.steps = msg.frame, msg.step, msg.steps
+            if msg.eta_s is not None:
+                p.eta_s = float(msg.eta_s)
+        elif isinstance(msg, messages.Result):
             if self.state == CANCELLED:
                 return  # late frames after a cancel are dropped
-            arrays = getattr(ev, "arrays", None) or {}
-            i = int(h["index"] if "index" in h else h["frame"])
-            self._on_result(i, arrays[protocol.RESULT_RGBA], arrays.get(protocol.RESULT_MATTE))
+            self._on_result(msg.index, ev.arrays[protocol.RESULT_RGBA], ev.arrays.get(protocol.RESULT_MATTE))
             p.received += 1
             now = time.monotonic()
             if self._first_result_t is None:
@@ -291,7 +304,7 @@ class ShotJob:
                 p.eta_s = remaining_seconds(now - self._first_result_t, (p.received - 1) / max(1, p.total - 1))
             if self.state in (SENDING, GENERATING):
                 self._go(RECEIVING)
-        elif ev.type == protocol.DONE:
+        elif isinstance(msg, messages.Done):
             if self.state in (GENERATING, RECEIVING):
                 if p.received < p.total:
                     self._fail(f"The server finished after {p.received} of {p.total} frames.")
@@ -300,32 +313,47 @@ class ShotJob:
                     self._go(DONE)
             elif not self.finished:
                 self._fail(f"The server reported done while the job was still {self.state}.")
-        elif ev.type == protocol.CANCELLED:
+        elif isinstance(msg, messages.Cancelled):
             if not self.finished:
                 self._fail("The server cancelled the job (it may be shutting down); start it again.")
-        elif ev.type == protocol.ERROR:
+        elif isinstance(msg, messages.Error):
             if not self.finished:
-                field = f" (field {h['field']})" if h.get("field") else ""
-                self._fail(f"The server refused the job: {h.get('message', 'unknown error')}{field}.")
+                self.error_code = msg.code
+                field = f" (field {msg.field})" if msg.field else ""
+                self._fail(f"The server refused the job: {msg.message}{field}.")
         elif ev.type == protocol.SERVER_LOST:
             if not self.finished:
                 self._fail(f"Lost the server at {self.address} mid-job after {p.received} of {p.total} frames; "
                            "the frames received are kept. Restart the server and run the shot again.")
 
 
+# ERROR codes that, answering a SUBMIT (before ACCEPTED), mean the shot's own
+# settings were refused: bad input, not a failure worth retrying.
+SUBMIT_REFUSALS = frozenset((protocol.E_BAD_PARAM, protocol.E_UNKNOWN_PARAM, protocol.E_MISSING_INPUT,
+                             protocol.E_TOO_LARGE, protocol.E_UNKNOWN_ENGINE, protocol.E_BAD_DTYPE,
+                             protocol.E_BAD_SHAPE))
+
+
+def refused_as_bad_input(job: "ShotJob") -> bool:
+    """Did the server refuse this job's SUBMIT for its settings (no job was ever opened)?"""
+    return job.job_id is None and job.error_code in SUBMIT_REFUSALS
+
+
 def describe_error(exc: BaseException, address: str) -> str:
     """One sentence for a client exception: what happened and what to do."""
-    name = type(exc).__name__
-    if name in ("HandshakeRefused", "AddressError", "KeyFileError"):
+    from .address import AddressError
+    from .client import HandshakeRefused, JobFailed, ProtocolMismatch, ServerTimeout, ServerUnreachable
+    from .curve_keys import KeyFileError
+    if isinstance(exc, (HandshakeRefused, AddressError, KeyFileError)):  # their words already say what to fix
         text = str(exc).rstrip(".")
         return text[:1].upper() + text[1:] + "."
-    if name == "ServerUnreachable":
+    if isinstance(exc, ServerUnreachable):
         return (f"Cannot reach the Inhabit server at {address}: start it with 'inhabit serve' "
                 "(or the Start Local Server button) or fix the address.")
-    if name == "ProtocolMismatch":
+    if isinstance(exc, ProtocolMismatch):
         return f"The server at {address} speaks another protocol version ({exc}); update the add-on or the server."
-    if name == "ServerTimeout":
+    if isinstance(exc, ServerTimeout):
         return f"The server at {address} stopped answering ({exc}); check that it is still running."
-    if name == "JobFailed":
+    if isinstance(exc, JobFailed):
         return f"The server refused the job: {exc}"
-    return f"{name}: {exc}"
+    return f"{type(exc).__name__}: {exc}"

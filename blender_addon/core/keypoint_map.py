@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Mapping
 
-from . import protocol
+from . import conventions
 
 HEAD, TAIL = "head", "tail"
 
@@ -52,9 +52,9 @@ def parse_user_mapping(text_or_dict) -> dict:
         raise MappingError("keypoint mapping must be a JSON object {keypoint: bone or [bone, 'head'|'tail']}")
     out = {}
     for key, value in data.items():
-        if key not in protocol.KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES:
+        if key not in conventions.KEYPOINT_NAMES + conventions.HAND_KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES:
             raise MappingError(f"keypoint mapping names unknown keypoint {key!r}; expected one of "
-                               f"{list(protocol.KEYPOINT_NAMES)} or a hand point such as 'left_hand_index_tip'")
+                               f"{list(conventions.KEYPOINT_NAMES)} or a hand point such as 'left_hand_index_tip'")
         if isinstance(value, str):
             out[key] = (value, HEAD)
         elif (isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str)

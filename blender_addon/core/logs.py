@@ -24,10 +24,27 @@ def get(component: str) -> logging.Logger:
     return logging.getLogger(f"{ROOT}.{component}")
 
 
+# A value longer than this is cut (a client's 3 MB name must not become a 3 MB line).
+MAX_VALUE_CHARS = 300
+
+
+def value_text(value) -> str:
+    """One field's text: at most MAX_VALUE_CHARS characters, control characters escaped,
+    so a value never breaks its line or hides what follows."""
+    text = str(value)
+    cut = len(text) - MAX_VALUE_CHARS
+    if cut > 0:
+        text = text[:MAX_VALUE_CHARS]
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text + (f"...(+{cut} chars)" if cut > 0 else "")
+
+
 def event(logger: logging.Logger, name: str, /, level: int = logging.INFO, **fields) -> None:
-    """Log one event as ``name key=value ...`` (fields that are None or empty are left out)."""
+    """Log one event as ``name key=value ...`` (fields that are None or empty are left out;
+    values are cut and escaped by ``value_text``)."""
     if logger.isEnabledFor(level):
-        parts = [name] + [f"{k}={v}" for k, v in fields.items() if v is not None and v != ""]
+        parts = [name] + [f"{k}={value_text(v)}" for k, v in fields.items() if v is not None and v != ""]
         logger.log(level, " ".join(parts))
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import protocol
+from . import conventions
 from .keypoint_map import HEAD, MIN_MAPPED_BODY, MappingError, parse_user_mapping
 from .rig_face import derive_face, fit_head  # noqa: F401  (fit_head: used by the bpy layer through here)
 from .rig_hands import FINGER_ORDER, finger_chains, finger_points
@@ -144,7 +144,7 @@ def map_rig(bones, user_mapping=None, *, armature_name: str = "armature") -> Rig
         for finger, chain in chains.items():
             named_chain = rig.info[chain[0]].role == "finger"
             pts = finger_points(rig, chain, CONVENTION if named_chain else STRUCTURE if how != USER else how)
-            for p, slot in zip(pts, protocol.HAND_POINTS[1 + 4 * FINGER_ORDER.index(finger):][:4]):
+            for p, slot in zip(pts, conventions.HAND_POINTS[1 + 4 * FINGER_ORDER.index(finger):][:4]):
                 key = f"{side}_hand_{slot}"
                 if key not in user:
                     joints[key] = p

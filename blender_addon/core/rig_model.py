@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import protocol
+from . import conventions
 from .keypoint_map import FACE_OFFSETS, HEAD
 from .rig_names import NameInfo, classify
 
 
 CONVENTION, STRUCTURE, USER, DERIVED, GEOMETRY = "convention", "structure", "user", "derived", "geometry"
-BODY_KEYPOINTS = tuple(n for n in protocol.KEYPOINT_NAMES if n not in FACE_OFFSETS)
-ALL_KEYPOINTS = protocol.KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES
+BODY_KEYPOINTS = tuple(n for n in conventions.KEYPOINT_NAMES if n not in FACE_OFFSETS)
+ALL_KEYPOINTS = conventions.KEYPOINT_NAMES + conventions.HAND_KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES
 LAYER_RANK = {"def": 0, "org": 1, "": 2}  # a plain name beside ORG/DEF layers is a control
 SIDE = {"l": "left", "r": "right"}
 
@@ -52,20 +52,20 @@ class RigMap:
     def body_mapped(self) -> int:
         return sum(self.joints.get(k) is not None for k in BODY_KEYPOINTS)
 
-    def rows(self, names=protocol.KEYPOINT_NAMES) -> list:
+    def rows(self, names=conventions.KEYPOINT_NAMES) -> list:
         """[(keypoint, bone, how)] with "" / "missing" for unmapped points."""
         return [(k, j.bone if j else "", j.how if j else "missing")
                 for k in names for j in [self.joints.get(k)]]
 
     def hands_mapped(self) -> int:
-        return sum(self.joints.get(k) is not None for k in protocol.HAND_KEYPOINT_NAMES)
+        return sum(self.joints.get(k) is not None for k in conventions.HAND_KEYPOINT_NAMES)
 
     def describe(self) -> str:
         """Several lines: the convention, then keypoint -> bone (how)."""
         lines = [f"bone mapping ({self.convention}; {self.body_mapped()}/{len(BODY_KEYPOINTS)} body joints, "
-                 f"{self.hands_mapped()}/{protocol.NUM_HAND_KEYPOINTS} hand points, "
+                 f"{self.hands_mapped()}/{conventions.NUM_HAND_KEYPOINTS} hand points, "
                  f"face box {'yes' if self.face_box else 'no'}):"]
-        for k, bone, how in self.rows(protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES):
+        for k, bone, how in self.rows(conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES):
             lines.append(f"  {k:<15} {bone or '-':<28} {how}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from . import protocol
+from . import conventions, protocol
 
 
 class SetupError(ValueError):
@@ -136,7 +136,7 @@ def validate_against_server(s: ShotSettings, info: dict) -> dict:
     check_limits(s, info.get("limits"))
     if engines[s.engine].get("needs_reference_keypoints") and not s.reference_keypoints_path:
         raise SetupError("reference_keypoints", f"Engine {s.engine!r} needs the reference image's keypoints: give "
-                                                f"a .npy or .json [{protocol.NUM_KEYPOINTS}, 4] array, x and y in "
+                                                f"a .npy or .json [{conventions.NUM_KEYPOINTS}, 4] array, x and y in "
                                                 "reference-image pixels (--reference-keypoints FILE, or Reference "
                                                 "Pose in the panel).")
     specs = [protocol.ParamSpec.from_json(p) for p in engines[s.engine].get("params", [])]

@@ -15,7 +15,7 @@ import tempfile
 import bpy
 import numpy as np
 
-from ..core import keypoint_map, protocol
+from ..core import conventions, keypoint_map, protocol
 from ..core.settings import SetupError, ShotSettings
 from . import keypoints as kp_mod
 from .passes import PassRenderer, read_image_rgba
@@ -110,9 +110,9 @@ def load_reference(s: ShotSettings) -> tuple[np.ndarray, np.ndarray | None]:
             raise SetupError("reference_keypoints", f"Reference keypoints {path!r} cannot be read ({exc}): "
                                                     "give a .npy or .json array of shape [18, 4].") from None
         ref_kp = np.asarray(ref_kp, np.float32)
-        if ref_kp.shape != (protocol.NUM_KEYPOINTS, 4):
+        if ref_kp.shape != (conventions.NUM_KEYPOINTS, 4):
             raise SetupError("reference_keypoints", "Reference keypoints must have shape "
-                                                    f"[{protocol.NUM_KEYPOINTS}, 4], got {list(ref_kp.shape)}.")
+                                                    f"[{conventions.NUM_KEYPOINTS}, 4], got {list(ref_kp.shape)}.")
     return ref, ref_kp
 
 

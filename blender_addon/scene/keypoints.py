@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
 
-from ..core import protocol
+from ..core import conventions
 from .rig import PosedRig, map_armature
 
 # A joint counts as occluded when the environment is nearer than the joint by
@@ -30,13 +30,13 @@ def project_points(scene, camera, points, width: int, height: int, scene_depth: 
             continue
         c = world_to_camera_view(scene, camera, p)
         x, y, z = c.x * width, (1.0 - c.y) * height, c.z
-        vis = protocol.VIS_VISIBLE
+        vis = conventions.VIS_VISIBLE
         if z <= 0 or not (0 <= x < width and 0 <= y < height):
-            vis = protocol.VIS_ABSENT
+            vis = conventions.VIS_ABSENT
         elif scene_depth is not None:
             d = float(scene_depth[int(y), int(x)])
             if d < z - (OCCLUSION_MARGIN_M + OCCLUSION_MARGIN_REL * z):
-                vis = protocol.VIS_OCCLUDED
+                vis = conventions.VIS_OCCLUDED
         out[k] = (x, y, max(z, 0.0), vis)
     return out
 
@@ -45,28 +45,28 @@ def project_keypoints(scene, camera, armature, mapping, width: int, height: int,
                       scene_depth: np.ndarray | None) -> np.ndarray:
     """float32 [18, 4] in KEYPOINT_NAMES order. Call after ``scene.frame_set``."""
     posed = PosedRig(armature, mapping)
-    return project_points(scene, camera, posed.points(protocol.KEYPOINT_NAMES), width, height, scene_depth)
+    return project_points(scene, camera, posed.points(conventions.KEYPOINT_NAMES), width, height, scene_depth)
 
 
 def project_hands(scene, camera, armature, mapping, width: int, height: int,
                   scene_depth: np.ndarray | None) -> np.ndarray:
     """float32 [42, 4] in HAND_KEYPOINT_NAMES order (left hand, then right)."""
     posed = PosedRig(armature, mapping)
-    return project_points(scene, camera, posed.points(protocol.HAND_KEYPOINT_NAMES), width, height, scene_depth)
+    return project_points(scene, camera, posed.points(conventions.HAND_KEYPOINT_NAMES), width, height, scene_depth)
 
 
 def project_toes(scene, camera, armature, mapping, width: int, height: int,
                  scene_depth: np.ndarray | None) -> np.ndarray:
     """float32 [2, 4] in TOE_KEYPOINT_NAMES order (left toe, right toe)."""
     posed = PosedRig(armature, mapping)
-    return project_points(scene, camera, posed.points(protocol.TOE_KEYPOINT_NAMES), width, height, scene_depth)
+    return project_points(scene, camera, posed.points(conventions.TOE_KEYPOINT_NAMES), width, height, scene_depth)
 
 
 def project_face_box(scene, camera, armature, mapping, width: int, height: int,
                      scene_depth: np.ndarray | None) -> np.ndarray:
     """float32 [5]: the head's box in pixels (clipped) and its visibility
     (1 facing the camera and unhidden, 0.5 turned away or hidden, 0 absent)."""
-    out = np.zeros(len(protocol.FACE_BOX_LAYOUT), np.float32)
+    out = np.zeros(len(conventions.FACE_BOX_LAYOUT), np.float32)
     if not mapping.face_box:
         return out
     posed = PosedRig(armature, mapping)
@@ -82,6 +82,6 @@ def project_face_box(scene, camera, armature, mapping, width: int, height: int,
     if x1 - x0 < 1 or y1 - y0 < 1 or not corners[:, 3].any():
         return out
     facing = (posed.world(mapping.face_front) - centre_w).dot(camera.matrix_world.translation - centre_w) > 0
-    vis = protocol.VIS_VISIBLE if facing and centre[3] == protocol.VIS_VISIBLE else protocol.VIS_OCCLUDED
+    vis = conventions.VIS_VISIBLE if facing and centre[3] == conventions.VIS_VISIBLE else conventions.VIS_OCCLUDED
     out[:] = (x0, y0, x1, y1, vis)
     return out

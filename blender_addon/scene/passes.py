@@ -28,7 +28,7 @@ import bpy
 import numpy as np
 
 from .. import compat
-from ..core import bmp, exr, protocol
+from ..core import bmp, conventions, exr
 from ..core.conventions import has_surface
 from . import raster
 from .changes import ChangeTracker
@@ -336,7 +336,7 @@ class PassRenderer:
 def finish_arrays(environment, scene_depth, char_depth, index, n_labels) -> dict:
     """Raw pass planes -> protocol arrays (dtype, range and 'no surface' fixed)."""
     def clean_depth(d):
-        d = np.where(np.isfinite(d) & (d > 0) & has_surface(d), d, protocol.NO_SURFACE_DEPTH)
+        d = np.where(np.isfinite(d) & (d > 0) & has_surface(d), d, conventions.NO_SURFACE_DEPTH)
         return np.ascontiguousarray(d, dtype=np.float32)
     char_depth = clean_depth(char_depth)
     labels = np.rint(index).astype(np.int64)

@@ -6,7 +6,7 @@ import json
 import bpy
 
 from .. import compat
-from ..core import protocol
+from ..core import conventions, protocol
 from ..core.settings import SetupError, ShotSettings
 from .preferences import key_settings
 
@@ -35,8 +35,8 @@ def _keypoint_items(self, context):
     return _KEYPOINT_ITEMS
 
 
-_KEYPOINT_ITEMS = [(k, k.replace("_", " "), "")
-                   for k in protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES + protocol.HAND_KEYPOINT_NAMES]
+_KEYPOINT_ITEMS = [(k, k.replace("_", " "), "") for k in
+                   conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES + conventions.HAND_KEYPOINT_NAMES]
 
 
 def param_value(prm):
@@ -181,12 +181,12 @@ def refresh_mapping_rows(scene) -> str:
     except (SetupError, MappingError) as exc:
         p.mapping_summary = str(getattr(exc, "message", exc))
         return p.mapping_summary
-    for k, bone, how in m.rows(protocol.KEYPOINT_NAMES + protocol.TOE_KEYPOINT_NAMES):
+    for k, bone, how in m.rows(conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES):
         row = p.mapping_rows.add()
         row.keypoint, row.bone, row.how = k, bone, how
     box = "yes" if m.face_box else "no"
     p.mapping_summary = (f"{arm.name}: {m.convention}, {m.body_mapped()}/13 body, "
-                         f"{m.hands_mapped()}/{protocol.NUM_HAND_KEYPOINTS} hand, face box {box}"
+                         f"{m.hands_mapped()}/{conventions.NUM_HAND_KEYPOINTS} hand, face box {box}"
                          + "".join(f"; {n}" for n in m.notes))
     return p.mapping_summary
 

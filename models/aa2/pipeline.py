@@ -147,11 +147,11 @@ class AnimateAnyone2Pipeline(DiffusionPipeline):
     def prepare_reference(reference) -> np.ndarray:
         """A checked uint8 RGB reference; RGBA cut-outs are put on white."""
         if reference is None:
-            raise InputError("reference image is required (uint8 [h, w, 3|4])", field="reference")
+            raise InputError("reference image is required (uint8 [h, w, 3|4])", field="submit.reference")
         ref = np.asarray(reference)
         if ref.dtype != np.uint8 or ref.ndim != 3 or ref.shape[2] not in (3, 4) or min(ref.shape[:2]) < 1:
             raise InputError(f"reference must be uint8 [h, w, 3|4], got {ref.dtype}{list(ref.shape)}",
-                             field="reference")
+                             field="submit.reference")
         if ref.shape[2] == 4:
             # Cut-out references sit on white, the usual background of reference sheets.
             a = ref[..., 3:4].astype(np.float32) / 255.0

@@ -91,7 +91,7 @@ def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-# Indices into protocol.KEYPOINT_NAMES of the points that outline a head.
+# Indices into conventions.KEYPOINT_NAMES of the points that outline a head.
 _HEAD = (0, 14, 15, 16, 17)   # nose, right/left eye, right/left ear
 
 

@@ -9,7 +9,7 @@ the choice among them from free VRAM.
                  measured on a 5090 by others), slowest
 
 Optional fp8 storage (``enable_layerwise_casting``, bf16 compute) halves the
-transformer's resident and transferred bytes on any tier (INHABIT_WAN_FP8=1).
+transformer's resident and transferred bytes on any tier (the engine option fp8).
 
 The sizes are projections from the published figures in
 shared/spec/wan-animate.md (bf16 transformer 34.6 GB; activations about 12 GB

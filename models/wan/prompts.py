@@ -3,8 +3,8 @@
 The UMT5-XXL encoder is 11 GB; the prompt of a replace job rarely changes
 (Wan's own is one fixed sentence). So the engine loads the pipeline without
 it, and for a prompt it has not seen loads the encoder, embeds the prompt,
-saves the embedding (safetensors) next to the weights and releases the
-encoder. ``prompt=`` is never passed to the pipeline: its ``prompt_clean``
+saves the embedding (safetensors, in a capped ``PromptCache``) and releases
+the encoder. ``prompt=`` is never passed to the pipeline: its ``prompt_clean``
 needs ftfy, which the server does not ship; the cleaning here is the same
 minus ftfy's mojibake repair.
 """
@@ -25,26 +25,60 @@ def clean(prompt: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def cache_dir(weights: str) -> str:
-    """Next to the weights when that folder is writable, else the user cache."""
-    here = os.path.join(weights, CACHE_SUBDIR)
-    try:
-        os.makedirs(here, exist_ok=True)
-        if os.access(here, os.W_OK):
-            return here
-    except OSError:
-        pass
-    key = hashlib.sha256(os.path.abspath(weights).encode()).hexdigest()[:16]
-    fallback = os.path.join(os.path.expanduser("~"), ".cache", "inhabit", "prompts", key)
-    os.makedirs(fallback, exist_ok=True)
-    return fallback
+class PromptCache:
+    """Cached embeddings in one folder, at most ``cap_bytes`` of them.
+
+    The folder is the server's (``--engine-option prompt_cache=DIR``) or the
+    user cache, never the weights folder: a client's new prompt must not
+    write into it. Embeddings an older version cached next to the weights
+    (``CACHE_SUBDIR``) are still read. Past the cap, the least recently used
+    embeddings are deleted -- never Wan's own prompt's nor the empty one's,
+    which every job needs and which a folder without text_encoder/ could not
+    make again."""
+
+    def __init__(self, weights: str, folder: str | None = None, *, cap_bytes: int = 1 << 30):
+        key = hashlib.sha256(os.path.abspath(weights).encode()).hexdigest()[:16]
+        self.folder = folder or os.path.join(os.path.expanduser("~"), ".cache", "inhabit", "prompts", key)
+        self.legacy = os.path.join(weights, CACHE_SUBDIR)
+        self.cap_bytes = int(cap_bytes)
+        self.pinned = {cache_key(weights, t, MAX_SEQUENCE_LENGTH) + ".safetensors" for t in (DEFAULT_PROMPT, "")}
+
+    def find(self, name: str) -> str | None:
+        for folder in (self.folder, self.legacy):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                if folder == self.folder:
+                    os.utime(path)          # recently used: evicted last
+                return path
+        return None
+
+    def path_for(self, name: str) -> str:
+        os.makedirs(self.folder, exist_ok=True)
+        return os.path.join(self.folder, name)
+
+    def evict(self, keep: str) -> None:
+        """Delete the least recently used embeddings until the folder is under the cap."""
+        entries = []
+        for f in os.listdir(self.folder):
+            path = os.path.join(self.folder, f)
+            if f.endswith(".safetensors") and os.path.isfile(path):
+                st = os.stat(path)
+                entries.append((st.st_mtime, st.st_size, f, path))
+        total = sum(e[1] for e in entries)
+        for _, size, f, path in sorted(entries):
+            if total <= self.cap_bytes:
+                break
+            if f in self.pinned or path == keep:
+                continue
+            os.remove(path)
+            total -= size
 
 
 def cache_key(weights: str, prompt: str, max_length: int) -> str:
     """From the prompt, the length and the transformer's text width -- not from the
     text encoder's files, so the cache still serves once text_encoder/ is deleted
-    to save 11 GB (the cache lives inside this weights folder, so it is that
-    folder's encoder that made it)."""
+    to save 11 GB (the cache is keyed by the weights folder's path, so it is
+    that folder's encoder that made it)."""
     import json
     h = hashlib.sha256()
     h.update(clean(prompt).encode())
@@ -57,19 +91,24 @@ def cache_key(weights: str, prompt: str, max_length: int) -> str:
 
 
 def prompt_embeddings(weights: str, prompt: str, *, device: str = "cpu", max_length: int = MAX_SEQUENCE_LENGTH,
-                      on_event=None):
-    """float32 [1, max_length, text_dim] on the CPU, from the cache or computed."""
+                      on_event=None, cache: PromptCache | None = None):
+    """float32 [1, max_length, text_dim] on the CPU, from the cache or computed
+    (and cached; ``cache`` defaults to the user cache with a 1 GiB cap)."""
     from safetensors.torch import load_file, save_file
 
-    path = os.path.join(cache_dir(weights), cache_key(weights, prompt, max_length) + ".safetensors")
-    if os.path.isfile(path):
-        return load_file(path)["prompt_embeds"]
+    cache = cache or PromptCache(weights)
+    name = cache_key(weights, prompt, max_length) + ".safetensors"
+    found = cache.find(name)
+    if found:
+        return load_file(found)["prompt_embeds"]
     if on_event:
         on_event("embedding a new prompt (loading the text encoder once)")
     emb = _encode(weights, prompt, device=device, max_length=max_length)
+    path = cache.path_for(name)
     tmp = path + ".tmp"
     save_file({"prompt_embeds": emb.contiguous()}, tmp, metadata={"prompt": clean(prompt)[:500]})
     os.replace(tmp, path)
+    cache.evict(keep=path)
     return emb
 
 

@@ -21,7 +21,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from blender_addon.core import protocol
+    from blender_addon.core import conventions, protocol
     from backend.cli.blender_env import use_blender_caches
     use_blender_caches()   # before bpy loads
     from backend.blender.shot_args import open_blend, settings_from_args
@@ -47,9 +47,9 @@ def run(args) -> int:
     spec = exporter.job_spec()
     header = spec.to_header()
     header["scene_frames"] = [settings.frame_start, settings.frame_end]
-    header["keypoint_names"] = list(protocol.KEYPOINT_NAMES)
+    header["keypoint_names"] = list(conventions.KEYPOINT_NAMES)
     header["blend"] = os.path.abspath(args.blend)
-    header["hand_keypoint_names"] = list(protocol.HAND_KEYPOINT_NAMES)
+    header["hand_keypoint_names"] = list(conventions.HAND_KEYPOINT_NAMES)
     header["keypoint_mapping"] = exporter.mapping.to_json()
     header["armature"] = exporter.armature.name
     header["body"] = [o.name for o in exporter.body_objects]

@@ -28,10 +28,11 @@ def run(args) -> int:
             info = cl.info()
         finally:
             cl.close()
-    except (KeyFileError, AddressError) as exc:  # bad input: exit 2
-        print(f"inhabit info: {exc}", file=sys.stderr)
+    except (KeyFileError, AddressError, client_mod.ServerUnreachable) as exc:
+        # Bad input (docs/farm.md): a key or address to fix, a refused handshake, nothing listening there.
+        print(f"inhabit info: {exc}".replace("\n", " "), file=sys.stderr)
         return 2
-    except (client_mod.ServerUnreachable, client_mod.ProtocolMismatch, client_mod.ServerTimeout, OSError,
+    except (client_mod.ProtocolMismatch, client_mod.ServerTimeout, OSError,
             ValueError, zmq.ZMQError) as exc:  # bad keys and addresses are sentences, never tracebacks
         print(f"inhabit info: {exc}".replace("\n", " "), file=sys.stderr)
         return 1

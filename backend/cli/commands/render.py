@@ -81,6 +81,9 @@ def _run(args, stopped) -> int:
         elif args.curve_server_key or args.curve_client_key:
             raise SetupError("server", "--curve-server-key/--curve-client-key were given without --server: "
                                        "give the keyed server's address.")
+        if not args.server_timeout > 0 or args.server_timeout == float("inf"):
+            raise SetupError("server_timeout", f"--server-timeout must be a positive number of seconds, got "
+                                               f"{args.server_timeout}.")
         if args.weights and args.server:
             raise SetupError("weights", "--weights is for the private server: drop it, or drop --server to start one.")
         scene = open_blend(args.blend, args.scene)
@@ -129,7 +132,7 @@ def _start_private_server(args):
         srv.remove_log()
         reason = lines[-1] if lines else f"it exited with code {code}"
         say(f"the private server did not start: {reason}")
-        return None, 2 if code == 1 else 1  # `inhabit serve` exits 1 on a bad engine or weights: bad input here
+        return None, 2 if code == 2 else 1  # `inhabit serve` exits 2 on a bad engine or weights folder
     return srv, 0
 
 

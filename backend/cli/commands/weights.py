@@ -1,15 +1,13 @@
-"""``inhabit weights``: build and check aa2 pipeline folders (local paths only).
+"""``inhabit weights``: build and check weights folders (local paths only).
 
   inhabit weights convert --moore DIR --sd15 DIR --vae DIR --image-encoder DIR
                           [--motion-module FILE] --out DIR
-  inhabit weights check DIR          (an aa2 or a Wan-Animate folder)
+  inhabit weights check DIR          (a folder of any engine with weights, checked by that engine)
   inhabit weights resave-bf16 SRC DST  (Wan-Animate: fp32 transformer -> bf16, 82 -> ~48 GB)
   inhabit weights lpips-pack --alexnet FILE --lpips FILE --out FILE.safetensors
                                        (one LPIPS-alex file for inhabit eval --lpips-weights)
 """
 from __future__ import annotations
-
-import os
 
 
 def add_parser(subparsers):
@@ -57,15 +55,7 @@ def run(args) -> int:
         print(f"inhabit weights lpips-pack: wrote {args.out} ({len(merged)} tensors)")
         return 0
     if args.weights_command == "check":
-        from models.wan.weights_check import PIPELINE_CLASS, check_wan_folder, read_model_index
-        from models.aa2.weights_check import check_folder
-        index = read_model_index(args.dir) if os.path.isdir(args.dir) else None
-        if index and index.get("_class_name") == PIPELINE_CLASS:
-            ok, lines, _ = check_wan_folder(args.dir)
-        else:
-            ok, lines = check_folder(args.dir)
-        print("\n".join(lines))
-        return 0 if ok else 1
+        return _check(args.dir)
     if args.weights_command == "convert":
         from models.aa2.moore_folder import ConversionFailed, convert_to_folder
         try:
@@ -98,3 +88,19 @@ def run(args) -> int:
         return 0
     print("inhabit weights: give an action: convert, check, resave-bf16 or lpips-pack")
     return 2
+
+
+def _check(folder: str) -> int:
+    """Each engine with weights checks the folder through its own hook; the report
+    shown is the accepting engine's, else the one with the fewest problems."""
+    from backend.server.engines import registry
+    reports = []
+    for name in registry.names():
+        cls = registry.get(name)
+        if cls.needs_weights:
+            ok, lines = cls.weights_report(folder)
+            reports.append((not ok, sum(line.startswith("ERROR") for line in lines), name, lines))
+    failed, _, name, lines = min(reports)
+    print(f"engine {name}:" if not failed else f"not a weights folder of any engine; closest, engine {name}:")
+    print("\n".join(lines))
+    return 1 if failed else 0

@@ -10,8 +10,6 @@ fast; INFO is cheap).
 """
 from __future__ import annotations
 
-import os
-
 from blender_addon.core.protocol import ParamSpec
 
 from .base import Engine, EngineInputError, JobContext, AdmittedJob
@@ -35,15 +33,42 @@ class AA2Engine(Engine):
                   doc="frames shared by consecutive windows (carried over and cross-faded)"),
         ParamSpec("mask_block", "int", 10, 1, 256, doc="block size of the shape-agnostic mask, px"),
     )
+    server_options = (
+        ParamSpec("dtype", "choice", "auto", choices=("auto", "float32", "float16", "bfloat16"),
+                  doc="weights and compute precision; auto = float16 on CUDA, float32 on the CPU"),
+    )
     # A window needs all its frames at once; the largest window is MAX_CONTEXT.
     input_window = MAX_CONTEXT
     streaming = True
     # Windows overlap and are cross-faded: a resumed shot restarts at a window start.
     restart_window = ("context_frames", "overlap")
 
-    def __init__(self, *, device: str = "cpu", weights: str | None = None):
-        super().__init__(device=device, weights=weights)
+    def __init__(self, **kw):
+        super().__init__(**kw)
         self.pipeline = None
+
+    @classmethod
+    def weights_report(cls, folder: str) -> tuple[bool, list[str]]:
+        from models.aa2.weights_check import check_folder
+        return check_folder(folder)
+
+    @classmethod
+    def smoke_test(cls, device: str, *, frames: int, steps: int, save_to: str | None = None) -> str:
+        import time
+
+        from models.aa2.tiny import tiny_inputs, tiny_pipeline
+        pipe = tiny_pipeline(device=device)
+        pipe.set_progress_bar_config(disable=True)
+        inputs = tiny_inputs(max(1, frames), 64, 64)
+        ref = inputs.pop("reference")
+        t0 = time.perf_counter()
+        out = pipe(ref, **inputs, steps=max(1, steps), guidance=2.0, context_frames=min(16, frames), overlap=0)
+        n = out.frames.shape[0]
+        line = (f"smoke generation ({device}, tiny config, {n} frames 64x64, {steps} steps): "
+                f"{(time.perf_counter() - t0) / n:.3f} s/frame")
+        if save_to:
+            pipe.save_pretrained(save_to, safe_serialization=True)
+        return line
 
     def load(self) -> None:
         if not self.weights:
@@ -52,11 +77,11 @@ class AA2Engine(Engine):
                                "--weights DIR (a tiny test one: inhabit doctor --save-tiny DIR)")
         from models.aa2.pipeline import load_pipeline
         self.pipeline = load_pipeline(self.weights, device=self.device,
-                                      dtype=os.environ.get("INHABIT_DTYPE") or None)
+                                      dtype=None if self.options["dtype"] == "auto" else self.options["dtype"])
 
     def validate(self, job: AdmittedJob) -> None:
         if job.reference is None:
-            raise EngineInputError("the aa2 engine needs a reference image of the character", field="reference")
+            raise EngineInputError("the aa2 engine needs a reference image of the character", field="submit.reference")
         p = job.params
         if p["overlap"] >= p["context_frames"]:
             raise EngineInputError(f"params.overlap ({p['overlap']}) must be smaller than "
@@ -81,7 +106,10 @@ class AA2Engine(Engine):
 
         # Frames arrive checked by the server against required_inputs and take the
         # protocol's names, which are the pipeline's; its own InputError carries the field.
-        for index, rgba, matte in self.pipeline.stream(
+        pipeline = self.pipeline
+        if pipeline is None:   # by contract load() ran first
+            raise RuntimeError("the aa2 engine ran before load()")
+        for index, rgba, matte in pipeline.stream(
                 job.reference, ctx.frame, job.frames, height=job.height, width=job.width,
                 steps=steps, guidance=p["guidance"], seed=p["seed"], context_frames=p["context_frames"],
                 overlap=p["overlap"], mask_block=p["mask_block"], on_step=on_step, on_release=ctx.release):

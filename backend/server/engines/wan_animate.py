@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from blender_addon.core.protocol import ParamSpec
+from models.wan.memory import CHOICES as MEMORY_CHOICES
 
 from .base import Engine, EngineInputError, JobContext, AdmittedJob
 
@@ -29,8 +30,9 @@ EXPECTED_S_PER_FRAME = {"H100 832x480": 1.1, "H100 1280x720": 3.5, "A100/A800 83
                         "A100 1280x720": 9.0, "CPU tiny config 64x64": 0.2}
 
 
-def parse_resolution(value: str, shot_h: int, shot_w: int) -> tuple[int, int]:
-    """(height, width) of the working resolution; EngineInputError unless both are /16."""
+def parse_resolution(value: str, shot_h: int, shot_w: int, max_w: int = 2048, max_h: int = 2048) -> tuple[int, int]:
+    """(height, width) of the working resolution; EngineInputError unless both are
+    /16 and within the server's max_width x max_height."""
     v = (value or "shot").strip().lower()
     if v == "shot":
         h, w = shot_h, shot_w
@@ -40,7 +42,7 @@ def parse_resolution(value: str, shot_h: int, shot_w: int) -> tuple[int, int]:
                 f"params.resolution to a /16 size such as {max(16, shot_w // 16 * 16)}x{max(16, shot_h // 16 * 16)} "
                 "(the result is resized back to the shot) or render at a /16 size", field="params.resolution")
         return h, w
-    m = re.fullmatch(r"(\d+)\s*x\s*(\d+)", v)
+    m = re.fullmatch(r"(\d{1,6})\s*x\s*(\d{1,6})", v)
     if not m:
         raise EngineInputError(f"params.resolution must be 'shot' or WIDTHxHEIGHT (e.g. 832x480), got {value!r}",
                                field="params.resolution")
@@ -49,6 +51,9 @@ def parse_resolution(value: str, shot_h: int, shot_w: int) -> tuple[int, int]:
         fix = f"{max(16, round(w / 16) * 16)}x{max(16, round(h / 16) * 16)}"
         raise EngineInputError(f"params.resolution {w}x{h} is not divisible by 16: use e.g. {fix}",
                                field="params.resolution")
+    if w > max_w or h > max_h:
+        raise EngineInputError(f"params.resolution {w}x{h} is over this server's limit of {max_w}x{max_h}: use a "
+                               "smaller working size such as 1280x720", field="params.resolution")
     return h, w
 
 
@@ -81,14 +86,29 @@ class WanAnimateEngine(Engine):
         # (bench/RESULTS.md); 5 carried frames is what reduced it.
         ParamSpec("color_match", "bool", False, doc="match each new segment's colours to the frames it carries"),
         ParamSpec("feather", "float", 1.5, 0.0, 20.0, doc="inward edge softening of the composite, px"),
-        ParamSpec("lora", "str", "", doc="LoRA .safetensors on the server (e.g. Wan's relighting LoRA); empty = none"),
+        ParamSpec("lora", "str", "", doc="file name of a LoRA .safetensors in the server's LoRA folder (e.g. Wan's "
+                                         "relighting LoRA; the server names the folder); empty = none"),
         ParamSpec("lora_strength", "float", 1.0, 0.0, 2.0, doc="LoRA scale"),
     )
+    server_options = (
+        ParamSpec("memory", "choice", "auto", choices=MEMORY_CHOICES,
+                  doc="memory tier (models/wan/memory.py); auto = chosen from free VRAM when the engine loads"),
+        ParamSpec("fp8", "bool", False,
+                  doc="store the transformer's weights in fp8 (e4m3), compute in bf16: half the bytes on any tier"),
+        ParamSpec("lora_dir", "str", "", doc="the folder whose .safetensors files jobs may name as params.lora; "
+                                             "empty = jobs take no LoRA"),
+        ParamSpec("prompt_cache", "str", "", doc="folder of cached prompt embeddings; empty = the user cache "
+                                                 "(~/.cache/inhabit/prompts)"),
+        ParamSpec("prompt_cache_mb", "int", 1024, 1, 1 << 20,
+                  doc="size cap of the prompt cache; the least recently used embeddings go first"),
+    )
     input_window = MAX_SEGMENT
+    # Segments carry their last frames into the next: a resumed shot restarts at a segment start.
+    restart_window = ("segment_length", "carried_frames")
     streaming = True
 
-    def __init__(self, *, device: str = "cpu", weights: str | None = None):
-        super().__init__(device=device, weights=weights)
+    def __init__(self, **kw):
+        super().__init__(**kw)
         self.pipe = None
         self.tier = None
         self.tier_reason = ""
@@ -96,40 +116,43 @@ class WanAnimateEngine(Engine):
 
     @classmethod
     def describe(cls) -> dict:
-        from models.wan.memory import CHOICES
         d = super().describe()
-        d["memory_tiers"] = list(CHOICES)
-        d["memory_tier"] = os.environ.get("INHABIT_MEMORY", "auto")
+        d["memory_tiers"] = list(MEMORY_CHOICES)
         d["expected_s_per_frame"] = dict(EXPECTED_S_PER_FRAME)
         return d
 
-    @staticmethod
-    def weights_problem(folder: str) -> str | None:
-        """One sentence when ``folder`` is not a usable Wan-Animate folder (checked at serve start)."""
-        from models.wan.loading import WeightsFolderError, check_or_raise
-        try:
-            check_or_raise(folder)
-        except WeightsFolderError as exc:
-            return str(exc)
-        return None
+    @classmethod
+    def weights_report(cls, folder: str) -> tuple[bool, list[str]]:
+        from models.wan.weights_check import check_wan_folder
+        ok, lines, _ = check_wan_folder(folder)
+        return ok, lines
+
+    @classmethod
+    def machine_report(cls, device: str, weights: str | None) -> list[str]:
+        from .wan_animate_doctor import machine_report
+        return machine_report(device, weights)
+
+    @classmethod
+    def smoke_test(cls, device: str, *, frames: int, steps: int, save_to: str | None = None) -> str:
+        from .wan_animate_doctor import smoke_test
+        return smoke_test(device, frames=frames, steps=steps, save_to=save_to)
 
     def load(self) -> None:
         if not self.weights:
             raise RuntimeError("the wan-animate engine needs a weights folder: inhabit serve --engine wan-animate "
                                "--weights DIR (a tiny test one: inhabit doctor --engine wan-animate --save-tiny DIR)")
         from models.wan.loading import load_pipeline
-        memory = os.environ.get("INHABIT_MEMORY", "auto")
         self.pipe, self.tier, self.tier_reason = load_pipeline(
-            self.weights, device=self.device, memory=memory, fp8=os.environ.get("INHABIT_WAN_FP8") == "1")
+            self.weights, device=self.device, memory=self.options["memory"], fp8=self.options["fp8"])
 
     # -- job checks, before anything is queued ---------------------------------------------------
     def validate(self, job: AdmittedJob) -> None:
         from models.wan.segments import is_valid_length
         if job.reference is None:
             raise EngineInputError("the wan-animate engine needs a reference image of the character",
-                                   field="reference")
+                                   field="submit.reference")
         p = job.params
-        parse_resolution(p["resolution"], job.height, job.width)
+        parse_resolution(p["resolution"], job.height, job.width, self.limits["max_width"], self.limits["max_height"])
         if not is_valid_length(p["segment_length"]):
             s = p["segment_length"]
             raise EngineInputError(f"params.segment_length must be 4k+1 (5, 9, ..., 77), got {s}: use "
@@ -140,12 +163,46 @@ class WanAnimateEngine(Engine):
         if p["segment_length"] <= p["carried_frames"] and job.frames > p["segment_length"]:
             raise EngineInputError(f"params.segment_length ({p['segment_length']}) must be larger than "
                                    f"params.carried_frames ({p['carried_frames']})", field="params.segment_length")
-        if p["lora"] and not os.path.isfile(p["lora"]):
-            raise EngineInputError(f"params.lora {p['lora']!r} is not a file on the server: give the path of a "
-                                   ".safetensors LoRA there, or leave it empty", field="params.lora")
+        if p["lora"]:
+            self._lora_path(p["lora"])
+        self._check_prompt(p["prompt"], p["guidance"])
         if p["face"] == "reference" and self._reference_face_box(job) is None:
             raise EngineInputError("params.face 'reference' needs reference_keypoints with the reference's head "
-                                   "(nose, eyes or ears) visible, or use face 'null'", field="reference_keypoints")
+                                   "(nose, eyes or ears) visible, or use face 'null'",
+                                   field="submit.reference_keypoints")
+
+    def _prompt_cache(self, weights: str):
+        from models.wan.prompts import PromptCache
+        return PromptCache(weights, self.options["prompt_cache"] or None,
+                           cap_bytes=self.options["prompt_cache_mb"] << 20)
+
+    def _check_prompt(self, prompt: str, guidance: float) -> None:
+        """A prompt that is not cached needs the text encoder: refused at SUBMIT when
+        the weights folder has none, not after the job waited for a worker."""
+        weights = self.weights
+        if not weights or os.path.isdir(os.path.join(weights, "text_encoder")):
+            return
+        from models.wan.prompts import DEFAULT_PROMPT, MAX_SEQUENCE_LENGTH, cache_key
+        cache = self._prompt_cache(weights)
+        for text in (prompt or DEFAULT_PROMPT, *([""] if guidance > 1.0 else [])):
+            if cache.find(cache_key(weights, text, MAX_SEQUENCE_LENGTH) + ".safetensors") is None:
+                raise EngineInputError("params.prompt is not cached on this server and its weights folder has no "
+                                       "text_encoder/ to embed it: use a prompt embedded before (empty = Wan's own), "
+                                       "or restore text_encoder/", field="params.prompt")
+
+    def _lora_path(self, name: str) -> str:
+        """The path of LoRA ``name`` in the server's LoRA folder. A job names a file
+        the server offers, never a path: it learns nothing of the rest of the disk."""
+        folder = self.options["lora_dir"]
+        if not folder:
+            raise EngineInputError("params.lora: this server offers no LoRA (its operator can name a folder with "
+                                   "--engine-option lora_dir=DIR); leave params.lora empty", field="params.lora")
+        offered = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")) if os.path.isdir(folder) else []
+        if name not in offered:
+            shown = ", ".join(offered[:10]) or "none"
+            raise EngineInputError(f"params.lora must be the file name of one of this server's LoRAs ({shown}), "
+                                   f"got {name[:80]!r}", field="params.lora")
+        return os.path.join(folder, name)
 
     def frames_to_start(self, job: AdmittedJob) -> int:
         return min(job.frames, job.params["segment_length"])
@@ -153,7 +210,7 @@ class WanAnimateEngine(Engine):
     @staticmethod
     def _reference_face_box(job: AdmittedJob):
         from models.wan.inputs import face_box
-        if job.reference_keypoints is None:
+        if job.reference_keypoints is None or job.reference is None:
             return None
         h, w = job.reference.shape[:2]
         return face_box(job.reference_keypoints, h, w)
@@ -167,28 +224,33 @@ class WanAnimateEngine(Engine):
         from models.wan.segments import plan_segments
 
         job, p = ctx.job, ctx.job.params
-        height, width = parse_resolution(p["resolution"], job.height, job.width)
+        height, width = parse_resolution(p["resolution"], job.height, job.width, self.limits["max_width"],
+                                         self.limits["max_height"])
         plan = plan_segments(job.frames, p["segment_length"], p["carried_frames"])
         steps = p["steps"]
         total = steps * len(plan)
-        pipe = self.pipe
+        pipe, weights, ref = self.pipe, self.weights, job.reference
+        if pipe is None or weights is None or ref is None:  # by contract load() and validate() ran first
+            raise RuntimeError("the wan-animate engine ran before load(), or without a reference")
         face_size = pipe.transformer.config.motion_encoder_size
 
         try:
-            apply_lora(pipe, p["lora"] or None, p["lora_strength"], loaded=self._lora)
+            apply_lora(pipe, self._lora_path(p["lora"]) if p["lora"] else None, p["lora_strength"], loaded=self._lora)
         except LoraMismatch as exc:
             raise EngineInputError(str(exc), field="params.lora") from None
         ctx.check_cancelled()
         ctx.progress("loading", 0.0)   # a prompt not cached yet loads the text encoder once
         try:
-            embeds = prompt_embeddings(self.weights, p["prompt"] or DEFAULT_PROMPT, device=self.device)
-            negative = prompt_embeddings(self.weights, "", device=self.device) if p["guidance"] > 1.0 else None
+            cache = self._prompt_cache(weights)
+            embeds = prompt_embeddings(weights, p["prompt"] or DEFAULT_PROMPT, device=self.device, cache=cache)
+            negative = (prompt_embeddings(weights, "", device=self.device, cache=cache)
+                        if p["guidance"] > 1.0 else None)
         except FileNotFoundError as exc:
             raise EngineInputError(f"params.prompt: {exc}", field="params.prompt") from None
         gen = ShotGenerator(pipe, height=height, width=width, steps=steps, guidance=p["guidance"], seed=p["seed"],
                             prompt_embeds=embeds, negative_embeds=negative, carried=p["carried_frames"],
                             color_match=p["color_match"])
-        reference = I.letterbox(job.reference, height, width)
+        reference = I.letterbox(ref, height, width)
         gen.set_reference(reference)
         ref_face = self._reference_face(job, reference, height, width, face_size) if p["face"] == "reference" else None
 
