@@ -12,6 +12,13 @@ from .preferences import get_prefs
 from .properties import fill_params_from_info, settings_from_scene
 
 
+def refusal_level() -> set:
+    """How an operator reports bad input. In a window the panel shows the whole sentence and an ERROR
+    report would also pop up over the panel's top, so the status bar gets a WARNING; in background mode
+    (no panel) it stays an ERROR, which ``bpy.ops`` raises for scripts."""
+    return {"ERROR"} if bpy.app.background else {"WARNING"}
+
+
 class INHABIT_OT_animate(bpy.types.Operator):
     """Render the passes, send them to the server and put the result on the sequencer"""
     bl_idname = "inhabit.animate"
@@ -59,7 +66,7 @@ class INHABIT_OT_animate(bpy.types.Operator):
     def _refuse(self, message: str):
         runner.state.last_error = message
         runner.redraw_if_changed()
-        self.report({"ERROR"}, message)
+        self.report(refusal_level(), message)
         return {"CANCELLED"}
 
 
@@ -135,7 +142,7 @@ class INHABIT_OT_test_connection(bpy.types.Operator):
             runner.state.server_status = "unreachable"
             runner.state.last_error = exc.message
             runner.redraw_if_changed()
-            self.report({"ERROR"}, exc.message)
+            self.report(refusal_level(), exc.message)
             return {"CANCELLED"}
 
         def connected(info, error):
@@ -154,7 +161,7 @@ class INHABIT_OT_test_connection(bpy.types.Operator):
         runner.state.server_status = f"connecting to {props.server}"
         runner.connect(Connection(props.server, keys, connected, purpose="test"))
         if runner.state.last_error:
-            self.report({"ERROR"}, runner.state.last_error)
+            self.report(refusal_level(), runner.state.last_error)
             return {"CANCELLED"}
         return {"FINISHED"}
 
@@ -177,7 +184,7 @@ class INHABIT_OT_start_server(bpy.types.Operator):
             msg = (f"Cannot start the local server with {' '.join(cmd)!r} ({exc.strerror}): "
                    "set the Server Command in the Inhabit add-on preferences.")
             runner.state.last_error = msg
-            self.report({"ERROR"}, msg)
+            self.report(refusal_level(), msg)
             return {"CANCELLED"}
         runner.state.server_status = f"started local server (pid {runner.state.server_process.pid})"
         return {"FINISHED"}

@@ -24,6 +24,7 @@ from ..core import jobs
 
 TICK_S = 0.05
 PROGRESS_REDRAW_S = 1.0  # the progress line alone (steps, ETA) redraws the panel at most this often
+SETTLE_S = 0.3            # the second redraw after a change, once the panels measured their sizes
 CLOSE_WAIT_S = 0.2   # how long an ending waits for the network worker before letting it finish alone
 block_in_background = True  # background mode (no window): operators wait for the server's answer
 
@@ -75,6 +76,19 @@ def _redraw(strips: bool = False) -> None:
     (a whole-window redraw costs 0.5-1.2 s under software OpenGL; with region overlap, Blender's
     default, a sidebar redraw also redraws the 3D viewport under it)."""
     state.shown, state.shown_text, state.shown_at = panel_key(), _progress_text(), time.monotonic()
+    _tag_regions(strips)
+    # Panels that grew or shrank settle on the next draw (Blender places sub-panels from the sizes the
+    # previous draw measured): one more redraw shortly after, or a grown note overlaps the next header.
+    if not bpy.app.background and not bpy.app.timers.is_registered(_settle):
+        bpy.app.timers.register(_settle, first_interval=SETTLE_S)
+
+
+def _settle():
+    _tag_regions(False)
+    return None
+
+
+def _tag_regions(strips: bool) -> None:
     wm = getattr(bpy.context, "window_manager", None)
     for window in (wm.windows if wm else ()):
         for area in window.screen.areas:
@@ -236,6 +250,6 @@ def unregister():
     for handlers, fn in ((bpy.app.handlers.load_pre, _on_load_pre), (bpy.app.handlers.load_post, _on_load_post)):
         if fn in handlers:
             handlers.remove(fn)
-    for timer in (_tick, _poll_connection):
+    for timer in (_tick, _poll_connection, _settle):
         if bpy.app.timers.is_registered(timer):
             bpy.app.timers.unregister(timer)
