@@ -68,7 +68,8 @@ $(WHEELS): build_addon.py $(STAMP)
 # through .venv); 5.1+ are cp313 only (the venv installs requirements-blender.txt;
 # modules that need torch are not collected there). `make test` runs 5.0 (in .venv)
 # and the current LTS, 5.2; `make test-blender-4.2` / `-5.0` / `-5.2` / `-5.3` run one.
-PYTHON313 ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13)
+PYTHON313 ?= $(or $(lastword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13)),\
+	$(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13))
 BPY_4.2 := 4.2.0
 BPY_5.2 := 5.2.3
 BPY_5.3 := 5.3.0
