@@ -177,3 +177,20 @@ def test_zip_for_another_python_is_refused_or_says_which_file_to_take(tmp_path):
     assert out["notice_panels"] == ["VIEW3D_PT_inhabit_notice", "SEQUENCER_PT_inhabit_notice"]
     assert out["operators"] == [] and out["panels"] == [] and not out["scene_prop"]
     assert out["after_notice_panels"] == []
+
+
+def test_what_this_blender_lacks_is_one_sentence(monkeypatch):
+    from blender_addon import dependencies
+    info = build_addon.build_info(build_addon.FLAVOURS[1], "0.1.0", "inhabit")
+    sentence = dependencies.wrong_python(info, (3, 11))
+    assert sentence.startswith("This Inhabit file is built for Python 3.12 or later but this Blender runs "
+                               "Python 3.11")
+    assert "install inhabit-0.1.0-blender-4.2-to-5.0-python-3.11.zip instead" in sentence
+    assert dependencies.wrong_python(info, (3, 14)) is None
+    monkeypatch.setattr(dependencies, "BUILD_INFO", "/nonexistent/build_info.json")
+    numpy = sys.modules["numpy"]
+    monkeypatch.setitem(sys.modules, "numpy", None)  # a distribution's Blender without numpy
+    assert dependencies.problem().startswith("This Blender has no numpy, which Inhabit needs: install numpy")
+    monkeypatch.setitem(sys.modules, "numpy", numpy)
+    monkeypatch.setitem(sys.modules, "zmq", None)
+    assert dependencies.problem().startswith("pyzmq did not load in this Blender's Python")
