@@ -120,6 +120,8 @@ def setup_window():
         seq.spaces.active.show_region_channels = False  # the strips get the column's whole width
     view = area_of("VIEW_3D")
     view.spaces.active.show_region_ui = True
+    if not CONFIG.get("region_overlap", True):  # diagnosis: the sidebar beside the viewport instead of over it
+        bpy.context.preferences.system.use_region_overlap = False
     for area in (view, seq):
         area.tag_redraw()
 

@@ -111,11 +111,13 @@ def prepare(dist: str, zip_path: Path, server_address: str, out: Path) -> Stage:
     return stage
 
 
-def run_window(stage: Stage, scenarios, *, dead_address: str, bench_runs: int = 3, timeout: float = 900) -> dict:
+def run_window(stage: Stage, scenarios, *, dead_address: str, bench_runs: int = 3, timeout: float = 900,
+               **options) -> dict:
     """Open the window on the shot, let agent.py work through ``scenarios``; its report, with the screenshots
     copied to ``stage.results``."""
     config = {"results": str(stage.root / "results"), "scenarios": list(scenarios), "frames": FRAMES,
-              "dead_server": dead_address, "ui_blend": str(stage.root / "shot_ui.blend"), "bench_runs": bench_runs}
+              "dead_server": dead_address, "ui_blend": str(stage.root / "shot_ui.blend"), "bench_runs": bench_runs,
+              **options}
     cfg = stage.root / "config.json"
     cfg.write_text(json.dumps(config))
     env = {"HOME": stage.home, "LIBGL_ALWAYS_SOFTWARE": "1"}
