@@ -1,14 +1,25 @@
 #!/usr/bin/env python3
-"""Build the Inhabit Blender extension: ``dist/inhabit-<version>.zip``.
+"""Build the Inhabit Blender extension: one zip per Python of Blender, in ``dist/``.
 
-* copies ``blender_addon/`` (with the shared wire protocol in ``core/``),
-* bundles pyzmq wheels for Python 3.11 (Blender 4.2-5.0) and 3.13 (5.1+) on
-  linux-x64, windows-x64, macos-arm64 and macos-x64, downloaded once with
-  ``pip download --only-binary=:all:`` into a cache (``--offline`` uses only
-  the cache), so nothing is pip-installed into Blender at run time,
-* writes their paths into ``blender_manifest.toml`` and validates it.
+Blender reads the Python versions an extension supports from its wheel file
+names (a ``cp311-cp311`` wheel means 3.11; a ``cp312-abi3`` wheel means any
+Python 3, but only when no wheel names a minor version). pyzmq ships cp311
+wheels for Python 3.11 and abi3 wheels from 3.12 on, so one zip cannot serve
+both: Blender would read "3.11 only" and 5.1+ would refuse it. Hence:
 
-Usage: python build_addon.py [--offline] [--cache DIR] [--out DIR] [--no-wheels]
+* ``inhabit-<version>-blender-4.2-to-5.0-python-3.11.zip``: Blender 4.2 LTS,
+  4.5 LTS and 5.0 from blender.org (Python 3.11); ``blender_version_max`` 5.1.0.
+* ``inhabit-<version>-blender-5.1-and-later-python-3.13.zip``: Blender 5.1,
+  5.2 LTS, 5.3 (Python 3.13) and builds on Python 3.12+ such as Debian's
+  4.3 (3.13) and 5.2 (3.14).
+
+Each bundles pyzmq wheels for linux-x64, windows-x64, macos-arm64 and
+macos-x64, downloaded once with ``pip download --only-binary=:all:`` into a
+cache (``--offline`` uses only the cache), so nothing is pip-installed into
+Blender at run time. ``build_info.json`` in each zip names the Pythons it
+serves, so the add-on can say which file to take when it lands on another.
+
+Usage: python build_addon.py [--offline] [--download-only] [--cache DIR] [--out DIR] [--no-wheels]
 (--no-wheels builds a development zip that relies on a pyzmq already present,
 as in the bpy test environment; it is never for users.)
 """
@@ -16,18 +27,42 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import os
 import re
 import subprocess
 import sys
 import tomllib
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 SRC = ROOT / "blender_addon"
 PYZMQ = "pyzmq==27.3.0"
-PYTHONS = ("311", "313")
+BUILD_INFO = "build_info.json"
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """One zip: the CPython versions it serves and the Blender versions its manifest admits."""
+    pythons: tuple[str, ...]     # "311", "313", ... (pip's --python-version without the dot)
+    python_min: str              # the oldest Python its wheels load on ("3.12" for abi3 cp312)
+    python_max: str | None       # the newest (None: any later Python 3)
+    blender_min: str
+    blender_max: str | None      # exclusive, as in Blender's manifest
+    suffix: str                  # what users read in the file name
+
+    def file_name(self, ext_id: str, version: str) -> str:
+        return f"{ext_id}-{version}-{self.suffix}.zip"
+
+
+FLAVOURS = (
+    Flavour(("311",), "3.11", "3.11", "4.2.0", "5.1.0", "blender-4.2-to-5.0-python-3.11"),
+    # From 4.2 on: distributions build 4.x against Python 3.13 too (Debian's 4.3).
+    Flavour(("313", "314"), "3.12", None, "4.2.0", None, "blender-5.1-and-later-python-3.13"),
+)
+PYTHONS = tuple(sorted({py for f in FLAVOURS for py in f.pythons}))
 # Blender platform -> pip --platform tag (pip also accepts older compatible wheels).
 PLATFORMS = {
     "linux-x64": "manylinux_2_28_x86_64",
@@ -66,12 +101,25 @@ def _wheel_serves(name: str, py: str, platform: str) -> bool:
     return py_ok and any(_WHEEL_PLATFORM[platform].search(p) for p in plat.split("."))
 
 
-def select_wheels(cache: Path) -> list[Path]:
-    """One wheel per (python, platform) from the cache; error naming any gap."""
+def blender_python_versions(wheel_names: list[str]) -> set[str]:
+    """The Python versions Blender reads from these wheel names ("3.11", or "3" for abi3 alone),
+    as its extension builder does: an abi3 wheel says "3", dropped when any wheel names a minor."""
+    major_only, major_minor = set(), set()
+    for name in wheel_names:
+        pytag, abi, _plat = _wheel_tags(os.path.basename(name))
+        if abi == "abi3":
+            major_only.add(pytag[2])
+        elif re.fullmatch(r"cp3\d+", pytag):
+            major_minor.add(f"3.{pytag[3:]}")
+    return major_minor or major_only
+
+
+def select_wheels(cache: Path, flavour: Flavour) -> list[Path]:
+    """One wheel per (python, platform) of ``flavour`` from the cache; error naming any gap."""
     wheels = sorted(cache.glob("pyzmq-*.whl"))
     chosen, missing = set(), []
     version = PYZMQ.split("==")[1]
-    for py in PYTHONS:
+    for py in flavour.pythons:
         for platform in PLATFORMS:
             match = [w for w in wheels if f"-{version}-" in w.name and _wheel_serves(w.name, py, platform)]
             # Prefer the exact CPython build over abi3 when both exist.
@@ -90,11 +138,7 @@ def download_wheels(cache: Path) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     for py in PYTHONS:
         for platform, tag in PLATFORMS.items():
-            try:
-                select_wheels_for = [w for w in cache.glob("pyzmq-*.whl") if _wheel_serves(w.name, py, platform)]
-            except Exception:
-                select_wheels_for = []
-            if select_wheels_for:
+            if any(_wheel_serves(w.name, py, platform) for w in cache.glob("pyzmq-*.whl")):
                 continue
             cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
                    "--python-version", py, "--implementation", "cp", "--platform", tag, "-d", str(cache), PYZMQ]
@@ -102,7 +146,7 @@ def download_wheels(cache: Path) -> None:
             subprocess.run(cmd, check=True)
 
 
-def validate_manifest(m: dict, *, wheel_names: list[str]) -> None:
+def validate_manifest(m: dict, *, wheel_names: list[str], flavour: Flavour | None = None) -> None:
     """The checks Blender's extension builder applies that we can make offline."""
     def need(key, kind):
         if not isinstance(m.get(key), kind):
@@ -136,11 +180,19 @@ def validate_manifest(m: dict, *, wheel_names: list[str]) -> None:
     listed = [w.removeprefix("./") for w in m.get("wheels", [])]
     if sorted(listed) != sorted(wheel_names):
         raise BuildError(f"manifest: wheels {listed} do not match the bundled files {wheel_names}")
-    if wheel_names:
-        for py in PYTHONS:
+    if m.get("blender_version_max") is not None and not re.fullmatch(r"\d+\.\d+\.\d+", m["blender_version_max"]):
+        raise BuildError("manifest: blender_version_max must look like 5.1.0")
+    if wheel_names and flavour is not None:
+        for py in flavour.pythons:
             for platform in platforms:
                 if not any(_wheel_serves(os.path.basename(w), py, platform) for w in wheel_names):
                     raise BuildError(f"manifest: no bundled wheel serves cp{py} on {platform}")
+        # What Blender will read from the names must admit every Python this zip is for.
+        read = blender_python_versions(wheel_names)
+        for py in flavour.pythons:
+            if f"3.{py[1:]}" not in read and "3" not in read:
+                raise BuildError(f"manifest: Blender would read Python {sorted(read)} from the wheel names, "
+                                 f"so it would refuse this zip on Python 3.{py[1:]}")
 
 
 def _toml_value(v) -> str:
@@ -164,33 +216,51 @@ def _excluded(rel: str) -> bool:
     return any(fnmatch.fnmatch(part, pat) for part in rel.split("/") for pat in EXCLUDE)
 
 
-def build(*, out: Path, cache: Path, offline: bool, with_wheels: bool = True) -> Path:
+def build(*, out: Path, cache: Path, offline: bool, with_wheels: bool = True) -> list[Path]:
+    """Every zip: one per flavour, or the single development zip (``with_wheels=False``)."""
     with open(SRC / "blender_manifest.toml", "rb") as fh:
         manifest = tomllib.load(fh)
-    wheels: list[Path] = []
-    if with_wheels:
-        if not offline:
-            download_wheels(cache)
-        wheels = select_wheels(cache)
-        manifest["platforms"] = list(PLATFORMS)
-    else:
-        manifest.pop("platforms", None)  # dev build: platform-independent, pyzmq from the host
-    wheel_names = [f"wheels/{w.name}" for w in wheels]
-    manifest["wheels"] = [f"./{n}" for n in wheel_names]
-    validate_manifest(manifest, wheel_names=wheel_names)
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if with_wheels else "-dev"
-    zpath = out / f"{manifest['id']}-{manifest['version']}{suffix}.zip"
+    if not with_wheels:
+        dev = dict(manifest, wheels=[])
+        dev.pop("platforms", None)  # dev build: platform-independent, pyzmq from the host
+        validate_manifest(dev, wheel_names=[])
+        return [_write_zip(out / f"{manifest['id']}-{manifest['version']}-dev.zip", dev, [], None)]
+    if not offline:
+        download_wheels(cache)
+    zips = []
+    for flavour in FLAVOURS:
+        wheels = select_wheels(cache, flavour)
+        m = dict(manifest, platforms=list(PLATFORMS), blender_version_min=flavour.blender_min,
+                 wheels=[f"./wheels/{w.name}" for w in wheels])
+        m.pop("blender_version_max", None)
+        if flavour.blender_max:
+            m["blender_version_max"] = flavour.blender_max
+        validate_manifest(m, wheel_names=[f"wheels/{w.name}" for w in wheels], flavour=flavour)
+        zips.append(_write_zip(out / flavour.file_name(m["id"], m["version"]), m, wheels, flavour))
+    return zips
+
+
+def build_info(flavour: Flavour, version: str, ext_id: str) -> dict:
+    """What the add-on reads at start-up to tell a user on another Python which file to take."""
+    return {"python_min": flavour.python_min, "python_max": flavour.python_max, "file": flavour.suffix,
+            "files": {f.suffix: {"python_min": f.python_min, "python_max": f.python_max,
+                                 "name": f.file_name(ext_id, version)} for f in FLAVOURS}}
+
+
+def _write_zip(zpath: Path, manifest: dict, wheels: list[Path], flavour: Flavour | None) -> Path:
+    zpath.parent.mkdir(parents=True, exist_ok=True)
     tmp = zpath.with_suffix(".zip.part")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for path in sorted(SRC.rglob("*")):
             rel = path.relative_to(SRC).as_posix()
-            if path.is_dir() or _excluded(rel) or rel == "blender_manifest.toml":
+            if path.is_dir() or _excluded(rel) or rel in ("blender_manifest.toml", BUILD_INFO):
                 continue
             z.write(path, rel)
         z.writestr("blender_manifest.toml", render_manifest(manifest))
-        for w, name in zip(wheels, wheel_names):
-            z.write(w, name)
+        if flavour is not None:
+            z.writestr(BUILD_INFO, json.dumps(build_info(flavour, manifest["version"], manifest["id"]), indent=1))
+        for w in wheels:
+            z.write(w, f"wheels/{w.name}")
     os.replace(tmp, zpath)
     return zpath
 
@@ -201,13 +271,18 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / "build" / "wheel-cache")
     ap.add_argument("--out", type=Path, default=ROOT / "dist")
     ap.add_argument("--no-wheels", action="store_true", help="development zip without bundled pyzmq")
+    ap.add_argument("--download-only", action="store_true", help="fill the wheel cache, build nothing")
     args = ap.parse_args(argv)
     try:
-        z = build(out=args.out, cache=args.cache, offline=args.offline, with_wheels=not args.no_wheels)
+        if args.download_only:
+            download_wheels(args.cache)
+            return 0
+        zips = build(out=args.out, cache=args.cache, offline=args.offline, with_wheels=not args.no_wheels)
     except (BuildError, subprocess.CalledProcessError) as exc:
         print(f"build_addon: {exc}", file=sys.stderr)
         return 1
-    print(z)
+    for z in zips:
+        print(z)
     return 0
 
 

@@ -6,6 +6,7 @@ This package must stay importable without bpy: the server imports
 """
 
 _registered_classes: list = []
+_full = False  # False: only the notice panel is registered (see dependencies.py)
 
 
 def _class_groups():
@@ -14,21 +15,35 @@ def _class_groups():
 
 
 def register():
+    global _full
     import bpy
-    from .ui import properties, runner
-    for group in _class_groups():
+    from . import dependencies
+    problem = dependencies.problem()
+    if problem:
+        from .ui import notice
+        notice.show(problem)
+        groups = (notice.CLASSES,)
+    else:
+        groups = _class_groups()
+    for group in groups:
         for cls in group:
             bpy.utils.register_class(cls)
             _registered_classes.append(cls)
-    properties.register_props()
-    runner.register()
+    _full = not problem
+    if _full:
+        from .ui import properties, runner
+        properties.register_props()
+        runner.register()
 
 
 def unregister():
+    global _full
     import bpy
-    from .ui import properties, runner
-    runner.unregister()
-    if hasattr(bpy.types.Scene, "inhabit"):
-        properties.unregister_props()
+    if _full:
+        from .ui import properties, runner
+        runner.unregister()
+        if hasattr(bpy.types.Scene, "inhabit"):
+            properties.unregister_props()
+    _full = False
     while _registered_classes:
         bpy.utils.unregister_class(_registered_classes.pop())

@@ -1,4 +1,4 @@
-"""Every Blender 4.2-4.5 vs 5.0 API difference the add-on meets, in one place.
+"""Every Blender 4.2-4.5 vs 5.x API difference the add-on meets, in one place.
 
 The passes deliberately avoid the compositor and the File Output node (their
 APIs changed most in 5.0: ``scene.compositing_node_group`` instead of
@@ -54,7 +54,10 @@ def image_format_state(settings) -> dict:
 
 
 def restore_image_format(settings, state: dict) -> None:
-    for k in IMAGE_FORMAT_FIELDS:  # media_type first, as above
+    """Put the fields back (media_type first, as above). Switching the file format also sets
+    ``linear_colorspace_settings``; a fresh scene has it unset (name ''), which no API call restores,
+    and Blender then uses the file format's default, which is what switching back to it sets."""
+    for k in IMAGE_FORMAT_FIELDS:
         if k in state:
             try:
                 setattr(settings, k, state[k])
@@ -76,8 +79,56 @@ def strips_all(sequence_editor):
     return sequence_editor.strips_all if hasattr(sequence_editor, "strips_all") else sequence_editor.sequences_all
 
 
+def strip_end_attr(strip) -> str:
+    """The strip's end frame (exclusive): ``right_handle`` from 5.1 on (``frame_final_end`` is
+    deprecated there, to go in 6.0), ``frame_final_end`` before."""
+    return "right_handle" if hasattr(strip, "right_handle") else "frame_final_end"
+
+
 def sequencer_scene(context):
-    """The scene the sequencer shows: 5.0 may show another than context.scene."""
+    """The scene the Sequencer editor shows: 5.x shows the workspace's ``sequencer_scene``
+    (None in a new file: the editor is then empty with a "New" button); 4.x shows context.scene."""
     ws = getattr(context, "workspace", None)
-    scene = getattr(ws, "sequencer_scene", None) if ws is not None else None
-    return scene or context.scene
+    if ws is None or not hasattr(ws, "sequencer_scene"):
+        return context.scene
+    return ws.sequencer_scene
+
+
+def show_in_sequencer(context, scene) -> object | None:
+    """Make the Sequencer editor show ``scene`` when it shows nothing (5.x, a new file); return the scene
+    it shows afterwards (``scene`` itself on 4.x), which may be another the user chose."""
+    ws = getattr(context, "workspace", None)
+    if ws is None or not hasattr(ws, "sequencer_scene"):
+        return scene
+    if ws.sequencer_scene is None:
+        ws.sequencer_scene = scene
+    return ws.sequencer_scene
+
+
+def show_in_every_sequencer(scene) -> None:
+    """Every workspace's Sequencer editor that shows nothing shows ``scene`` (5.x; for saved files such
+    as the demo's, opened later in a window)."""
+    for ws in bpy.data.workspaces:
+        if hasattr(ws, "sequencer_scene") and ws.sequencer_scene is None:
+            ws.sequencer_scene = scene
+
+
+def cycles_denoisers(scene) -> list[str]:
+    """The denoisers the running Cycles offers (its own dynamic list: OPTIX needs an NVIDIA GPU, and
+    OPENIMAGEDENOISE is missing from some builds, e.g. Debian's)."""
+    try:
+        from cycles import properties as cycles_properties
+        return [item[0] for item in cycles_properties.enum_denoiser(scene.cycles, bpy.context)]
+    except (ImportError, AttributeError, TypeError):
+        try:
+            import _cycles
+        except ImportError:
+            return []
+        return ["OPENIMAGEDENOISE"] if getattr(_cycles, "with_openimagedenoise", False) else []
+
+
+# `//` (blend-relative) paths in FILE_PATH/DIR_PATH fields: 5.x draws them red unless the property
+# says it supports them. The option came with ``Property.is_path_supports_blend_relative`` (absent in
+# 4.2, where such paths are drawn and resolved without asking).
+PATH_OPTIONS = ({"PATH_SUPPORTS_BLEND_RELATIVE"}
+                if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties else set())

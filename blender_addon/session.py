@@ -67,10 +67,14 @@ class Session:
     job: jobs.ShotJob
     started: float = field(default_factory=time.monotonic)
 
-    def close(self) -> None:
-        self.exporter.close()
-        self.job.join()
-        self.sink.discard_if_empty()
+    def close(self, wait_s: float = 6.0) -> None:
+        """Settings back first (whatever else fails), then wait up to ``wait_s`` for the network
+        worker; the GUI waits briefly and lets a worker still telling the server finish alone."""
+        try:
+            self.exporter.close()
+        finally:
+            self.job.join(wait_s)
+            self.sink.discard_if_empty()
 
 
 def open_session(shot: ResolvedShot, *, client_options: dict | None = None,

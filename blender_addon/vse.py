@@ -48,6 +48,7 @@ class ProgressiveStrip:
             self.strip.elements.append(os.path.basename(path))
             # Elements do not move the strip's end on their own in every version.
             want_end = self.frame_start + len(self.strip.elements)
-            if self.strip.frame_final_end != want_end:
-                self.strip.frame_final_end = want_end
+            end = compat.strip_end_attr(self.strip)
+            if getattr(self.strip, end) != want_end:
+                setattr(self.strip, end, want_end)
         self.length += 1

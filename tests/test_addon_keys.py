@@ -44,7 +44,7 @@ def _blender(zpath, env, key_dir, server_key="", address=""):
 
 def test_preferences_generate_keys_and_connect_to_a_keyed_server(tmp_path):
     import zmq.auth
-    zpath = build_addon.build(out=tmp_path / "dist", cache=ROOT / "build" / "wheel-cache", offline=True,
+    [zpath] = build_addon.build(out=tmp_path / "dist", cache=ROOT / "build" / "wheel-cache", offline=True,
                               with_wheels=False)
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
     key_dir = tmp_path / "client_keys"

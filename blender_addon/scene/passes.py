@@ -40,12 +40,33 @@ def read_png_rgb(path: str) -> np.ndarray:
     return np.ascontiguousarray(read_image_rgba(path)[..., :3])
 
 
+_last_read: dict = {}  # (path, mtime_ns, size) -> pixels of the last image read
+
+
 def read_image_rgba(path: str) -> np.ndarray:
     """Any image Blender can read -> uint8 [H, W, 4] (for the reference image).
 
     Colour-managed float images are not converted: the reference is expected
-    to be an 8-bit sRGB picture of the character.
+    to be an 8-bit sRGB picture of the character. The last file read is kept
+    (by path, modification time and size): loading an image adds and removes a
+    datablock, which in a window redraws editors and rebuilds the depsgraph, and
+    every Animate reads the same reference.
     """
+    try:
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _last_read:
+        return _last_read[key].copy()
+    pixels = _load_image_rgba(path)
+    _last_read.clear()
+    if key is not None:
+        _last_read[key] = pixels.copy()
+    return pixels
+
+
+def _load_image_rgba(path: str) -> np.ndarray:
     img = bpy.data.images.load(path, check_existing=False)
     try:
         w, h = img.size
@@ -87,36 +108,52 @@ class PassRenderer:
         # Seconds spent, for the benchmark: the Cycles render call, saving and reading its files, the z-buffer.
         self.seconds = {"render": 0.0, "files": 0.0, "raster": 0.0}
         os.makedirs(workdir, exist_ok=True)
-        self._saved: list = []  # (setter, value) to replay in reverse
+        self._saved: list = []  # (owner name, attribute, old value) to replay in reverse
+        self.notes: list[str] = []  # what the user should know about how the passes were made
         self._cache: tuple | None = None
         self._open()
 
     # -- settings, with undo ------------------------------------------------------
-    def _set(self, owner, attr, value):
-        old = getattr(owner, attr)
+    def _set(self, owner: str, attr: str, value):
+        """Set ``scene.<owner>.<attr>``, remembering the old value. The owner is kept by name and looked
+        up again on restore: ``scene.cycles`` is gone (and its old struct unsafe) once Cycles is disabled."""
+        target = getattr(self.scene, owner)
+        old = getattr(target, attr)
         if old != value:
             self._saved.append((owner, attr, old))
-            setattr(owner, attr, value)
+            setattr(target, attr, value)
 
     def _open(self):
+        """Record every setting first, then change them: a failure part-way is undone by ``close``."""
         sc, r = self.scene, self.scene.render
-        self._set(r, "engine", "CYCLES")
-        self._set(r, "resolution_x", self.width)
-        self._set(r, "resolution_y", self.height)
-        self._set(r, "resolution_percentage", 100)
-        self._set(r, "pixel_aspect_x", 1.0)
-        self._set(r, "pixel_aspect_y", 1.0)
-        self._set(r, "use_border", False)
-        self._set(r, "film_transparent", False)
-        # With strips on the sequencer (earlier takes!) a render would return the
-        # sequencer's picture, and a user compositor would alter the passes.
-        self._set(r, "use_sequencer", False)
-        self._set(r, "use_compositing", False)
+        self._frame = sc.frame_current
         self._image_format = compat.image_format_state(r.image_settings)
         self._user_samples = sc.cycles.samples
         self._user_filter = sc.cycles.filter_width
         self._user_denoise = sc.cycles.use_denoising
         self._view_layer_flags = [(vl, vl.use_pass_z, vl.use_pass_object_index, vl.use) for vl in sc.view_layers]
+        self._pass_index = [(o, o.pass_index) for o in sc.objects]
+        self._hide = [(o, o.hide_render) for o in sc.objects]
+        try:
+            self._change_settings()
+        except BaseException:
+            self.close()
+            raise
+
+    def _change_settings(self):
+        sc = self.scene
+        self._set("render", "engine", "CYCLES")
+        self._set("render", "resolution_x", self.width)
+        self._set("render", "resolution_y", self.height)
+        self._set("render", "resolution_percentage", 100)
+        self._set("render", "pixel_aspect_x", 1.0)
+        self._set("render", "pixel_aspect_y", 1.0)
+        self._set("render", "use_border", False)
+        self._set("render", "film_transparent", False)
+        # With strips on the sequencer (earlier takes!) a render would return the
+        # sequencer's picture, and a user compositor would alter the passes.
+        self._set("render", "use_sequencer", False)
+        self._set("render", "use_compositing", False)
         # Only one view layer renders (several would multiply the cost): the
         # active one when it belongs to this scene.
         ctx_layer = getattr(bpy.context, "view_layer", None)
@@ -129,20 +166,12 @@ class PassRenderer:
         self.view_layer.use_pass_object_index = True
         # Object Index carries the tagged-object labels; everything else 0.
         labels = {o.name: i + 1 for i, o in enumerate(self.labelled)}
-        self._pass_index = [(o, o.pass_index) for o in sc.objects]
         for o in sc.objects:
             o.pass_index = labels.get(o.name, 0)
-        self._hide = [(o, o.hide_render) for o in sc.objects]
-        self._frame = sc.frame_current
         # Environment settings, set once for the whole shot.
         sc.cycles.samples = self.samples
         if self.denoise is not None:
-            sc.cycles.use_denoising = self.denoise
-            if self.denoise:
-                self._set(sc.cycles, "denoiser", "OPENIMAGEDENOISE")
-                # The fast prefilter skips denoising the albedo and normal guides: at
-                # 512 px it cut OIDN from ~4 s to ~1 s for under 1 dB (bench/RESULTS.md).
-                self._set(sc.cycles, "denoising_prefilter", "FAST")
+            self._set_denoise(sc.cycles)
         self._env_denoise = sc.cycles.use_denoising
         body_names = {o.name for o in self.body}
         for o, hidden in self._hide:
@@ -151,6 +180,23 @@ class PassRenderer:
         if self.reuse:
             self.tracker = ChangeTracker(sc, self.view_layer, self._character_ids())
             self.tracker.start()
+
+    def _set_denoise(self, cycles) -> None:
+        """Denoise with OpenImageDenoise when the running Cycles offers it (distribution builds and some
+        platforms lack it); otherwise render without denoising and say so in ``notes``."""
+        if not self.denoise:
+            cycles.use_denoising = False
+            return
+        if "OPENIMAGEDENOISE" not in compat.cycles_denoisers(self.scene):
+            cycles.use_denoising = False
+            self.notes.append(f"This Blender's Cycles has no OpenImageDenoise, so the environment pass renders "
+                              f"without denoising at {self.samples} samples: raise Samples for a cleaner plate.")
+            return
+        cycles.use_denoising = True
+        self._set("cycles", "denoiser", "OPENIMAGEDENOISE")
+        # The fast prefilter skips denoising the albedo and normal guides: at
+        # 512 px it cut OIDN from ~4 s to ~1 s for under 1 dB (bench/RESULTS.md).
+        self._set("cycles", "denoising_prefilter", "FAST")
 
     def _character_ids(self) -> list:
         """Datablocks only the character uses: their changes never show in the environment."""
@@ -169,8 +215,9 @@ class PassRenderer:
         return ids
 
     def close(self):
+        """Put back everything ``_open`` recorded (also after it failed part-way); safe to call twice."""
         sc = self.scene
-        if self.tracker is not None:
+        if getattr(self, "tracker", None) is not None:
             self.tracker.stop()
             self.tracker = None
         for o, v in self._hide:
@@ -179,12 +226,16 @@ class PassRenderer:
             o.pass_index = v
         for vl, z, idx, use in self._view_layer_flags:
             vl.use_pass_z, vl.use_pass_object_index, vl.use = z, idx, use
-        sc.cycles.samples = self._user_samples
-        sc.cycles.filter_width = self._user_filter
-        sc.cycles.use_denoising = self._user_denoise
+        if hasattr(sc, "cycles"):  # gone when the Cycles add-on was disabled (factory settings loading)
+            sc.cycles.samples = self._user_samples
+            sc.cycles.filter_width = self._user_filter
+            sc.cycles.use_denoising = self._user_denoise
         compat.restore_image_format(sc.render.image_settings, self._image_format)
         for owner, attr, old in reversed(self._saved):
-            setattr(owner, attr, old)
+            target = getattr(sc, owner, None)
+            if target is not None:  # None: it went away with the Cycles add-on, nothing left to put back
+                setattr(target, attr, old)
+        self._saved.clear()
         sc.frame_set(self._frame)
 
     # -- rendering -------------------------------------------------------------------

@@ -12,6 +12,13 @@ from .preferences import get_prefs
 from .properties import fill_params_from_info, settings_from_scene
 
 
+def refusal_level() -> set:
+    """How an operator reports bad input. In a window the panel shows the whole sentence and an ERROR
+    report would also pop up over the panel's top, so the status bar gets a WARNING; in background mode
+    (no panel) it stays an ERROR, which ``bpy.ops`` raises for scripts."""
+    return {"ERROR"} if bpy.app.background else {"WARNING"}
+
+
 class INHABIT_OT_animate(bpy.types.Operator):
     """Render the passes, send them to the server and put the result on the sequencer"""
     bl_idname = "inhabit.animate"
@@ -20,21 +27,79 @@ class INHABIT_OT_animate(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None and not runner.running()
+        return context.scene is not None and not runner.busy()
 
     def execute(self, context):
-        from ..session import session_for
+        from .. import compat
+        from ..session import key_options
+        from ..shot import resolve_shot
+        from .connect import Connection
+        import time
+        t0 = time.perf_counter()
         scene = context.scene  # recorded now: the strip goes here whatever happens later
+        runner.clear_messages()
         try:
             settings = settings_from_scene(scene)
-            session = session_for(scene, settings)
+            shot = resolve_shot(scene, settings)  # bad input is told before waiting on the network
+            keys = key_options(settings)
         except SetupError as exc:
-            runner.state.last_error = exc.message
-            self.report({"ERROR"}, exc.message)
-            return {"CANCELLED"}
-        runner.start(session)
-        self.report({"INFO"}, f"Inhabit: job started ({settings.frame_count} frames)")
-        return {"FINISHED"}
+            return self._refuse(exc.message)
+        # 5.x shows the workspace's sequencer scene, unset in a new file: show this one there.
+        shown = compat.show_in_sequencer(context, scene)
+        notes = [] if shown is None or shown == scene else [
+            f"The Sequencer shows scene {shown.name!r}; the strip goes to scene {scene.name!r}: pick it in the "
+            "Sequencer's scene selector to see the result."]
+
+        def connected(info, error):
+            if error is not None:
+                runner.state.server_status = "unreachable"
+                runner.state.last_error = error.message
+                return
+            start_shot(shot, info, notes)
+
+        runner.state.timings = {"animate_checks_s": time.perf_counter() - t0}
+        runner.connect(Connection(settings.server, keys, connected, purpose="animate"))
+        if runner.state.last_error:
+            return self._refuse(runner.state.last_error)
+        return {"FINISHED"}  # the panel says what happens next (no report: its banner redraws the window)
+
+    def _refuse(self, message: str):
+        runner.state.last_error = message
+        runner.redraw_if_changed()
+        self.report(refusal_level(), message)
+        return {"CANCELLED"}
+
+
+def start_shot(shot, info: dict, notes: list) -> None:
+    """Main thread, once the server answered: check the shot's engine params against its INFO, open
+    the session (the settings the passes need) and start it. Any failure is one sentence in the
+    panel; ``open_session`` has put every setting back by then."""
+    import time
+
+    from ..session import open_session
+    t0 = time.perf_counter()
+    try:
+        with _window_context():
+            session = open_session(shot.against_server(info))
+    except SetupError as exc:
+        runner.state.last_error = exc.message
+        return
+    except Exception as exc:  # not a traceback popup: the panel says what broke
+        runner.state.last_error = f"The shot could not start ({type(exc).__name__}: {exc}); your settings are " \
+                                  "unchanged."
+        return
+    runner.state.timings["open_session_s"] = time.perf_counter() - t0
+    runner.start(session, notes)
+
+
+def _window_context():
+    """A timer callback has no window in its context: lend it the first one, so the passes see the
+    view layer the user works in (as when Animate was pressed), not the scene's first one."""
+    import contextlib
+    wm = bpy.context.window_manager
+    if bpy.context.window is None and wm is not None and wm.windows:
+        return bpy.context.temp_override(window=wm.windows[0])
+    return contextlib.nullcontext()
 
 
 class INHABIT_OT_cancel(bpy.types.Operator):
@@ -56,28 +121,48 @@ class INHABIT_OT_test_connection(bpy.types.Operator):
     bl_idname = "inhabit.test_connection"
     bl_label = "Test Connection"
 
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and runner.state.connecting is None
+
     def execute(self, context):
         from ..core.curve_keys import KeyFileError, client_options
-        from ..session import fetch_server_info
+        from .connect import Connection
         from .preferences import key_settings
-        props = context.scene.inhabit
+        scene = context.scene
+        props = scene.inhabit
+        runner.state.last_error = ""
         try:
             files = key_settings(context)
             try:
                 keys = client_options(files["curve_server_key"], files["curve_client_key"])
             except KeyFileError as exc:
                 raise SetupError("curve_keys", str(exc)) from None
-            info = fetch_server_info(props.server, **keys)
         except SetupError as exc:
             runner.state.server_status = "unreachable"
             runner.state.last_error = exc.message
-            self.report({"ERROR"}, exc.message)
+            runner.redraw_if_changed()
+            self.report(refusal_level(), exc.message)
             return {"CANCELLED"}
-        runner.state.server_info = info
-        names = [e.get("name") for e in info.get("engines", [])]
-        runner.state.server_status = f"connected: {info.get('device', '?')}, engines {', '.join(map(str, names))}"
-        fill_params_from_info(context.scene, info)
-        self.report({"INFO"}, "Inhabit: " + runner.state.server_status)
+
+        def connected(info, error):
+            if error is not None:
+                runner.state.server_status = "unreachable"
+                runner.state.last_error = error.message
+                return
+            runner.state.server_info = info
+            names = [e.get("name") for e in info.get("engines", [])]
+            runner.state.server_status = f"connected: {info.get('device', '?')}, engines {', '.join(map(str, names))}"
+            try:
+                fill_params_from_info(scene, info)
+            except ReferenceError:
+                pass  # the scene went away meanwhile
+
+        runner.state.server_status = f"connecting to {props.server}"
+        runner.connect(Connection(props.server, keys, connected, purpose="test"))
+        if runner.state.last_error:
+            self.report(refusal_level(), runner.state.last_error)
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 
@@ -99,7 +184,7 @@ class INHABIT_OT_start_server(bpy.types.Operator):
             msg = (f"Cannot start the local server with {' '.join(cmd)!r} ({exc.strerror}): "
                    "set the Server Command in the Inhabit add-on preferences.")
             runner.state.last_error = msg
-            self.report({"ERROR"}, msg)
+            self.report(refusal_level(), msg)
             return {"CANCELLED"}
         runner.state.server_status = f"started local server (pid {runner.state.server_process.pid})"
         return {"FINISHED"}

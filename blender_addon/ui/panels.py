@@ -1,97 +1,104 @@
-"""Sidebar panels (3D Viewport and Sequencer, tab "Inhabit"); one draw function."""
+"""Sidebar panels (3D Viewport and Sequencer, tab "Inhabit").
+
+The main panel holds what a user watches during a shot (Animate, Cancel,
+progress, the result, errors in full) so it stays in view whatever is
+open below; the settings are sub-panels, the bone mapping closed by default.
+"""
 from __future__ import annotations
 
 import bpy
 
 from . import runner
+from .notice import chars_for, draw_sentence
 
 
-def draw_inhabit(layout, context):
-    scene = context.scene
-    p = scene.inhabit
-
-    box = layout.box()
-    box.label(text="Server", icon="URL")
-    box.prop(p, "server", text="")
-    row = box.row(align=True)
-    row.operator("inhabit.test_connection", icon="LINKED")
-    row.operator("inhabit.start_server", icon="PLAY")
-    box.label(text=runner.state.server_status)
-    box.prop(p, "engine")
-    for prm in p.params:
-        field = {"int": "int_value", "float": "float_value", "bool": "bool_value"}.get(prm.kind, "str_value")
-        box.prop(prm, field, text=prm.name.replace("_", " ").title())
-
-    box = layout.box()
-    box.label(text="Character", icon="ARMATURE_DATA")
-    box.prop(p, "reference_path")
-    box.prop(p, "armature")
-    row = box.row(align=True)
-    row.prop(p, "body")
-    if p.body is None:
-        row.operator("inhabit.make_proxy", text="", icon="MESH_CAPSULE")
-    box.prop(p, "objects_collection")
-    draw_mapping(box, p)
-    box.prop(p, "reference_keypoints_path")
-
-    box = layout.box()
-    box.label(text="Shot", icon="RENDER_ANIMATION")
-    box.prop(p, "use_scene_range")
-    if not p.use_scene_range:
-        row = box.row(align=True)
-        row.prop(p, "frame_start")
-        row.prop(p, "frame_end")
-    box.prop(p, "use_scene_resolution")
-    if not p.use_scene_resolution:
-        row = box.row(align=True)
-        row.prop(p, "width")
-        row.prop(p, "height")
-    row = box.row(align=True)
-    row.prop(p, "seed")
-    row.prop(p, "samples")
-    row.prop(p, "denoise")
-
-    box = layout.box()
-    box.label(text="Output", icon="SEQUENCE")
-    box.prop(p, "output_dir")
-    box.prop(p, "channel")
-
+def draw_status(layout, context):
+    """Animate / Cancel, then what is going on now, then how the last shot ended."""
     col = layout.column()
     row = col.row(align=True)
     row.scale_y = 1.4
     row.operator("inhabit.animate", icon="PLAY")
     row.operator("inhabit.cancel", icon="CANCEL")
-    session = runner.state.session
+    width = chars_for(context)
+    state = runner.state
+    if state.connecting is not None:
+        col.label(text=f"Connecting to {state.connecting.address}...", icon="TIME")
+    session = state.session
     if session is not None:
-        job = session.job
-        prog = job.progress
+        prog = session.job.progress
         frac = prog.received / prog.total if prog.total else 0.0
-        if hasattr(col, "progress"):
-            col.progress(factor=frac, text=prog.text())
+        bar = f"{prog.received}/{prog.total} frames back"
+        if hasattr(col, "progress"):  # the bar holds the count; the whole line goes below, wrapped
+            col.progress(factor=frac, text=bar)
         else:
-            col.label(text=f"{int(frac * 100)}% {prog.text()}")
-    if runner.state.last_result:
-        col.label(text=runner.state.last_result, icon="CHECKMARK")
-    if runner.state.last_error:
+            col.label(text=f"{int(frac * 100)}% {bar}")
+        draw_sentence(col, prog.text(), width, icon="NONE")
+    for note in state.notes:
+        draw_sentence(col, note, width, icon="INFO")
+    if runner.take_removed():
+        draw_sentence(col, f"The take folder {state.take_dir} was removed from disk; its strip shows missing "
+                           "frames.", width, icon="TRASH")
+    elif state.last_result:
+        draw_sentence(col, state.last_result, width, icon="CHECKMARK")
+    if state.last_error:
         err = col.box()
         err.alert = True
-        # Long sentences: wrap on words so the whole message is readable.
-        words, line = runner.state.last_error.split(), ""
-        for w in words:
-            if len(line) + len(w) > 48:
-                err.label(text=line)
-                line = ""
-            line = f"{line} {w}".strip()
-        if line:
-            err.label(text=line, icon="ERROR")
+        draw_sentence(err, state.last_error, width)
+
+
+def draw_server(layout, context):
+    p = context.scene.inhabit
+    layout.prop(p, "server", text="")
+    row = layout.row(align=True)
+    row.operator("inhabit.test_connection", icon="LINKED")
+    row.operator("inhabit.start_server", icon="PLAY")
+    draw_sentence(layout, runner.state.server_status, chars_for(context), icon="NONE")
+    layout.prop(p, "engine")
+    for prm in p.params:
+        field = {"int": "int_value", "float": "float_value", "bool": "bool_value"}.get(prm.kind, "str_value")
+        layout.prop(prm, field, text=prm.name.replace("_", " ").title())
+
+
+def draw_character(layout, context):
+    p = context.scene.inhabit
+    layout.prop(p, "reference_path")
+    layout.prop(p, "armature")
+    row = layout.row(align=True)
+    row.prop(p, "body")
+    if p.body is None:
+        row.operator("inhabit.make_proxy", text="", icon="MESH_CAPSULE")
+    layout.prop(p, "objects_collection")
+    layout.prop(p, "reference_keypoints_path")
+
+
+def draw_shot(layout, context):
+    p = context.scene.inhabit
+    layout.prop(p, "use_scene_range")
+    if not p.use_scene_range:
+        row = layout.row(align=True)
+        row.prop(p, "frame_start")
+        row.prop(p, "frame_end")
+    layout.prop(p, "use_scene_resolution")
+    if not p.use_scene_resolution:
+        row = layout.row(align=True)
+        row.prop(p, "width")
+        row.prop(p, "height")
+    row = layout.row(align=True)
+    row.prop(p, "seed")
+    row.prop(p, "samples")
+    row.prop(p, "denoise")
+
+
+def draw_output(layout, context):
+    p = context.scene.inhabit
+    layout.prop(p, "output_dir")
+    layout.prop(p, "channel")
 
 
 def draw_mapping(layout, p):
     """The mapping found (keypoint -> bone, by convention / structure / user) and the joint fixes."""
-    sub = layout.box()
-    row = sub.row(align=True)
-    row.label(text="Bone Mapping", icon="BONE_DATA")
-    row.operator("inhabit.find_mapping", text="", icon="FILE_REFRESH")
+    sub = layout
+    sub.operator("inhabit.find_mapping", icon="FILE_REFRESH")
     if p.mapping_summary:
         sub.label(text=p.mapping_summary)
     col = sub.column(align=True)
@@ -115,24 +122,40 @@ def draw_mapping(layout, p):
     sub.prop(p, "keypoint_map")
 
 
-class _InhabitPanel:
-    """The same panel in two editors: Blender needs one Panel class per space."""
-    bl_label = "Inhabit"
-    bl_region_type = "UI"
-    bl_category = "Inhabit"
-
-    def draw(self, context):
-        draw_inhabit(self.layout, context)
-
-
-class VIEW3D_PT_inhabit(_InhabitPanel, bpy.types.Panel):
-    bl_idname = "VIEW3D_PT_inhabit"
-    bl_space_type = "VIEW_3D"
+# (label, draw, options, parent key): the panels in sidebar order.
+SECTIONS = (
+    ("Server", draw_server, set(), ""),
+    ("Character", draw_character, set(), ""),
+    ("Bone Mapping", lambda layout, context: draw_mapping(layout, context.scene.inhabit), {"DEFAULT_CLOSED"},
+     "character"),
+    ("Shot", draw_shot, set(), ""),
+    ("Output", draw_output, set(), ""),
+)
 
 
-class SEQUENCER_PT_inhabit(_InhabitPanel, bpy.types.Panel):
-    bl_idname = "SEQUENCER_PT_inhabit"
-    bl_space_type = "SEQUENCE_EDITOR"
+def _section_draw(draw):
+    def draw_section(self, context):  # Blender checks that draw takes exactly (self, context)
+        draw(self.layout, context)
+    return draw_section
 
 
-CLASSES = (VIEW3D_PT_inhabit, SEQUENCER_PT_inhabit)
+def _panels_for(space: str, prefix: str) -> list:
+    """The main panel and its sub-panels for one editor: Blender needs one Panel class per space."""
+    main_id = f"{prefix}_PT_inhabit"
+
+    def draw_main(self, context):
+        draw_status(self.layout, context)
+
+    classes = [type(main_id, (bpy.types.Panel,), {
+        "bl_idname": main_id, "bl_label": "Inhabit", "bl_space_type": space, "bl_region_type": "UI",
+        "bl_category": "Inhabit", "draw": draw_main})]
+    for label, draw, options, parent in SECTIONS:
+        key = label.lower().replace(" ", "_")
+        classes.append(type(f"{main_id}_{key}", (bpy.types.Panel,), {
+            "bl_idname": f"{main_id}_{key}", "bl_label": label, "bl_space_type": space, "bl_region_type": "UI",
+            "bl_category": "Inhabit", "bl_parent_id": f"{main_id}_{parent}" if parent else main_id,
+            "bl_options": set(options), "draw": _section_draw(draw)}))
+    return classes
+
+
+CLASSES = tuple(_panels_for("VIEW_3D", "VIEW3D") + _panels_for("SEQUENCE_EDITOR", "SEQUENCER"))

@@ -5,6 +5,7 @@ import json
 
 import bpy
 
+from .. import compat
 from ..core import conventions, protocol
 from ..core.settings import SetupError, ShotSettings
 from .preferences import key_settings
@@ -28,10 +29,6 @@ class InhabitParam(bpy.types.PropertyGroup):
     str_value: bpy.props.StringProperty(name="Value")
     choices: bpy.props.StringProperty()  # JSON list for kind == "choice"
 
-    def value(self):
-        values = {"int": self.int_value, "float": self.float_value, "bool": self.bool_value}
-        return values.get(self.kind, self.str_value)
-
 
 def _keypoint_items(self, context):
     # Body and face first (what most fixes are about), then the hands.
@@ -40,6 +37,13 @@ def _keypoint_items(self, context):
 
 _KEYPOINT_ITEMS = [(k, k.replace("_", " "), "") for k in
                    conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES + conventions.HAND_KEYPOINT_NAMES]
+
+
+def param_value(prm):
+    """The value of an ``InhabitParam`` in the field its kind picks. (Not a method: bpy 4.2 as a
+    module crashes on exit once a PropertyGroup with a Python method was registered.)"""
+    values = {"int": prm.int_value, "float": prm.float_value, "bool": prm.bool_value}
+    return values.get(prm.kind, prm.str_value)
 
 
 class InhabitJointFix(bpy.types.PropertyGroup):
@@ -71,9 +75,10 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
                                                 "drives (proxy capsules along the bones if none)")
     objects_collection: bpy.props.PointerProperty(name="Interacts With", type=bpy.types.Collection,
                                                   description="Objects the character touches (one label each)")
-    reference_path: bpy.props.StringProperty(name="Reference", subtype="FILE_PATH",
+    reference_path: bpy.props.StringProperty(name="Reference", subtype="FILE_PATH", options=compat.PATH_OPTIONS,
                                              description="Image of the character to animate")
     reference_keypoints_path: bpy.props.StringProperty(name="Reference Pose", subtype="FILE_PATH",
+                                                       options=compat.PATH_OPTIONS,
                                                        description="Optional [18, 4] keypoints of the reference "
                                                                    "(.npy/.json)")
     keypoint_map: bpy.props.StringProperty(name="Keypoint Mapping",
@@ -99,7 +104,7 @@ class InhabitSceneProps(bpy.types.PropertyGroup):
     denoise: bpy.props.BoolProperty(name="Denoise", default=ShotSettings.denoise,
                                     description="OpenImageDenoise on the environment pass")
 
-    output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH",
+    output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH", options=compat.PATH_OPTIONS,
                                          description="Folder for the takes; empty = 'inhabit' next to the .blend")
     channel: bpy.props.IntProperty(name="Channel", default=0, min=0, max=128,
                                    description="Sequencer channel; 0 = first free above existing strips")
@@ -126,13 +131,23 @@ def settings_from_scene(scene) -> ShotSettings:
         armature=armature.name,
         body=p.body.name if p.body else None,
         objects_collection=p.objects_collection.name if p.objects_collection else None,
-        reference_path=bpy.path.abspath(p.reference_path) if p.reference_path else "",
-        reference_keypoints_path=bpy.path.abspath(p.reference_keypoints_path) if p.reference_keypoints_path else None,
+        reference_path=_path(p.reference_path, "reference", "Reference") or "",
+        reference_keypoints_path=_path(p.reference_keypoints_path, "reference_keypoints", "Reference Pose"),
         frame_start=start, frame_end=end, width=width, height=height,
-        engine=p.engine, params={prm.name: prm.value() for prm in p.params}, seed=p.seed,
-        output_dir=bpy.path.abspath(p.output_dir) if p.output_dir else default_output_dir(bpy.data.filepath),
+        engine=p.engine, params={prm.name: param_value(prm) for prm in p.params}, seed=p.seed,
+        output_dir=_path(p.output_dir, "output_dir", "Output") or default_output_dir(bpy.data.filepath),
         channel=p.channel or None, server=p.server, keypoint_map=keypoint_map, samples=p.samples,
         denoise=p.denoise, name=scene.name, **key_settings(bpy.context))
+
+
+def _path(value: str, field: str, label: str) -> str | None:
+    """A path field as an absolute path; ``//`` means next to the saved .blend."""
+    if not value:
+        return None
+    if value.startswith("//") and not bpy.data.filepath:
+        raise SetupError(field, f"{label} {value!r} is relative to the .blend file, which is not saved yet: save the "
+                                "file first or pick the path again.")
+    return bpy.path.abspath(value)
 
 
 def user_mapping(p) -> dict | None:
@@ -182,7 +197,7 @@ def fill_params_from_info(scene, info: dict) -> None:
     engines = {e.get("name"): e for e in info.get("engines", [])}
     if p.engine not in engines and engines:
         p.engine = sorted(engines)[0]
-    old = {prm.name: prm.value() for prm in p.params}
+    old = {prm.name: param_value(prm) for prm in p.params}
     p.params.clear()
     for spec in engines.get(p.engine, {}).get("params", []):
         if spec["name"] == "seed":

@@ -72,6 +72,7 @@ def run_demo(o: DemoOptions, *, bar=None, should_cancel=None) -> dict:
     """Run everything; return a summary with paths, metrics and timing."""
     import bpy
 
+    from blender_addon import compat
     from blender_addon.core.settings import ShotSettings
     from backend.blender.headless import run_shot
 
@@ -167,6 +168,7 @@ def run_demo(o: DemoOptions, *, bar=None, should_cancel=None) -> dict:
     say("video", 0, 1)
     video = render_sequencer_video(scene, os.path.join(out, "demo.mp4"))
     blend = os.path.join(out, "demo.blend")
+    compat.show_in_every_sequencer(scene)  # 5.x: else the file opens on an empty Sequencer editor
     bpy.ops.wm.save_as_mainfile(filepath=blend)
     say("video", 1, 1)
     timings["video"] = time.monotonic() - t
