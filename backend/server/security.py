@@ -6,13 +6,13 @@ in (pyzmq's own authenticator checks them on every connection).
 """
 from __future__ import annotations
 
-import os
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from blender_addon.core import address as address_mod
+from blender_addon.core.curve_keys import KeyFileError, load_key_file
 
 from .handshakes import refusals
 
@@ -32,16 +32,10 @@ def is_local(address: str) -> bool:
 
 def _certificate(path: str, option: str) -> tuple[bytes, bytes | None]:
     """(public, secret) of a key file; SecurityError naming ``option`` when it is not one."""
-    if not os.path.isfile(path):
-        raise SecurityError(f"{option} {path}: no such file (`inhabit keys generate DIR` makes key files)")
     try:
-        public, secret = zmq.auth.load_certificate(path)
-    except (OSError, ValueError, UnicodeDecodeError):
-        raise SecurityError(f"{option} {path} is not a CurveZMQ key file: give one written by "
-                            "`inhabit keys generate DIR`") from None
-    if not public or len(public) != 40:
-        raise SecurityError(f"{option} {path} holds no public key: give a file written by `inhabit keys generate DIR`")
-    return public, secret
+        return load_key_file(path, option)
+    except KeyFileError as exc:
+        raise SecurityError(str(exc)) from None
 
 
 def load_server_keys(secret_file: str) -> tuple[bytes, bytes]:

@@ -15,7 +15,8 @@ class KeyFileError(ValueError):
     """A key file that cannot be used (one sentence naming the option and the fix)."""
 
 
-def _load(path: str, option: str) -> tuple[bytes, bytes | None]:
+def load_key_file(path: str, option: str) -> tuple[bytes, bytes | None]:
+    """(public, secret) of a key file (secret None for a public one); KeyFileError naming ``option``."""
     import zmq.auth
     if not path:
         raise KeyFileError(f"{option} is empty: give a key file written by `inhabit keys generate DIR`.")
@@ -42,7 +43,7 @@ def load_server_public_key(path: str, option: str = "--curve-server-key") -> byt
             return text.encode("ascii")
         except (ValueError, KeyError, UnicodeEncodeError):
             pass
-    public, secret = _load(path, option)
+    public, secret = load_key_file(path, option)
     if secret:
         # Works (the public half is in the file) but invites copying the server's secret to every client.
         from . import logs
@@ -52,7 +53,7 @@ def load_server_public_key(path: str, option: str = "--curve-server-key") -> byt
 
 
 def load_client_pair(path: str, option: str = "--curve-client-key") -> tuple[bytes, bytes]:
-    public, secret = _load(path, option)
+    public, secret = load_key_file(path, option)
     if not secret:
         raise KeyFileError(f"{option} {path!r} holds only a public key: give this client's .key_secret file "
                            "(its .key file goes on the server's --allow-client-key list).")
@@ -89,6 +90,6 @@ def generate_client_pair(directory: str, name: str = "client") -> tuple[str, str
 def public_key_text(path: str) -> str:
     """The Z85 public key in a key file (what the server's allow list needs), '' if unreadable."""
     try:
-        return _load(path, "key file")[0].decode("ascii")
+        return load_key_file(path, "key file")[0].decode("ascii")
     except KeyFileError:
         return ""
