@@ -98,6 +98,8 @@ BLENDER_TESTS_3.13 := -q -p no:cacheprovider -m "blender and not torch" tests
 BLENDER_TESTS_4.2 := $(BLENDER_TESTS) --ignore=tests/test_dataset_labels.py \
 	--ignore=tests/test_dataset_motions.py --ignore=tests/test_character_import.py
 
+# Kept between runs (make would delete a pattern rule's stamp as an intermediate file).
+.PRECIOUS: .venv-blender-%/.installed
 .venv-blender-%/.installed: requirements-blender.txt $(STAMP)
 	@test -n "$(BPY_$*)" || (echo "no bpy version known for Blender $*: add BPY_$* to the Makefile" && false)
 	if [ "$(BPY_PYTHON_$*)" = "3.11" ]; then \

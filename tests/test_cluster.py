@@ -8,6 +8,7 @@ processes; jobs are compared with a one-machine server.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -86,6 +87,7 @@ def wait_until(condition, timeout=30.0, what="condition"):
 
 
 # -- bad input: one sentence, exit 2, before listening ---------------------------------------
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray comes with requirements-test.txt")
 def test_a_cluster_address_nobody_answers_at_is_one_sentence():
     res = inhabit("serve", "--engine", "preview", "--bind", f"tcp://127.0.0.1:{free_port()}",
                   "--cluster", f"127.0.0.1:{free_port()}", timeout=60)
