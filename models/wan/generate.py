@@ -74,7 +74,7 @@ class ShotGenerator:
         if guidance > 1.0:
             neg = negative_embeds if negative_embeds is not None else torch.zeros_like(prompt_embeds)
             self.negative_embeds = neg.to(self.device, self.tdtype)
-        self.carry = None          # [1, 3, P, H, W] in [-1, 1]
+        self.carry: torch.Tensor | None = None   # [1, 3, P, H, W] in [-1, 1]
         self.last_latents = None   # the last segment's final latents, before decoding
         self.ref_latents = None
         self.image_embeds = None
@@ -93,7 +93,7 @@ class ShotGenerator:
         if self.clip_squash:
             crop = getattr(pipe.image_processor, "crop_size", None)
             side = crop.get("height") if isinstance(crop, dict) else getattr(crop, "height", None)
-            clip_in = pil.resize((int(side or 224),) * 2, Image.BICUBIC)
+            clip_in = pil.resize((int(side or 224),) * 2, Image.Resampling.BICUBIC)
         with torch.no_grad():
             pixels = pipe.vae_image_processor.preprocess(pil, height=self.height, width=self.width,
                                                          resize_mode="fill").to(self.device, dtype=torch.float32)
@@ -131,12 +131,14 @@ class ShotGenerator:
                                        device=self.device, generator=self.generator)
         pose_latents = pipe.prepare_pose_latents(pose, 1, generator=self.generator,
                                                  device=self.device).to(self.tdtype)
-        carried = seg.carried if seg.carried and self.carry is not None else 0
+        carry = self.carry if seg.carried else None
+        carried = seg.carried if carry is not None else 0
         cond = pipe.prepare_prev_segment_cond_latents(
-            self.carry[:, :, -carried:] if carried else None, background_video=background, mask_video=mask,
+            carry[:, :, -carried:] if carry is not None else None, background_video=background, mask_video=mask,
             batch_size=1, segment_frame_length=seg.length, start_frame=seg.start if carried else 0,
             height=self.height, width=self.width, prev_segment_cond_frames=max(carried, 1), task="replace",
             generator=self.generator, device=self.device)
+        assert self.ref_latents is not None, "set_reference comes before any segment"
         reference = torch.cat([self.ref_latents, cond], dim=2)
 
         scheduler = self.sampling.scheduler
@@ -165,9 +167,9 @@ class ShotGenerator:
 
         self.last_latents = latents          # kept for the speed benchmark's comparison of recipes
         video = self._decode(latents)
-        if carried and self.color_match:
+        if carry is not None and self.color_match:
             from .seams import match_to_carried
-            video = match_to_carried(video, self.carry[:, :, -carried:], mask[:, :, :carried])
+            video = match_to_carried(video, carry[:, :, -carried:], mask[:, :, :carried])
         # Carry the composited frames: generated inside the mask, the exact environment outside.
         env = self._video(inputs.environment, idx)
         inside = (mask > 0.5).to(video.dtype)

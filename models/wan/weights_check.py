@@ -54,7 +54,7 @@ def read_model_index(path: str) -> dict | None:
 
 def is_wan_folder(path: str) -> bool:
     index = read_model_index(path) if os.path.isdir(path) else None
-    return bool(index) and index.get("_class_name") == PIPELINE_CLASS
+    return index is not None and index.get("_class_name") == PIPELINE_CLASS
 
 
 def check_wan_folder(path: str) -> tuple[bool, list[str], dict]:
@@ -87,6 +87,7 @@ def check_wan_folder(path: str) -> tuple[bool, list[str], dict]:
             else:
                 lines.append("ok    tokenizer")
             continue
+        assert cfg_name is not None   # only the tokenizer (handled above) has no config file
         cfg_path = os.path.join(folder, cfg_name)
         if not os.path.isfile(cfg_path):
             lines.append(f"{tag} {comp}: missing {comp}/{cfg_name}{why}")

@@ -78,9 +78,9 @@ def fit_affine(src: np.ndarray, dst: np.ndarray, *, similarity: bool = False) ->
         s, d = src - sc, dst - dc
         denom = float((s ** 2).sum())
         if denom > 1e-9:
-            a = float((s * d).sum()) / denom
-            b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / denom
-            lin = np.array([[a, -b], [b, a]])
+            cos_k = float((s * d).sum()) / denom
+            sin_k = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / denom
+            lin = np.array([[cos_k, -sin_k], [sin_k, cos_k]])
             return np.hstack([lin, (dc - lin @ sc)[:, None]])
     return np.hstack([np.eye(2), (dst.mean(0) - src.mean(0))[:, None]])
 

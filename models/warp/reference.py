@@ -144,8 +144,8 @@ def check_reference_keypoints(keypoints: np.ndarray, height: int, width: int) ->
     return kp
 
 
-def detect_keypoints(rgb: np.ndarray) -> np.ndarray:
-    """OpenPose-18 keypoints of the reference from the optional offline pose model."""
+def require_pose_detector():
+    """The optional offline pose model's module, or the InputError saying what to send or install."""
     try:
         import mediapipe as mp  # optional extra: ships its pose model in the wheel, no download
     except ImportError as exc:
@@ -153,6 +153,12 @@ def detect_keypoints(rgb: np.ndarray) -> np.ndarray:
             "the job has no reference_keypoints and the optional pose detector is not installed; "
             f"send reference_keypoints with the job or `pip install {MEDIAPIPE_PIN}` on the server",
             field="submit.reference_keypoints") from exc
+    return mp
+
+
+def detect_keypoints(rgb: np.ndarray) -> np.ndarray:
+    """OpenPose-18 keypoints of the reference from the optional offline pose model."""
+    mp = require_pose_detector()
     h, w = rgb.shape[:2]
     with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose:
         found = pose.process(np.ascontiguousarray(rgb))

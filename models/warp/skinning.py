@@ -161,17 +161,18 @@ def blend_bones(pose: Pose, ownership: dict, ref_rgba: np.ndarray, height: int, 
         # behind the torso), the one nearer the camera wins.
         nearest = np.full(px.shape, np.inf, np.float32)
         for i, box, _, own in claims:
-            if depth_of[i] is not None:
+            part_depth = depth_of[i]
+            if part_depth is not None:
                 view = nearest[box]
-                np.minimum(view, np.where(own > CLAIM, depth_of[i], np.inf), out=view)
+                np.minimum(view, np.where(own > CLAIM, part_depth, np.inf), out=view)
 
     weights = []
     best = np.zeros_like(px)
     winner = np.zeros(px.shape, np.intp)
     for i, box, _sample, own in claims:
         w = own * near[i][box]
-        if nearest is not None and depth_of[i] is not None:
-            z = depth_of[i]
+        z = depth_of[i]
+        if nearest is not None and z is not None:
             behind = np.maximum(z - nearest[box] - LAYER_TOLERANCE * z, 0.0)
             w = w * np.exp(-behind / (LAYER_SOFTNESS * z))
         weights.append(w)

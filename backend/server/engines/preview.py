@@ -41,12 +41,13 @@ class PreviewEngine(Engine):
     def validate(self, job: AdmittedJob) -> None:
         """Cheap checks only: this runs on the server's socket thread. Matting,
         pose detection and the rig are built by ``run`` on the worker."""
-        from models.warp.reference import check_reference_image, check_reference_keypoints, detect_keypoints
+        from models.warp.reference import check_reference_image, check_reference_keypoints, require_pose_detector
         check_reference_image(job.reference)
+        assert job.reference is not None   # check_reference_image refuses a missing one
         if job.reference_keypoints is not None:
             check_reference_keypoints(job.reference_keypoints, job.reference.shape[0], job.reference.shape[1])
         elif self.needs_reference_keypoints:
-            detect_keypoints(None)  # raises the sentence saying what to send or install
+            require_pose_detector()  # raises the sentence saying what to send or install
 
     @staticmethod
     def _reference(job: AdmittedJob):
