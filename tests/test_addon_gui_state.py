@@ -276,3 +276,33 @@ def test_the_reference_is_read_once_while_the_file_stays_the_same(tmp_path, monk
     assert np.array_equal(first, again) and len(loads) == 1  # no datablock added and removed again
     png.write_png_atomic(path, np.full((8, 7, 3), 50, np.uint8))  # another picture, another size
     assert passes.read_image_rgba(path).shape == (8, 7, 4) and len(loads) == 2
+
+
+def test_animate_exports_the_first_batch_in_the_clicks_own_step(server, tmp_path, registered, monkeypatch):
+    """In a window each step that waits for the next timer call costs a whole-window redraw: a server that
+    answers at once gets INFO, SUBMIT and the first batch of frames inside Animate itself, and the batch is
+    bounded by its time budget and the bytes queued, not by a count of frames."""
+    runner = registered
+    runner.block_in_background = False  # behave as in a window
+    monkeypatch.setattr(runner, "MIN_EXPORT_S", 30.0)  # a budget no machine's load can exhaust
+    scene = _scene(tmp_path, server.address, frames=6)
+    before = _user_settings(scene)
+    assert bpy.ops.inhabit.animate() == {"FINISHED"}, runner.state.last_error
+    assert runner.state.connecting is None and runner.state.session is not None
+    assert runner.state.session.job.progress.exported == 6  # more than the old 4-frame window let through
+    _run_to_end(runner)
+    assert runner.state.last_result.startswith("6 frames") and _user_settings(scene) == before
+
+
+@pytest.mark.parametrize("redraw_s", [0.002, 0.01, 0.05, 0.15, 0.3, 0.4, 0.8, 2.0])
+def test_export_batches_keep_the_window_drawing(redraw_s):
+    """A batch plus the redraw after it stays under STANDSTILL_S while the redraw leaves room; a fast window
+    is not held for more than a few redraws' worth; a slow one still exports a quarter of its redraw."""
+    from blender_addon.ui import runner
+    budget = runner.export_budget(redraw_s)
+    assert budget >= runner.MIN_EXPORT_S
+    assert budget <= max(runner.MIN_EXPORT_S, runner.EXPORT_PER_REDRAW * redraw_s) + 1e-9
+    if redraw_s <= runner.STANDSTILL_S * 0.8:
+        assert budget + redraw_s <= runner.STANDSTILL_S + 1e-9 or budget == runner.MIN_EXPORT_S
+    else:
+        assert budget >= redraw_s / 4 - 1e-9

@@ -165,7 +165,7 @@ class ShotJob:
     def __init__(self, *, spec: protocol.JobSpec, address: str, reference: np.ndarray,
                  reference_keypoints: np.ndarray | None,
                  export_frame: Callable[[int], dict], on_result: Callable[[int, np.ndarray, np.ndarray | None], None],
-                 window: int = 4, client_options: dict | None = None):
+                 queue_bytes: int = 256 << 20, client_options: dict | None = None):
         self.spec = spec
         self.address = address
         self.state = QUEUED
@@ -175,7 +175,10 @@ class ShotJob:
         self.job_id: str | None = None
         self._export_frame = export_frame
         self._on_result = on_result
-        self._window = window
+        # Exported frames wait for the worker (and the server's credit) in memory: at most ``queue_bytes`` of
+        # them, and always at least one. Tiny shots export in one tick; a 4K frame waits for the previous ones.
+        self._queue_bytes = queue_bytes
+        self._queued: deque = deque()  # nbytes of each frame exported, not yet sent
         self._inbox: queue.Queue = queue.Queue()
         self._outbox: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -237,14 +240,18 @@ class ShotJob:
         if self.state == EXPORTING:
             t_end = time.monotonic() + export_budget_s
             p = self.progress
-            while (p.exported < p.total and p.exported - p.sent < self._window
-                   and self.state == EXPORTING):
+            while p.exported < p.total and self.state == EXPORTING:
+                if self._queued and sum(self._queued) >= self._queue_bytes:
+                    self._drain()  # the worker may have sent some since: a longer budget is not held up by it
+                    if (self._queued and sum(self._queued) >= self._queue_bytes) or self.state != EXPORTING:
+                        break
                 i = p.exported
                 try:
                     arrays = self._export_frame(i)
                 except Exception as exc:
                     self._fail(f"Exporting frame {i} failed: {exc}")
                     break
+                self._queued.append(sum(getattr(a, "nbytes", 0) for a in arrays.values()))
                 self._inbox.put(("frame", i, arrays))
                 p.exported += 1
                 if p.exported == p.total:
@@ -254,6 +261,21 @@ class ShotJob:
                     break
         return self.finished and (self._worker_done or not self._thread.is_alive())
 
+    def wait_accepted(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s for the server's answer to SUBMIT; True once the job may export.
+        A local server answers in milliseconds: the GUI exports in the same tick instead of the next one."""
+        end = time.monotonic() + timeout
+        while self.state == QUEUED:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                self._handle(*self._outbox.get(timeout=left))
+            except queue.Empty:
+                break
+        self._drain()
+        return self.state == EXPORTING
+
     # -- events from the worker ---------------------------------------------------
     def _drain(self) -> None:
         while True:
@@ -261,21 +283,26 @@ class ShotJob:
                 kind, payload = self._outbox.get_nowait()
             except queue.Empty:
                 return
-            if kind == "worker_exit":
-                self._worker_done = True
-                if not self.finished:
-                    self._fail("The network worker stopped before the job finished.")
-            elif self.finished and kind != "event":
-                continue
-            elif kind == "sent":
-                self.progress.sent += 1
-            elif kind == "input_ended":
-                if self.state == SENDING:
-                    self._go(GENERATING)
-            elif kind == "error":
-                self._fail(describe_error(payload, self.address))
-            elif kind == "event":
-                self._on_event(payload)
+            self._handle(kind, payload)
+
+    def _handle(self, kind: str, payload) -> None:
+        if kind == "worker_exit":
+            self._worker_done = True
+            if not self.finished:
+                self._fail("The network worker stopped before the job finished.")
+        elif self.finished and kind != "event":
+            return
+        elif kind == "sent":
+            self.progress.sent += 1
+            if self._queued:
+                self._queued.popleft()
+        elif kind == "input_ended":
+            if self.state == SENDING:
+                self._go(GENERATING)
+        elif kind == "error":
+            self._fail(describe_error(payload, self.address))
+        elif kind == "event":
+            self._on_event(payload)
 
     def _on_event(self, ev) -> None:
         msg = ev.message

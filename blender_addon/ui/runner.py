@@ -23,6 +23,21 @@ from bpy.app.handlers import persistent
 from ..core import jobs
 
 TICK_S = 0.05
+# How long one tick may export for. Every tick that changes the frame makes Blender redraw the whole window
+# afterwards (frame_set and a render both tag every editor; 0.2-0.4 s under software OpenGL, milliseconds on a
+# GPU), so frames are exported in batches, sized from the redraw measured between two ticks:
+# - the batch plus the redraw after it stays under STANDSTILL_S while the redraw leaves room for one;
+# - a window that redraws slower than that still exports a quarter of its redraw time per tick (more ticks
+#   would only add more redraws);
+# - the batch is at most EXPORT_PER_REDRAW times the redraw, so a fast window still shows every frame or two.
+STANDSTILL_S = 0.45
+EXPORT_PER_REDRAW = 3.0
+MIN_EXPORT_S = 0.03
+REDRAW_GUESS_S = 0.25  # the redraw assumed before one was measured (software OpenGL's)
+# Each step that waits for the next timer call costs a redraw. A server on this machine or the LAN answers
+# INFO and SUBMIT in milliseconds, so Animate waits this long for each answer before handing the rest to
+# timers: a live server's job is exported in the click's own tick; a dead address costs the UI this much once.
+QUICK_ANSWER_S = 0.1
 PROGRESS_REDRAW_S = 1.0  # the progress line alone (steps, ETA) redraws the panel at most this often
 SETTLE_S = 0.3            # the second redraw after a change, once the panels measured their sizes
 CLOSE_WAIT_S = 0.2   # how long an ending waits for the network worker before letting it finish alone
@@ -43,6 +58,9 @@ class _State:
     shown_text = ""         # the progress line at the last redraw
     shown_at = 0.0          # when (time.monotonic())
     timings: dict = {}      # seconds the main thread spent in each step of the last Animate (for make test-gui)
+    tick_end = 0.0          # when the last job tick returned (time.monotonic())
+    redraw_s = 0.0          # Blender's own time between two job ticks beyond TICK_S: its redraw after a batch
+    step_started = 0.0      # when the current main-loop step began work for Animate (the click or a poll)
 
 
 state = _State()
@@ -116,19 +134,39 @@ def clear_messages() -> None:
 
 
 # -- connecting ---------------------------------------------------------------------
+def _windowed() -> bool:
+    """A window draws between timer calls (tests set ``block_in_background`` off to drive that path)."""
+    return not (bpy.app.background and block_in_background)
+
+
 def connect(connection) -> None:
     """Hold ``connection`` until it answers: polled by a timer, or waited for in background mode."""
     state.connecting = connection
-    redraw_if_changed()
-    if bpy.app.background and block_in_background:
-        connection.poll(wait_s=60.0)
-        state.connecting = None
+    state.step_started = time.monotonic()
+    if not _windowed():
+        redraw_if_changed()
+        try:
+            connection.poll(wait_s=60.0)
+        finally:
+            state.connecting = None
         return
+    try:
+        answered = connection.poll(wait_s=QUICK_ANSWER_S)
+    except Exception as exc:  # as in _poll_connection: a failing callback ends the wait with its words
+        state.last_error = f"{type(exc).__name__}: {exc}"
+        answered = True
+    if answered:
+        if state.connecting is connection:
+            state.connecting = None
+        redraw_if_changed()
+        return
+    redraw_if_changed()
     if not bpy.app.timers.is_registered(_poll_connection):
         bpy.app.timers.register(_poll_connection, first_interval=TICK_S)
 
 
 def _poll_connection():
+    state.step_started = time.monotonic()
     conn = state.connecting
     if conn is None:
         return None
@@ -151,6 +189,12 @@ def start(session, notes=()) -> None:
     state.last_error = state.last_result = state.take_dir = ""
     state.notes = list(notes) + list(session.exporter.renderer.notes if session.exporter.renderer else ())
     session.job.start()
+    if _windowed():
+        # The first batch goes out in this same step when the server accepts at once (see QUICK_ANSWER_S).
+        session.job.wait_accepted(QUICK_ANSWER_S)
+        state.tick_end = 0.0
+        if _tick(spent_s=time.monotonic() - state.step_started) is None:
+            return
     redraw_if_changed()
     if bpy.app.timers.is_registered(_tick):
         return
@@ -197,13 +241,18 @@ def _scene_name(scene) -> str:
         return "(deleted)"
 
 
-def _tick():
+def _tick(spent_s: float = 0.0):
+    """The job's timer; ``spent_s``: seconds this main-loop step already took before the tick."""
     session = state.session
     if session is None:
         return None
     received = session.job.progress.received
+    now = time.monotonic()
+    if state.tick_end:
+        state.redraw_s = max(0.0, now - state.tick_end - TICK_S)
+    budget = max(MIN_EXPORT_S, export_budget(state.redraw_s or REDRAW_GUESS_S) - spent_s)
     try:
-        finished = session.job.tick(export_budget_s=0.03)
+        finished = session.job.tick(export_budget_s=budget)
     except Exception as exc:  # never let an exception kill the timer silently
         session.job._fail(f"{type(exc).__name__}: {exc}")
         finished = True
@@ -212,7 +261,13 @@ def _tick():
         _finish()
         return None
     redraw_if_changed(strips=session.job.progress.received != received)
+    state.tick_end = time.monotonic()
     return TICK_S
+
+
+def export_budget(redraw_s: float) -> float:
+    """Seconds of export for the next tick, given how long Blender took between the last two ticks."""
+    return max(MIN_EXPORT_S, min(max(STANDSTILL_S - redraw_s, redraw_s / 4), EXPORT_PER_REDRAW * redraw_s))
 
 
 def take_removed() -> bool:

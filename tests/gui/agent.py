@@ -427,10 +427,10 @@ def _run_job(name, *, expect_frames):
     run_mod = runner()
     original_tick = run_mod._tick
 
-    def timed_tick():  # the add-on's own timer, timed: its longest call is one frame's export
+    def timed_tick(*args, **kwargs):  # the add-on's own timer, timed: its longest call is one batch's export
         t = time.perf_counter()
         try:
-            return original_tick()
+            return original_tick(*args, **kwargs)
         finally:
             ticks.append(time.perf_counter() - t)
     run_mod._tick = timed_tick
