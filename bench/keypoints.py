@@ -6,7 +6,7 @@ bone); "after" is what the add-on sends (blender_addon/scene/keypoints.py).
 Both come from the same renders, side by side in one run. Median offset, in
 torso lengths, Inhabit minus BlazePose.
 
-    python bench/keypoints.py                 # 4 characters, 4 frames, front and 45 degrees, 384 px
+    python bench/keypoints.py                 # 5 cases, 4 frames, front and 45 degrees, 384 px
     python bench/keypoints.py --no-write      # print only
 """
 from __future__ import annotations
@@ -75,8 +75,11 @@ def main(argv=None) -> int:
                       "figure as seen from behind). Hips are reported only: BlazePose's hips are not COCO's "
                       "(docs/keypoints.md). \"before\" is the rig's own joints on the same renders (the neck bone, "
                       "face points derived from the head bone or fitted on every head vertex, hair included, the toe "
-                      "bone); the demo character now has eyes and a nose in both columns (a faceless head made "
-                      "BlazePose read it from behind).\n\n" + text)
+                      "bone); the demo character has a face (eyes, a nose, a mouth) and shoulders across the top of "
+                      "a chest narrower than them in both columns (docs/keypoints.md has what its ball-shaped chest "
+                      "and dots-for-eyes face measured). The Red Eclipse player (tests/assets, the any-unit case of "
+                      "`inhabit demo --character`) is an armoured figure with a helmet for a head: reported, not "
+                      "judged (BlazePose reads its armour plates and guesses a face on the helmet).\n\n" + text)
     return 0
 
 

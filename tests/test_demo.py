@@ -164,6 +164,7 @@ def test_demo_runs_the_aa2_engine_with_local_weights(tmp_path):
 
 
 BCN = ROOT / "tests" / "assets" / "BCN_Epileptic.glb"
+RED_ECLIPSE = ROOT / "tests" / "assets" / "redeclipse_player.glb"
 BODY = [n for n in ("neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
                     "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle")]
 
@@ -268,7 +269,7 @@ def test_unmappable_bvh_is_one_sentence_and_exit_2(tmp_path):
 @pytest.fixture(scope="module")
 def odd_units(tmp_path_factory):
     """BCN_Epileptic at other sizes: a centimetre FBX (the armature scaled 100x: 170 units tall) and a
-    game-unit glTF (10x: 17 units tall, like the Red Eclipse player's 16.6)."""
+    game-unit glTF (10x: 17 units tall, like the Red Eclipse player)."""
     out = tmp_path_factory.mktemp("units")
     code = ("import bpy, sys\nfrom backend.blender.imports import import_character\n"
             "for scale, name in ((100.0, 'bcn_cm.fbx'), (10.0, 'bcn_tall.glb')):\n"
@@ -288,11 +289,13 @@ def odd_units(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["bcn_cm.fbx", "bcn_tall.glb"])
+@pytest.mark.parametrize("name", ["bcn_cm.fbx", "bcn_tall.glb", "redeclipse_player.glb"])
 def test_demo_character_in_any_unit_is_brought_to_human_height(odd_units, tmp_path, name):
     from blender_addon.core import protocol
     out = tmp_path / "out"
-    proc = _run(["demo", "--out", str(out), "--frames", "4", "--size", "128", "--character", str(odd_units / name)])
+    # The Red Eclipse player is a real game character 17.3 units tall (tests/assets/README.md).
+    path = RED_ECLIPSE if name == RED_ECLIPSE.name else odd_units / name
+    proc = _run(["demo", "--out", str(out), "--frames", "4", "--size", "128", "--character", str(path)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     # The reference is framed on the character: whole, most of the image's height, every body point on it.
     ref = cv2.imread(str(out / "reference.png"), cv2.IMREAD_UNCHANGED)

@@ -80,7 +80,7 @@ def test_unplaceable_points_are_absent_with_one_note(case):
     arm = _character()
     scene = bpy.context.scene
     if case == "no head mesh":
-        _remove("Head", "Hair", "EyeLeft", "EyeRight", "Nose")
+        _remove("Head", "Hair", "EyeLeft", "EyeRight", "Nose", "Mouth")
         gone, words = FACE, "no head mesh"
     elif case == "hair over the face":
         fringe = kit.mesh_object("HairFringe", kit.ellipsoid((0, -0.13, 1.62), (0, -0.13, 1.76), 0.09, 0.3, 0.1),

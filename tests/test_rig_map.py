@@ -122,6 +122,9 @@ def test_name_parsing_across_conventions():
     info = rig_names.classify("mixamorig:LeftHandIndex2")
     assert (info.role, info.finger, info.side, info.split) == ("finger", "index", "l", 2)
     assert rig_names.classify("J_Bip_R_Little1").finger == "pinky"
+    # Rigify of 2016 (the Red Eclipse player): the finger's own name follows the word "finger".
+    assert rig_names.classify("DEF-finger_index.01.L.02").finger == "index"
+    assert rig_names.classify("Finger2").finger == "finger"
 
 
 def test_protocol_layouts_for_hands_and_face_box():

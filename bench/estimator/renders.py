@@ -22,6 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BCN = os.path.join(REPO, "tests", "assets", "BCN_Epileptic.glb")
 CMU = os.path.join(REPO, "tests", "assets", "cmu_01_01_start.bvh")
 BOXING = os.path.join(REPO, "tests", "assets", "boxing_toes_start.bvh")
+RED_ECLIPSE = os.path.join(REPO, "tests", "assets", "redeclipse_player.glb")
 
 # name -> what to build: the procedural demo character with a hair style, or a file driven by a BVH.
 CASES = {
@@ -29,6 +30,7 @@ CASES = {
     "demo, long hair": {"hair": "long"},
     "BCN_Epileptic, CMU walk": {"path": BCN, "motion": CMU},
     "BCN_Epileptic, boxing": {"path": BCN, "motion": BOXING},
+    "Red Eclipse player, CMU walk": {"path": RED_ECLIPSE, "motion": CMU},
 }
 FILL = 0.8          # the character's height as a fraction of the image's
 NAMES = conventions.KEYPOINT_NAMES + conventions.TOE_KEYPOINT_NAMES

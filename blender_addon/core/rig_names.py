@@ -107,7 +107,8 @@ def classify(name: str) -> NameInfo:
             flags["end"] = True
         elif t in METACARPAL:
             flags["metacarpal"] = True
-        elif t in FINGERS and finger is None:
+        elif t in FINGERS and finger in (None, "finger"):
+            # The named finger wins over the word "finger" ("finger_index.01.L": the index).
             finger = FINGERS[t]
         else:
             core.append(t)

@@ -15,9 +15,10 @@ An estimator sees the body's surface, not the rig's bones, so per point:
   point of the face's centre line.
 * eyes: the front of the eye meshes (objects or materials named "eye") when
   the character has them, else its eye bones, else on the head's skin.
-* shoulders keep the rig's joint: it is the visible shoulder's centre from
-  the front and at 45 degrees on the test characters (measured; the centre
-  of the arm's top section lands further out).
+* shoulders keep the rig's joint: the estimator's shoulder lies within 0.03
+  torso lengths of it, above and inside on one test character, below and
+  outside on the other, whose skin around the joint is alike; a rule on the
+  mesh would move both one way (measured: docs/keypoints.md, "Shoulders").
 * hips: COCO's hips are the hip joints as an annotator sees them through the
   clothes; the rig's hip joint is that point (docs/keypoints.md has the
   measurement), so hips keep the rig's joint.

@@ -23,6 +23,7 @@ PREFIX = "mixamorig:"
 COLOURS = {
     "skin": (0.80, 0.55, 0.42), "shirt": (0.10, 0.35, 0.75), "trousers": (0.12, 0.12, 0.16),
     "shoes": (0.35, 0.18, 0.08), "hair": (0.12, 0.07, 0.04), "eye": (0.03, 0.025, 0.02),
+    "lips": (0.35, 0.12, 0.10),
     "floor": (0.45, 0.42, 0.38), "wall": (0.70, 0.68, 0.62), "wood": (0.45, 0.28, 0.14),
     "box": (0.85, 0.25, 0.15), "pillar": (0.60, 0.60, 0.58),
 }
@@ -70,7 +71,7 @@ def build_character(scene, colours: dict | None = None) -> bpy.types.Object:
     arm = build_armature(ARMATURE, table, coll)
 
     m = {k: kit.material(k.capitalize(), (colours or {}).get(k, v)) for k, v in COLOURS.items()
-         if k in ("skin", "shirt", "trousers", "shoes", "hair", "eye")}
+         if k in ("skin", "shirt", "trousers", "shoes", "hair", "eye", "lips")}
 
     def part(label, bone, p0, p1, radius, mat, depth_scale=1.0, overlap=0.35):
         obj = kit.mesh_object(label, kit.ellipsoid(p0, p1, radius, depth_scale, overlap), mat, coll)
@@ -86,15 +87,22 @@ def build_character(scene, colours: dict | None = None) -> bpy.types.Object:
 
     part("Head", "Head", (0, 0, 1.55), (0, 0, 1.80), 0.105, m["skin"], overlap=0.1)
     part("Hair", "Head", (0, 0.015, 1.70), (0, 0.02, 1.83), 0.11, m["hair"], overlap=0.1)
-    # A face (eyes, nose): pose estimators read a faceless head as one seen from behind.
+    # A face (eyes, a nose that stands out, a mouth): pose estimators read a faceless head as one
+    # seen from behind, and place nose and eyes on a head with dots for eyes by guesswork.
     for side, x in (("Left", 0.036), ("Right", -0.036)):
         part(f"Eye{side}", "Head", (x, -0.088, 1.69), (x, -0.094, 1.69), 0.016, m["eye"], overlap=0.6)
-    part("Nose", "Head", (0, -0.098, 1.665), (0, -0.118, 1.64), 0.014, m["skin"], overlap=0.3)
+    part("Nose", "Head", (0, -0.095, 1.675), (0, -0.125, 1.645), 0.018, m["skin"], overlap=0.3)
+    part("Mouth", "Head", (-0.025, -0.093, 1.615), (0.025, -0.093, 1.615), 0.006, m["lips"], depth_scale=0.5)
     part("Neck", "Neck", (0, 0, 1.42), (0, 0, 1.57), 0.05, m["skin"])
-    part("Chest", "Spine2", (0, 0, 1.18), (0, 0, 1.47), 0.18, m["shirt"], depth_scale=0.65, overlap=0.2)
+    # A chest narrower than the shoulders, and shoulders across its top (collarbone to deltoid): an
+    # estimator reads a ball-shaped chest with arms hung off its sides as a figure with sloping
+    # shoulders, 3 cm below the joints (bench/RESULTS.md, keypoints).
+    part("Chest", "Spine2", (0, 0, 1.15), (0, 0, 1.42), 0.15, m["shirt"], depth_scale=0.65, overlap=0.2)
     part("Belly", "Spine", (0, 0, 0.98), (0, 0, 1.22), 0.155, m["shirt"], depth_scale=0.7, overlap=0.2)
     part("Pelvis", "Hips", (0, 0, 0.86), (0, 0, 1.02), 0.16, m["trousers"], depth_scale=0.7, overlap=0.2)
-    for side in ("Left", "Right"):
+    for side, sx in (("Left", 1.0), ("Right", -1.0)):
+        part(side + "ShoulderTop", side + "Shoulder", (0.03 * sx, 0, 1.445), (0.20 * sx, 0, 1.42), 0.065, m["shirt"],
+             depth_scale=0.75, overlap=0.2)
         part(side + "UpperArm", side + "Arm", b(side + "Arm"), b(side + "Arm", 1), 0.055, m["shirt"])
         part(side + "Forearm", side + "ForeArm", b(side + "ForeArm"), b(side + "ForeArm", 1), 0.045, m["skin"])
         part(side + "HandMesh", side + "Hand", b(side + "Hand"), b(side + "Hand", 1), 0.045, m["skin"], overlap=0.5)
