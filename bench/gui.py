@@ -41,9 +41,10 @@ def bench_one(dist: str, zip_path: Path, address: str, dead: str, out: Path, run
     gui_s = [m["job_s"] for m in measures]
     gaps = [m["largest_gap_s"] for m in measures]
     ticks = [m["longest_tick_s"] for m in measures]
+    frame_export = [m.get("frame_export_s", m["longest_tick_s"]) for m in measures]
     setup = next((sc for sc in report.get("scenarios", []) if sc["name"] == "setup"), {})
     return {"blender": report.get("blender", dist), "headless_s": headless["job_s"], "gui_s": gui_s, "gaps": gaps,
-            "ticks": ticks, "failed": failed, "gap_detail": [sc.get("gaps", []) for sc in jobs],
+            "ticks": ticks, "frame_export": frame_export, "failed": failed, "gap_detail": [sc.get("gaps", []) for sc in jobs],
             "idle_gap": setup.get("measures", {}).get("idle_largest_gap_s")}
 
 
@@ -62,9 +63,10 @@ def section(results: dict[str, dict], runs: int) -> str:
         head1, gui1 = r["headless_s"][0], r["gui_s"][0]
         head, gui = statistics.median(r["headless_s"]), statistics.median(r["gui_s"])
         gap, tick = statistics.median(r["gaps"]), max(r["ticks"])
-        ok = gui1 <= 1.5 * head1 and gui <= 1.5 * head and gap <= tick + 0.5
+        frame = max(r.get("frame_export", r["ticks"]))
+        ok = gui1 <= 1.5 * head1 and gui <= 1.5 * head and gap <= frame + 0.5
         rows.append(f"| {r['blender']} | {head1:.2f} / {gui1:.2f} = **{gui1 / head1:.1f}x** | {head:.2f} / {gui:.2f} = "
-                    f"**{gui / head:.1f}x** | {gap:.2f} | {tick:.2f} | {_seconds(r.get('idle_gap'))} | "
+                    f"**{gui / head:.1f}x** | {gap:.2f} | {frame:.3f} | {tick:.2f} | {_seconds(r.get('idle_gap'))} | "
                     f"{'yes' if ok else 'no'} |")
         notes.append(f"{r['blender']}: headless runs {[round(x, 2) for x in r['headless_s']]} s, GUI runs "
                      f"{r['gui_s']} s, largest gaps {r['gaps']} s; stand-stills over 0.3 s (start, length) in the "
@@ -79,8 +81,8 @@ def section(results: dict[str, dict], runs: int) -> str:
             f"1-minute load average {last.get('load_before', float('nan')):.1f} before and {last['load']:.1f} after "
             f"the run (a load over the core count slows the window's drawing more than the headless job).\n\n"
             "| Blender | first run: headless / GUI s | median: headless / GUI s | largest gap s (median) | "
-            "longest add-on tick s (one frame's export) | idle window's largest gap s | target met "
-            "(<= 1.5x, gap <= tick + 0.5 s) |\n|---|---|---|---|---|---|---|\n"
+            "one frame's export s (longest) | longest add-on tick s (a batch) | idle window's largest gap s | "
+            "target met (<= 1.5x, gap <= one frame + 0.5 s) |\n|---|---|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n\n" + "\n\n".join(notes) + "\n\n"
             "Where the time goes in the window: Blender redraws the whole window after every main-loop step in "
             "which the add-on changed the frame or rendered (Blender's own frame_set and render notifiers; "

@@ -427,12 +427,19 @@ def _run_job(name, *, expect_frames):
     run_mod = runner()
     original_tick = run_mod._tick
 
+    per_frame = []  # seconds per exported frame in each tick that exported: one frame's export
+
     def timed_tick(*args, **kwargs):  # the add-on's own timer, timed: its longest call is one batch's export
         t = time.perf_counter()
+        session = state().session
+        exported = session.job.progress.exported if session is not None else 0
         try:
             return original_tick(*args, **kwargs)
         finally:
             ticks.append(time.perf_counter() - t)
+            n = (session.job.progress.exported - exported) if session is not None else 0
+            if n > 0:
+                per_frame.append(ticks[-1] / n)
     run_mod._tick = timed_tick
     try:
         t0 = yield from H.click("animate")
@@ -465,6 +472,7 @@ def _run_job(name, *, expect_frames):
     H.measure("job_s", round(t1 - t0, 3))
     H.measure("largest_gap_s", round(PROBE.largest_gap(t0, t1), 3))
     H.measure("longest_tick_s", round(max(ticks, default=0.0), 3))
+    H.measure("frame_export_s", round(max(per_frame, default=0.0), 3))
     H.current["gaps"] = PROBE.gaps(t0, t1)
     H.current["phases"] = phases
     # The add-on's own account of its main-thread steps in Animate (operator, then opening the session).
