@@ -44,7 +44,8 @@ def bench_one(dist: str, zip_path: Path, address: str, dead: str, out: Path, run
     frame_export = [m.get("frame_export_s", m["longest_tick_s"]) for m in measures]
     setup = next((sc for sc in report.get("scenarios", []) if sc["name"] == "setup"), {})
     return {"blender": report.get("blender", dist), "headless_s": headless["job_s"], "gui_s": gui_s, "gaps": gaps,
-            "ticks": ticks, "frame_export": frame_export, "failed": failed, "gap_detail": [sc.get("gaps", []) for sc in jobs],
+            "ticks": ticks, "frame_export": frame_export, "failed": failed,
+            "gap_detail": [sc.get("gaps", []) for sc in jobs],
             "idle_gap": setup.get("measures", {}).get("idle_largest_gap_s")}
 
 
