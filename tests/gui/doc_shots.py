@@ -15,7 +15,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 # doc name -> (screenshot label written by agent.py, include the Sequencer column)
-SHOTS = {"idle": ("connect-connected", False), "running": ("defaults-running", False),
+SHOTS = {"idle": ("connect-connected", False), "running": ("cancel-running", False),
          "done": ("defaults-sequencer", True), "error": ("no-reference-error", False)}
 MAX_BYTES = 300_000
 

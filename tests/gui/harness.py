@@ -42,6 +42,7 @@ class Stage:
     dist: str
     root: Path      # under /tmp, which the chroot sees at the same path
     results: Path   # screenshots and the report, on the host
+    frames: int = FRAMES  # the shot's length
 
     @property
     def home(self) -> Path:
@@ -79,9 +80,9 @@ def zip_for(dist: str, zips: dict[str, Path]) -> Path:
     return found[0]
 
 
-def prepare(dist: str, zip_path: Path, server_address: str, out: Path) -> Stage:
+def prepare(dist: str, zip_path: Path, server_address: str, out: Path, frames: int = FRAMES) -> Stage:
     """A fresh user folder with the extension installed, and the scene saved by this Blender."""
-    stage = Stage(dist, Path("/tmp/inhabit-gui") / dist, out / dist)
+    stage = Stage(dist, Path("/tmp/inhabit-gui") / dist, out / dist, frames)
     shutil.rmtree(stage.root, ignore_errors=True)
     shutil.rmtree(stage.results, ignore_errors=True)
     (stage.root / "results").mkdir(parents=True)
@@ -104,7 +105,7 @@ def prepare(dist: str, zip_path: Path, server_address: str, out: Path) -> Stage:
     if done.returncode != 0 or "ERROR" in done.stdout or "Error" in done.stdout:
         raise RuntimeError(f"{zip_path.name} did not install on {dist}:\n{done.stdout[-2000:]}")
     done = chroot(dist, "blender", "-b", "--python", str(stage.root / "make_scene.py"), "--",
-                  str(stage.root), server_address, str(FRAMES), str(SIZE), env=env, timeout=300)
+                  str(stage.root), server_address, str(frames), str(SIZE), env=env, timeout=300)
     (stage.results / "scene.log").write_text(done.stdout)
     if "INHABIT-SCENE-SAVED" not in done.stdout:
         raise RuntimeError(f"the test scene was not built on {dist}:\n{done.stdout[-3000:]}")
@@ -115,7 +116,7 @@ def run_window(stage: Stage, scenarios, *, dead_address: str, bench_runs: int = 
                **options) -> dict:
     """Open the window on the shot, let agent.py work through ``scenarios``; its report, with the screenshots
     copied to ``stage.results``."""
-    config = {"results": str(stage.root / "results"), "scenarios": list(scenarios), "frames": FRAMES,
+    config = {"results": str(stage.root / "results"), "scenarios": list(scenarios), "frames": stage.frames,
               "dead_server": dead_address, "ui_blend": str(stage.root / "shot_ui.blend"), "bench_runs": bench_runs,
               **options}
     cfg = stage.root / "config.json"
