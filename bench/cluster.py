@@ -32,6 +32,7 @@ if str(REPO) not in sys.path:
 
 from backend.cli.local_server import LocalServer  # noqa: E402
 from blender_addon.core import protocol  # noqa: E402
+from blender_addon.core.conventions import NO_SURFACE_DEPTH  # noqa: E402
 from blender_addon.core.client import Client, run_job  # noqa: E402
 from results_file import write_section  # noqa: E402
 from tests.test_preview_figures import figure  # noqa: E402  (the preview engine's synthetic character)
@@ -46,7 +47,7 @@ def shot(size: int, frames: int):
     rng = np.random.default_rng(1)
     env = rng.integers(0, 255, (size, size, 3), np.uint8)
     mask = (img[..., 3] > 0).astype(np.uint8) * 255
-    depth = np.where(mask > 0, 3.0, protocol.NO_SURFACE_DEPTH).astype(np.float32)
+    depth = np.where(mask > 0, 3.0, NO_SURFACE_DEPTH).astype(np.float32)
     scene = np.full((size, size), 5.0, np.float32)
     out = []
     for i in range(frames):

@@ -49,6 +49,8 @@ class Lease:
     engine: str
     actor: Any             # a Ray actor handle of EngineHost
     node_id: str
+    ip: str = ""           # the address Ray uses for the actor's node (this host's: loopback data plane)
+    key: bytes = b""       # the actor's CurveZMQ public key (data plane off this host)
     idle_since: float = 0.0
 
 
@@ -112,7 +114,7 @@ class ActorPool:
         where = self.ray.get(actor.where.remote())
         log.event("actor_started", engine=engine, node=where["node_id"][:12], host=where["host"],
                   seconds=round(time.monotonic() - t0, 2))
-        return Lease(engine, actor, where["node_id"])
+        return Lease(engine, actor, where["node_id"], ip=where["ip"], key=where["key"])
 
     def release(self, lease: Lease) -> None:
         with self.cond:
