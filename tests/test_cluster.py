@@ -274,11 +274,18 @@ def test_node_lost_mid_job_names_the_resume_frame_and_resume_finishes_it(cluster
     events, got = other["r"]
     assert events[-1].type == protocol.DONE and sorted(got) == list(range(60))
 
-    cluster.add_node(**SMALL, resources={SLOT: 1})   # the slot comes back with a node
-    wait_until(lambda: cluster_info(front.address)["slots"] == 2, what="two slots again")
+    started_before = front.log().count("actor_started engine=window_echo")
+    for _ in range(2):      # the lost slot comes back with a node, and one more joins
+        cluster.add_node(**SMALL, resources={SLOT: 1})
+    wait_until(lambda: cluster_info(front.address)["slots"] == 3, what="three slots")
+    with Client(front.address) as cl:   # relay workers follow the live slot count
+        wait_until(lambda: cl.info()["concurrent_jobs"] >= 3, what="a relay worker for the new slot")
     res = inhabit(*render_args(shot, out, "--server", front.address, "--resume"), timeout=180)
     assert res.returncode == 0, res.stderr
     assert f"{kept} of 16 frames on disk" in res.stderr
+    # The resume ran on the lost actor itself, restarted by Ray on a node with room.
+    assert "actor_restarted engine=window_echo" in front.log(), front.log()
+    assert front.log().count("actor_started engine=window_echo") == started_before, front.log()
     reference = tmp_path / "one_machine"
     ref_run = inhabit(*render_args(shot, reference, engine=WINDOW_ECHO), timeout=180)   # a one-machine server
     assert ref_run.returncode == 0, ref_run.stderr

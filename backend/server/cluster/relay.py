@@ -19,8 +19,11 @@ sockets (``dataplane.py``), never through Ray:
 
 A node lost mid-job ends that job with one ERROR naming the frame that
 ``inhabit render --resume`` restarts from (the engine's ``restart_window``);
-Ray says so by failing the job's ``run`` call. The actor is dropped and its
-slot filled again by Ray; other jobs go on.
+Ray says so by failing the job's ``run`` call. Ray restarts the actor where a
+slot is free and the pool takes it back then (``pool.py``); other jobs go on.
+
+Relay workers follow the cluster's live slot count: a node that joins adds
+workers for its slots, so its GPUs take jobs at once.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ from .pool import ActorPool, Lease
 from .ray_import import ray as import_ray
 
 POLL_S = 0.5      # how often a quiet job asks Ray whether its actor still lives
+SLOTS_CHECK_S = 2.0   # how often the slot count is read to add relay workers for new nodes
 LATE_S = 10.0     # how long a terminal message may trail the end of the actor's ``run`` call
 
 
@@ -57,6 +61,31 @@ class ClusterScheduler(Scheduler):
         self.ray = import_ray()
         self.pool = ActorPool(self.ray, config.cluster)
         self.plane = DataPlane(self.ray.util.get_node_ip_address())
+
+    def start(self) -> None:
+        super().start()
+        threading.Thread(target=self._follow_slots, name="inhabit-cluster-slots", daemon=True).start()
+
+    def _follow_slots(self) -> None:
+        """One relay worker per slot of the live cluster (at least --workers): never fewer, more as nodes join."""
+        while True:
+            with self.cond:
+                if self.stopping:
+                    return
+                self.cond.wait(SLOTS_CHECK_S)
+                if self.stopping:
+                    return
+            try:
+                slots = self.pool.capacity()
+            except Exception:  # noqa: BLE001  # Ray busy or reconnecting: look again next time
+                continue
+            while len(self.threads) < slots:
+                n = len(self.threads)
+                t = threading.Thread(target=self._worker, args=(n,), name=f"inhabit-worker-{n}", daemon=True)
+                t.start()
+                self.threads.append(t)
+                self.config.workers = len(self.threads)     # INFO's concurrent_jobs
+                log.event("relay_workers", workers=len(self.threads), slots=slots)
 
     def stop(self, timeout: float = 3.0) -> None:
         super().stop(timeout)
@@ -104,7 +133,7 @@ class ClusterScheduler(Scheduler):
             try:
                 last = self._stream(job, lease, send, emitted, sockets[local])
             except NodeLost as exc:
-                self.pool.discard(lease, reason=str(exc))
+                self.pool.lost(lease, reason=str(exc))
                 send_header(self._lost_error(job, emitted))
             else:
                 self.pool.release(lease)    # before the client hears the end: INFO then shows the slot free
