@@ -1,8 +1,8 @@
 """The engine actor's end of the data plane: one thread that owns every ZeroMQ socket of the actor.
 
-For each front-end relay worker that hands it a job, the actor keeps two
-DEALERs, connected to that worker's feed and results sockets
-(``dataplane.py``) and kept for its next jobs. The thread:
+For each front end that hands it a job, the actor keeps one DEALER connected
+to the front end's data-plane socket (``dataplane.py``), kept for its next
+jobs. The thread:
 
 - opens a job when ``EngineHost.run`` asks: it notes where the job's messages
   go and tells the front end it is ready, so the frames come only once the
@@ -40,7 +40,7 @@ class NodeLink:
         self._lock = threading.Lock()
         self._requests: collections.deque = collections.deque()
         self._ringers = threading.local()
-        self._links: dict[str, tuple[zmq.Socket, zmq.Socket]] = {}   # feed endpoint -> (feed, results)
+        self._links: dict[str, zmq.Socket] = {}      # front-end address -> this actor's DEALER to it
         self._routes: dict[str, tuple[zmq.Socket, threading.Event]] = {}
         self._poller = zmq.Poller()
         self._poller.register(outbox.bell, zmq.POLLIN)
@@ -85,17 +85,15 @@ class NodeLink:
                     if sock is not self.outbox.bell:
                         self._take_feed(sock)
         finally:
-            for feed, results in self._links.values():
-                feed.close(0)
-                results.close(1000)
+            for sock in self._links.values():
+                sock.close(1000)
 
-    def _connect(self, link: dict) -> tuple[zmq.Socket, zmq.Socket]:
-        pair = self._links.get(link["feed"])
-        if pair is None:
-            pair = (self._dealer(link["feed"], link["server_key"]), self._dealer(link["results"], link["server_key"]))
-            self._links[link["feed"]] = pair
-            self._poller.register(pair[0], zmq.POLLIN)
-        return pair
+    def _connect(self, link: dict) -> zmq.Socket:
+        sock = self._links.get(link["address"])
+        if sock is None:
+            sock = self._links[link["address"]] = self._dealer(link["address"], link["server_key"])
+            self._poller.register(sock, zmq.POLLIN)
+        return sock
 
     def _dealer(self, endpoint: str, server_key: str | None) -> zmq.Socket:
         sock = self.ctx.socket(zmq.DEALER)
@@ -109,9 +107,9 @@ class NodeLink:
         return sock
 
     def _open(self, job_id: str, link: dict, opened: threading.Event, done: threading.Event) -> None:
-        feed, results = self._connect(link)
-        self._routes[job_id] = (results, done)
-        send_parts(feed, protocol.encode(protocol.header(READY, job=job_id)))
+        sock = self._connect(link)
+        self._routes[job_id] = (sock, done)
+        send_parts(sock, protocol.encode(protocol.header(READY, job=job_id)))
         opened.set()
 
     def _route(self, out) -> None:

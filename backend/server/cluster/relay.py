@@ -3,19 +3,13 @@
 It is the server's own ``Scheduler`` (same queue, same "oldest job that can
 start" rule, same ``running`` set for INFO); only what a worker does with a
 job differs. Instead of running the engine, a relay worker leases an actor
-from the pool, hands it the job through Ray (``run``, which returns when the
-job ends on the node) and moves the job's bytes over its own data-plane
-sockets (``dataplane.py``), never through Ray:
-
-- a feeder thread forwards the client's frames to the actor as they arrive
-  (popping them from the front end, so a shot is never held whole; the
-  buffers are the client's own, sent without a copy) and the cancel when it
-  comes;
-- the worker itself receives the actor's messages (RESULT, PROGRESS, CREDIT,
-  the terminal one), already encoded on the node, and hands them to the
-  socket loop's Outbox in order. The credit the actor grants becomes the
-  front end's credit before the client can hear of it, so the window is the
-  one-machine window.
+from the pool, opens the job's route on the data plane and hands the job to
+the actor through Ray (``run``, which returns when the job ends on the
+node). The job's bytes never go through Ray or through the relay worker: the
+socket loop moves them on the data plane (``dataplane.py``), frames to the
+actor as they arrive and the actor's messages to the client in order, under
+the one-machine credit window. Meanwhile the worker only watches the
+``run`` call, which is how Ray says the node was lost.
 
 A node lost mid-job ends that job with one ERROR naming the frame that
 ``inhabit render --resume`` restarts from (the engine's ``restart_window``);
@@ -27,23 +21,21 @@ workers for its slots, so its GPUs take jobs at once.
 """
 from __future__ import annotations
 
-import json
+import functools
 import threading
 import time
 
-import zmq
-
 from blender_addon.core import messages, protocol
-from blender_addon.core.wire import NOBLOCK, recv_parts, send_parts
 
 from .. import log
 from ..admission import ranges
 from ..job import JobState
 from ..outbox import Outgoing
 from ..scheduler import Scheduler
-from .dataplane import READY, DataPlane, WorkerSockets
+from .connect import slot_nodes
+from .dataplane import DataPlane, Route
 from .host import pack_job
-from .pool import ActorPool, Lease
+from .pool import ActorPool
 from .ray_import import ray as import_ray
 
 POLL_S = 0.5      # how often a quiet job asks Ray whether its actor still lives
@@ -60,7 +52,9 @@ class ClusterScheduler(Scheduler):
         super().__init__(config, engine_classes, outbox, jobs)
         self.ray = import_ray()
         self.pool = ActorPool(self.ray, config.cluster)
-        self.plane = DataPlane(self.ray.util.get_node_ip_address())
+        node_ip = self.ray.util.get_node_ip_address()
+        other_hosts = any(n["NodeManagerAddress"] != node_ip for n in slot_nodes(self.ray, config.cluster.resource))
+        self.plane = DataPlane(node_ip, other_hosts)     # made on the socket loop's thread, which drives it
 
     def start(self) -> None:
         super().start()
@@ -95,28 +89,36 @@ class ClusterScheduler(Scheduler):
     def describe(self) -> dict:
         return {"cluster": self.pool.describe()}
 
+    # -- the socket loop drives the data plane ---------------------------------------------
+    def data_sockets(self) -> list:
+        return self.plane.sockets()
+
+    def on_data(self, sock, deliver) -> None:
+        self.plane.on_data(sock, deliver)
+
+    def frames_arrived(self, job) -> None:
+        self.plane.frames_arrived(job)
+
+    def tick(self) -> bool:
+        return self.plane.tick()
+
     def _worker(self, n: int):
         ringer = self.outbox.new_ringer()
-        sockets: dict[bool, WorkerSockets] = {}     # this worker's own: toward this host, toward others
         try:
             while (job := self._take_ready_job()) is not None:
-                self._relay(job, ringer, sockets)
+                self._relay(job, ringer)
         finally:
             ringer.close()
-            for pair in sockets.values():
-                pair.close()
 
-    def _relay(self, job, ringer, sockets: dict) -> None:
-        def send(parts, type_):
-            self.outbox.put(ringer, Outgoing(job.id, type_, parts))
-
+    def _relay(self, job, ringer) -> None:
         def send_header(hdr):
-            send(protocol.encode(hdr), hdr["type"])
+            self.outbox.put(ringer, Outgoing(job.id, hdr["type"], protocol.encode(hdr)))
 
         job.state = JobState.RUNNING
         job.started_at = time.monotonic()
         self.running.add(job.id)
         lease = None
+        route = None
         try:
             lease = self.pool.acquire(job.data.engine, cancelled=lambda: job.cancelled or self.stopping)
             if lease is None:
@@ -124,64 +126,41 @@ class ClusterScheduler(Scheduler):
                 return
             log.event("started", job=job.id, engine=job.data.engine, node=lease.node_id[:12])
             self.loaded_engines.add(job.data.engine)
-            emitted: set[int] = set()
-            local = self.plane.is_local(lease.ip)
-            if local not in sockets:
-                sockets[local] = self.plane.sockets(local)
-            if not local:
-                self.plane.allow(lease.key)
+            route = Route(job, functools.partial(self.pool.release, lease))
+            link = self.plane.open(route, self.plane.is_local(lease.ip), lease.key)
             try:
-                last = self._stream(job, lease, send, emitted, sockets[local])
+                self._watch(route, lease.actor.run.options(concurrency_group="run").remote(
+                    pack_job(job.data, job.window, job.start_after), link))
             except NodeLost as exc:
                 self.pool.lost(lease, reason=str(exc))
-                send_header(self._lost_error(job, emitted))
-            else:
-                self.pool.release(lease)    # before the client hears the end: INFO then shows the slot free
-                send(*last)
+                send_header(self._lost_error(job, route))
         except Exception as exc:  # an engine that cannot start on a node, a Ray fault: this job fails, others go on
             log.event("cluster_error", job=job.id, error=f"{type(exc).__name__}: {exc}")
-            if lease is not None:
+            if route is not None:
+                with route.lock:
+                    route.lost = True
+            if lease is not None and (route is None or not route.ended.is_set()):
                 self.pool.discard(lease, reason="cluster error")
             send_header(messages.Error(protocol.E_ENGINE_FAILED, f"engine {job.data.engine!r} could not run on the "
                                        f"cluster: {type(exc).__name__}: {str(exc)[:300]}", job=job.id).to_dict())
         finally:
+            if route is not None:
+                self.plane.routes.pop(job.id, None)
             self.running.discard(job.id)
 
-    def _stream(self, job, lease: Lease, send, emitted: set, plane: WorkerSockets) -> tuple[list, str]:
-        """Forward the job's messages until its terminal one, which is returned (parts, type) unsent."""
-        done = threading.Event()
-        feeder = threading.Thread(target=self._feed, args=(job, plane.feed, done), name=f"inhabit-feed-{job.id}",
-                                  daemon=True)
-        results = plane.results
+    def _watch(self, route: Route, running) -> None:
+        """Until the job's terminal message came (the socket loop gave the lease back then): NodeLost if Ray
+        says the actor's ``run`` failed meanwhile."""
         ended_at = None
-        try:
-            running = lease.actor.run.options(concurrency_group="run").remote(
-                pack_job(job.data, job.window, job.start_after), plane.link())
-            feeder.start()
-            while True:
-                if not results.poll(int(POLL_S * 1000)):
-                    ended_at = self._check_alive(running, ended_at)
-                    continue
-                while results.poll(0):
-                    parts = recv_parts(results, NOBLOCK)[1:]     # past the actor's routing id
-                    hdr = json.loads(parts[0].bytes)
-                    if hdr.get("job") != job.id:
-                        continue
-                    kind = hdr["type"]
-                    credit = hdr.get("upto") if kind == protocol.CREDIT else hdr.get("credit")
-                    if credit is not None:
-                        job.credit = max(job.credit, int(credit))    # before the client can hear of it
-                    if kind in protocol.TERMINAL_TYPES:
-                        return parts, kind
-                    if kind == protocol.RESULT:
-                        emitted.add(int(hdr["index"]))
-                        job.emitted = len(emitted)
-                    send(parts, kind)
-        finally:
-            done.set()
-            job.wake()
-            if feeder.is_alive():
-                feeder.join()       # it owns the feed socket until then; it looks at ``done`` every POLL_S
+        while not route.ended.wait(POLL_S):
+            try:
+                ended_at = self._check_alive(running, ended_at)
+            except NodeLost:
+                with route.lock:
+                    if route.ended.is_set():
+                        return
+                    route.lost = True
+                raise
 
     def _check_alive(self, running, ended_at: float | None) -> float | None:
         """NodeLost if Ray says the actor's ``run`` failed (its node is gone); the time it ended, if it did."""
@@ -197,41 +176,9 @@ class ClusterScheduler(Scheduler):
             raise NodeLost(f"the job's last message did not arrive within {LATE_S:g} s of its end")
         return ended_at or now
 
-    def _feed(self, job, feed: zmq.Socket, done: threading.Event) -> None:
-        """Forward the client's frames (in index order) and the cancel; runs beside ``_stream``."""
-        actor = self._await_ready(job, feed, done)
-        cancel_sent = False
-        try:
-            while actor is not None and not done.is_set():
-                with job.cond:
-                    batch = [(i, job.frames.pop(i)) for i in sorted(job.frames)]
-                    cancelled = job.cancelled and not cancel_sent
-                    if not batch and not cancelled:
-                        job.cond.wait(POLL_S)
-                        continue
-                for index, arrays in batch:
-                    send_parts(feed, [actor, *protocol.encode(protocol.header(protocol.FRAME, job=job.id,
-                                                                              index=index), arrays)])
-                if cancelled:
-                    send_parts(feed, [actor, *protocol.encode(protocol.header(protocol.CANCEL, job=job.id,
-                                                                              reason=job.cancel_reason))])
-                    cancel_sent = True
-        except zmq.ZMQError:    # the actor is gone (host unreachable): the relay hears why from Ray
-            pass
-
-    @staticmethod
-    def _await_ready(job, feed: zmq.Socket, done: threading.Event) -> bytes | None:
-        """The routing id of the actor's feed socket, once it says the job is open there."""
-        while not done.is_set():
-            if not feed.poll(int(POLL_S * 1000)):
-                continue
-            parts = recv_parts(feed, NOBLOCK)
-            hdr = json.loads(parts[1].bytes)
-            if hdr.get("type") == READY and hdr.get("job") == job.id:
-                return parts[0].bytes
-        return None
-
-    def _lost_error(self, job, emitted: set) -> dict:
+    def _lost_error(self, job, route: Route) -> dict:
+        with route.lock:
+            emitted = set(route.emitted)
         d = job.data
         first_missing = next((i for i in range(d.frames) if i not in emitted), d.frames)
         restart = protocol.restart_frame(job.engine_cls.describe(), d.params, first_missing)
