@@ -118,6 +118,39 @@ def test_a_cluster_without_gpu_slots_is_one_sentence(cluster):
     assert "has no GPU slots" in res.stderr and "--cluster-resource" in res.stderr
 
 
+def test_the_data_plane_off_this_host_lets_in_only_the_actors_it_placed():
+    """The socket actors on other hosts reach: CurveZMQ, and only keys the front end allowed (bound on loopback
+    here so the test needs no second host)."""
+    import zmq
+    from backend.server.cluster.dataplane import DataPlane
+    plane = DataPlane("127.0.0.1", other_hosts=True)
+    ctx = zmq.Context()
+    try:
+        assert plane.remote is not None
+        placed, stranger = zmq.curve_keypair(), zmq.curve_keypair()
+        plane.allow(placed[0])
+
+        def dealer(keys):
+            sock = ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            if keys:
+                sock.curve_serverkey = plane.public
+                sock.curve_publickey, sock.curve_secretkey = keys
+            sock.connect(plane.endpoint(plane.remote))
+            sock.send(f"hello from {'placed' if keys is placed else 'other'}".encode())
+            return sock
+        socks = [dealer(stranger), dealer(None), dealer(placed)]
+        heard = []
+        while plane.remote.poll(1500):
+            heard.append(plane.remote.recv_multipart()[-1])
+        assert heard == [b"hello from placed"]
+        for sock in socks:
+            sock.close(0)
+    finally:
+        ctx.term()
+        plane.close()
+
+
 # -- batch work as Ray tasks (first: the front end below keeps its slots warm a while) ------------
 def dataset_files(root):
     out = {}

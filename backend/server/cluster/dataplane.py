@@ -90,13 +90,20 @@ class DataPlane:
         self.tick()
 
     # -- relay workers ---------------------------------------------------------------------
+    def allow(self, actor_key: bytes) -> None:
+        """Let an actor this front end placed in through the socket for other hosts."""
+        self._actors.keys.add(actor_key)
+
+    def endpoint(self, sock: zmq.Socket) -> str:
+        return self._endpoints[sock]
+
     def is_local(self, node_ip: str) -> bool:
         return node_ip in (self.node_ip, LOOPBACK)
 
     def open(self, route: Route, local: bool, actor_key: bytes) -> dict:
         """Register ``route``; returns what its actor needs to reach the front end (handed over through Ray)."""
         if not local:
-            self._actors.keys.add(actor_key)
+            self.allow(actor_key)
             self._remote_wanted = True
             deadline = time.monotonic() + OPEN_WAIT_S
             while self.remote is None:          # the loop binds it on its next turn

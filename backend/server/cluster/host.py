@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -92,6 +93,10 @@ class EngineHost:
         self._cancel_ringer: Any = None
         self.lock = threading.Lock()
         self.link = NodeLink(ctx, self.outbox, self._on_frame, self.cancel)
+        # As in the server's own process (app.main_loop): the link thread and the engine's worker hand
+        # frames to each other many times a second, and the default 5 ms GIL switch interval would add
+        # up to that much to each hand-over while the engine computes. The actor's process is its own.
+        sys.setswitchinterval(0.0005)
 
     def where(self) -> dict:
         """Where this actor landed (the pool's per-node counts in INFO, loopback or not) and its data-plane key."""
