@@ -118,6 +118,39 @@ def test_a_cluster_without_gpu_slots_is_one_sentence(cluster):
     assert "has no GPU slots" in res.stderr and "--cluster-resource" in res.stderr
 
 
+def test_the_data_plane_off_this_host_lets_in_only_the_actors_it_placed():
+    """The socket actors on other hosts reach: CurveZMQ, and only keys the front end allowed (bound on loopback
+    here so the test needs no second host)."""
+    import zmq
+    from backend.server.cluster.dataplane import DataPlane
+    plane = DataPlane("127.0.0.1", other_hosts=True)
+    ctx = zmq.Context()
+    try:
+        assert plane.remote is not None
+        placed, stranger = zmq.curve_keypair(), zmq.curve_keypair()
+        plane.allow(placed[0])
+
+        def dealer(keys):
+            sock = ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            if keys:
+                sock.curve_serverkey = plane.public
+                sock.curve_publickey, sock.curve_secretkey = keys
+            sock.connect(plane.endpoint(plane.remote))
+            sock.send(f"hello from {'placed' if keys is placed else 'other'}".encode())
+            return sock
+        socks = [dealer(stranger), dealer(None), dealer(placed)]
+        heard = []
+        while plane.remote.poll(1500):
+            heard.append(plane.remote.recv_multipart()[-1])
+        assert heard == [b"hello from placed"]
+        for sock in socks:
+            sock.close(0)
+    finally:
+        ctx.term()
+        plane.close()
+
+
 # -- batch work as Ray tasks (first: the front end below keeps its slots warm a while) ------------
 def dataset_files(root):
     out = {}
@@ -274,11 +307,18 @@ def test_node_lost_mid_job_names_the_resume_frame_and_resume_finishes_it(cluster
     events, got = other["r"]
     assert events[-1].type == protocol.DONE and sorted(got) == list(range(60))
 
-    cluster.add_node(**SMALL, resources={SLOT: 1})   # the slot comes back with a node
-    wait_until(lambda: cluster_info(front.address)["slots"] == 2, what="two slots again")
+    started_before = front.log().count("actor_started engine=window_echo")
+    for _ in range(2):      # the lost slot comes back with a node, and one more joins
+        cluster.add_node(**SMALL, resources={SLOT: 1})
+    wait_until(lambda: cluster_info(front.address)["slots"] == 3, what="three slots")
+    with Client(front.address) as cl:   # relay workers follow the live slot count
+        wait_until(lambda: cl.info()["concurrent_jobs"] >= 3, what="a relay worker for the new slot")
     res = inhabit(*render_args(shot, out, "--server", front.address, "--resume"), timeout=180)
     assert res.returncode == 0, res.stderr
     assert f"{kept} of 16 frames on disk" in res.stderr
+    # The resume ran on the lost actor itself, restarted by Ray on a node with room.
+    assert "actor_restarted engine=window_echo" in front.log(), front.log()
+    assert front.log().count("actor_started engine=window_echo") == started_before, front.log()
     reference = tmp_path / "one_machine"
     ref_run = inhabit(*render_args(shot, reference, engine=WINDOW_ECHO), timeout=180)   # a one-machine server
     assert ref_run.returncode == 0, ref_run.stderr

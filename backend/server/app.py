@@ -25,7 +25,7 @@ from .admission import admit_submit, check_frame, ranges
 from .config import ServerConfig
 from .handshakes import HandshakeWatch, refusals
 from .job import JobState, ServerJob
-from .outbox import Outbox
+from .outbox import Outbox, Outgoing
 from .scheduler import Scheduler
 
 OUTBOX = "inproc://inhabit-outbox"
@@ -80,11 +80,17 @@ class Server:
         poller.register(self.outbox.bell, zmq.POLLIN)
         if self.handshakes is not None:
             poller.register(self.handshakes.socket, zmq.POLLIN)
+        data = self.scheduler.data_sockets()
+        for sock in data:
+            poller.register(sock, zmq.POLLIN)
         next_hb = time.monotonic() + HEARTBEAT_CHECK_S
         while not self.stop.is_set():
             events = dict(poller.poll(100))
             if self.outbox.bell in events:
                 self._drain_outbox()
+            for sock in data:
+                if sock in events:
+                    self.scheduler.on_data(sock, self._deliver)
             if self.handshakes is not None and self.handshakes.socket in events:
                 self.handshakes.drain()
             if self.router in events:
@@ -95,10 +101,15 @@ class Server:
                 waiting_to_start = False
                 while self.fed:
                     job = self.fed.pop()
-                    job.wake()
+                    self.scheduler.frames_arrived(job)
                     waiting_to_start |= job.state == JobState.QUEUED
                 if waiting_to_start:  # its first frames may have arrived: let the workers look
                     self.scheduler.wake()
+            if self.scheduler.tick():
+                for sock in self.scheduler.data_sockets():
+                    if sock not in data:
+                        poller.register(sock, zmq.POLLIN)
+                data = self.scheduler.data_sockets()
             if time.monotonic() >= next_hb:
                 self._check_heartbeats()
                 refusals.flush()
@@ -140,18 +151,21 @@ class Server:
 
     def _drain_outbox(self):
         for out in self.outbox.take_all():
-            job = self.jobs.get(out.job_id)
-            if job is None:
-                continue  # finished or cancelled meanwhile: the client was already told
-            if out.type in protocol.TERMINAL_TYPES:
-                outcome = {"done": "done", "cancelled": "cancelled", "error": "failed"}[out.type]
-                send_parts(self.router, [job.identity, *out.frames])
-                self._finish(job, None, outcome=outcome)
-            else:
-                try:
-                    send_parts(self.router, [job.identity, *out.frames], NOBLOCK)
-                except zmq.Again:
-                    log.event("dropped_message", job=out.job_id, type=out.type, reason="client not reading")
+            self._deliver(out)
+
+    def _deliver(self, out: Outgoing):
+        job = self.jobs.get(out.job_id)
+        if job is None:
+            return  # finished or cancelled meanwhile: the client was already told
+        if out.type in protocol.TERMINAL_TYPES:
+            outcome = {"done": "done", "cancelled": "cancelled", "error": "failed"}[out.type]
+            send_parts(self.router, [job.identity, *out.frames])
+            self._finish(job, None, outcome=outcome)
+        else:
+            try:
+                send_parts(self.router, [job.identity, *out.frames], NOBLOCK)
+            except zmq.Again:
+                log.event("dropped_message", job=out.job_id, type=out.type, reason="client not reading")
 
     # -- incoming --------------------------------------------------------------------
     def _on_client_message(self, frames):

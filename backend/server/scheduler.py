@@ -95,6 +95,23 @@ class Scheduler:
         """Extra INFO fields of this scheduler (the cluster's slots with --cluster)."""
         return {}
 
+    # Hooks for a scheduler that moves jobs' bytes on sockets of its own (the cluster's data plane):
+    # the socket loop polls them, and frames go out from the loop itself, with no thread in between.
+    def data_sockets(self) -> list:
+        """Sockets the loop polls for this scheduler (``on_data`` reads them)."""
+        return []
+
+    def on_data(self, sock, deliver) -> None:
+        """``sock`` is readable; ``deliver(Outgoing)`` hands a message to its client."""
+
+    def frames_arrived(self, job: ServerJob) -> None:
+        """The loop stored frames for ``job`` (once per burst)."""
+        job.wake()
+
+    def tick(self) -> bool:
+        """Called on every turn of the loop; True when ``data_sockets`` changed."""
+        return False
+
     def others_waiting(self) -> bool:
         """Is a queued job ready to start (so a worker starving for frames should give way)?"""
         with self.cond:

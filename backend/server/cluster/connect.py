@@ -12,8 +12,9 @@ import socket
 from .ray_import import EXTRA, ClusterError, ray as import_ray
 
 LOCAL = "local"
-# Frames and results up to this size go inline in Ray's calls instead of through its object store:
-# a 512 px frame (3.25 MiB in, 1.25 MiB out) then costs a third of the time per hop (bench/RESULTS.md).
+# A job handed to an actor (its reference image) goes inline in the Ray call up to this size instead of
+# through Ray's object store (a third of the time per hop for megabytes; frames and results do not go
+# through Ray at all: see dataplane.py).
 INLINE_BYTES = 16 * 2**20
 INLINE = {"RAY_max_direct_call_object_size": str(INLINE_BYTES)}
 RAY_PORT = 6379

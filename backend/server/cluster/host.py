@@ -8,16 +8,18 @@ same credit, same progress, cancel and terminal messages. What crosses Ray
 is the project's own wire encoding (``protocol.encode``: a JSON header and
 raw buffers, as bytes), never pickled project objects.
 
-The front end (``relay.py``) calls, for one job at a time:
-``submit`` once, ``put_frame`` per frame as the client's frames arrive,
-``cancel`` when asked, and ``take`` in a loop until the job's terminal message.
-``take`` has its own concurrency group of one thread: the Outbox's bell is a
-zmq socket, used by that one thread only.
+The front end (``relay.py``) calls ``run`` once per job, one job at a time:
+it hands over the admitted job and where the front end's data-plane sockets
+are, and returns once the job's terminal message is sent. The frames, the
+cancel and the engine's messages travel on the data plane (``link.py``), not
+through Ray; Ray's part is placing the actor and telling the front end when
+its node is lost (the ``run`` call then fails).
 """
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -26,8 +28,8 @@ import numpy as np
 from backend.server.job import JobState
 from blender_addon.core import protocol
 
-# Ray concurrency groups: frames and cancels never wait behind a long-poll ``take``.
-CONCURRENCY = {"feed": 1, "results": 1}
+# Ray concurrency groups: ``run`` blocks for a whole job; ``where`` and ``stop`` never wait behind it.
+CONCURRENCY = {"run": 1}
 SUBMIT = "cluster_job"          # the header type of a job handed to an actor (never on the client wire)
 
 
@@ -60,10 +62,6 @@ def unpack_job(parts):
     return job, int(hdr["window"]), int(hdr["start_after"])
 
 
-def pack_frame(job_id: str, index: int, arrays: dict) -> list[bytes]:
-    return for_ray(protocol.encode(protocol.header(protocol.FRAME, job=job_id, index=index), arrays))
-
-
 def _writable(arr):
     return None if arr is None else arr.copy()
 
@@ -79,6 +77,8 @@ class EngineHost:
         from backend.server.scheduler import Scheduler
         import zmq
 
+        from .link import NodeLink
+
         cls = registry.load_spec(engine_spec)
         self.engine_cls = cls
         self.config = ServerConfig(device=device, weights=weights, workers=1, eager_load=eager_load,
@@ -86,58 +86,56 @@ class EngineHost:
         if engine_options and hasattr(self.config, "engine_options"):   # the front end's --engine-option values
             self.config.engine_options = dict(engine_options)
         self.jobs: dict = {}
-        self.outbox = Outbox(zmq.Context.instance(), f"inproc://inhabit-host-{os.getpid()}-{id(self)}")
+        ctx = zmq.Context()
+        self.outbox = Outbox(ctx, f"inproc://inhabit-host-{os.getpid()}-{id(self)}")
         self.scheduler = Scheduler(self.config, {cls.name: cls}, self.outbox, self.jobs)
         self.scheduler.start()
-        self._feed_ringer: Any = None
+        self._cancel_ringer: Any = None
         self.lock = threading.Lock()
-        self.early: dict = {}       # job id -> (frames, cancel reason) that came before its submit
+        self.link = NodeLink(ctx, self.outbox, self._on_frame, self.cancel)
+        # As in the server's own process (app.main_loop): the link thread and the engine's worker hand
+        # frames to each other many times a second, and the default 5 ms GIL switch interval would add
+        # up to that much to each hand-over while the engine computes. The actor's process is its own.
+        sys.setswitchinterval(0.0005)
 
     def where(self) -> dict:
-        """Which node this actor landed on (the pool's per-node counts in INFO)."""
+        """Where this actor landed (the pool's per-node counts in INFO, loopback or not) and its data-plane key."""
         import ray
-        return {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
+        return {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+                "ip": ray.util.get_node_ip_address(), "key": self.link.public}
 
-    def submit(self, parts) -> None:
+    def run(self, parts, link: dict) -> None:
+        """Run one job whose frames and messages travel on the data plane ``link``; returns once its
+        terminal message is sent."""
         from backend.server.job import ServerJob
         job, window, start_after = unpack_job(parts)
+        sj = ServerJob(job, b"", self.engine_cls, window, start_after)
         with self.lock:
-            for old in [j for j in self.jobs.values() if j.state == JobState.FINISHED]:
-                self.jobs.pop(old.id, None)
-            sj = ServerJob(job, b"", self.engine_cls, window, start_after)
             self.jobs[job.job_id] = sj
-            early, reason = self.early.pop(job.job_id, ([], None))
-        for index, arrays in early:
-            self._add(sj, index, arrays)
-        self.scheduler.enqueue(sj)
-        if reason is not None:
-            self.cancel(job.job_id, reason)
+        try:
+            done = self.link.open(job.job_id, link)
+            self.scheduler.enqueue(sj)
+            done.wait()
+        finally:
+            with self.lock:
+                self.jobs.pop(job.job_id, None)
 
-    def put_frame(self, parts) -> None:
-        hdr, arrays = protocol.decode(parts, allowed_types={protocol.FRAME})
-        with self.lock:
-            sj = self.jobs.get(hdr["job"])
-            if sj is None:   # Ray may run this before submit (calls in other threads keep no order): hold it
-                self.early.setdefault(hdr["job"], ([], None))[0].append((int(hdr["index"]), arrays))
-                return
-        if not sj.cancelled:
-            self._add(sj, int(hdr["index"]), arrays)
-            self.scheduler.wake()
-
-    @staticmethod
-    def _add(sj, index: int, arrays: dict) -> None:
+    def _on_frame(self, job_id: str, index: int, arrays: dict) -> None:
+        """A frame from the data plane (on the link's thread)."""
+        sj = self.jobs.get(job_id)
+        if sj is None or sj.cancelled:
+            return
         sj.add_frame(index, arrays)
         if len(sj.received) == sj.data.frames:
-            sj.end_input()      # the front end checked END_INPUT; Ray may deliver it before the last frame
+            sj.end_input()      # the front end checked END_INPUT before the last frame could reach it
         sj.wake()
+        if sj.state == JobState.QUEUED:
+            self.scheduler.wake()
 
     def cancel(self, job_id: str, reason: str) -> None:
-        with self.lock:
-            sj = self.jobs.get(job_id)
-            if sj is None:
-                frames, _ = self.early.get(job_id, ([], None))
-                self.early[job_id] = (frames, reason)
-                return
+        sj = self.jobs.get(job_id)
+        if sj is None:
+            return
         sj.cancel(reason)
         with self.scheduler.cond:   # the worker takes jobs under this lock: it runs the job, or we drop it here
             queued = job_id in self.scheduler.queued
@@ -145,29 +143,11 @@ class EngineHost:
                 self.scheduler.queued.remove(job_id)
         if queued:                  # nothing will run it: answer for it
             from backend.server.outbox import Outgoing
-            with self.lock:
-                if self._feed_ringer is None:
-                    self._feed_ringer = self.outbox.new_ringer()
-                hdr = protocol.header(protocol.CANCELLED, job=job_id, reason=reason)
-                self.outbox.put(self._feed_ringer, Outgoing(job_id, protocol.CANCELLED, protocol.encode(hdr)))
-
-    def take(self, job_id: str, timeout_s: float) -> dict:
-        """The job's messages so far (each its encoded parts), waiting up to ``timeout_s`` for one."""
-        if not self.outbox.bell.poll(int(timeout_s * 1000)):
-            return self._state(job_id, [])
-        out = [for_ray(o.frames) for o in self.outbox.take_all() if o.job_id == job_id]
-        return self._state(job_id, out)
-
-    def _state(self, job_id: str, messages: list) -> dict:
-        sj = self.jobs.get(job_id)
-        if sj is not None and messages and _is_terminal(messages[-1]):
-            sj.state = JobState.FINISHED
-        return {"messages": messages, "credit": sj.credit if sj is not None else 0}
+            if self._cancel_ringer is None:     # only the link's thread cancels
+                self._cancel_ringer = self.outbox.new_ringer()
+            hdr = protocol.header(protocol.CANCELLED, job=job_id, reason=reason)
+            self.outbox.put(self._cancel_ringer, Outgoing(job_id, protocol.CANCELLED, protocol.encode(hdr)))
 
     def stop(self) -> None:
         self.scheduler.stop(timeout=2.0)
-
-
-def _is_terminal(parts) -> bool:
-    import json
-    return json.loads(bytes(parts[0])).get("type") in protocol.TERMINAL_TYPES
+        self.link.stop()
