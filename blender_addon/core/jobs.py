@@ -236,9 +236,9 @@ class ShotJob:
         Never blocks for long: drains the worker's events, then exports frames
         for at most ``export_budget_s`` (a GUI timer keeps Blender responsive).
         """
+        t_end = time.monotonic() + export_budget_s  # results written while draining count against the budget
         self._drain()
         if self.state == EXPORTING:
-            t_end = time.monotonic() + export_budget_s
             p = self.progress
             while p.exported < p.total and self.state == EXPORTING:
                 if self._queued and sum(self._queued) >= self._queue_bytes:
