@@ -287,8 +287,10 @@ def test_animate_exports_the_first_batch_in_the_clicks_own_step(server, tmp_path
     monkeypatch.setattr(runner, "MIN_EXPORT_S", 30.0)  # a budget no machine's load can exhaust
     scene = _scene(tmp_path, server.address, frames=6)
     before = _user_settings(scene)
+    runner.state.server_status = "unreachable"  # an earlier attempt's: Animate's own answer replaces it
     assert bpy.ops.inhabit.animate() == {"FINISHED"}, runner.state.last_error
     assert runner.state.connecting is None and runner.state.session is not None
+    assert runner.state.server_status.startswith("connected: ")
     assert runner.state.session.job.progress.exported == 6  # more than the old 4-frame window let through
     _run_to_end(runner)
     assert runner.state.last_result.startswith("6 frames") and _user_settings(scene) == before

@@ -55,6 +55,7 @@ class INHABIT_OT_animate(bpy.types.Operator):
                 runner.state.server_status = "unreachable"
                 runner.state.last_error = error.message
                 return
+            runner.state.server_status = connected_status(info)  # not an older attempt's "unreachable"
             start_shot(shot, info, notes)
 
         runner.state.timings = {"animate_checks_s": time.perf_counter() - t0}
@@ -68,6 +69,12 @@ class INHABIT_OT_animate(bpy.types.Operator):
         runner.redraw_if_changed()
         self.report(refusal_level(), message)
         return {"CANCELLED"}
+
+
+def connected_status(info: dict) -> str:
+    """The panel's server line once INFO came back."""
+    names = [e.get("name") for e in info.get("engines", [])]
+    return f"connected: {info.get('device', '?')}, engines {', '.join(map(str, names))}"
 
 
 def start_shot(shot, info: dict, notes: list) -> None:
@@ -151,8 +158,7 @@ class INHABIT_OT_test_connection(bpy.types.Operator):
                 runner.state.last_error = error.message
                 return
             runner.state.server_info = info
-            names = [e.get("name") for e in info.get("engines", [])]
-            runner.state.server_status = f"connected: {info.get('device', '?')}, engines {', '.join(map(str, names))}"
+            runner.state.server_status = connected_status(info)
             try:
                 fill_params_from_info(scene, info)
             except ReferenceError:
