@@ -150,15 +150,7 @@ def connect(connection) -> None:
         finally:
             state.connecting = None
         return
-    try:
-        answered = connection.poll(wait_s=QUICK_ANSWER_S)
-    except Exception as exc:  # as in _poll_connection: a failing callback ends the wait with its words
-        state.last_error = f"{type(exc).__name__}: {exc}"
-        answered = True
-    if answered:
-        if state.connecting is connection:
-            state.connecting = None
-        redraw_if_changed()
+    if _answered(connection, QUICK_ANSWER_S):
         return
     redraw_if_changed()
     if not bpy.app.timers.is_registered(_poll_connection):
@@ -168,19 +160,23 @@ def connect(connection) -> None:
 def _poll_connection():
     state.step_started = time.monotonic()
     conn = state.connecting
-    if conn is None:
+    if conn is None or _answered(conn, 0.0):
         return None
+    return TICK_S
+
+
+def _answered(conn, wait_s: float) -> bool:
+    """Poll ``conn`` (waiting up to ``wait_s``); once it answered, the panel shows the outcome."""
     try:
-        done = conn.poll()
-    except Exception as exc:  # a failing callback must not kill the timer silently
+        done = conn.poll(wait_s=wait_s)
+    except Exception as exc:  # a failing callback must not leave the panel connecting forever
         state.last_error = f"{type(exc).__name__}: {exc}"
         done = True
     if done:
         if state.connecting is conn:
             state.connecting = None
         redraw_if_changed()
-        return None
-    return TICK_S
+    return done
 
 
 # -- the job --------------------------------------------------------------------------
