@@ -169,6 +169,7 @@ def main() -> int:
     ap.add_argument("--jobs-frames", type=int, default=8, help="frames per job of the jobs/minute runs")
     ap.add_argument("--slots", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--no-write", action="store_true")
+    load_before = os.getloadavg()[0]
     args = ap.parse_args()
 
     runs, cpu = overhead(args.size, args.frames, args.repeats, args.warmup)
@@ -184,7 +185,8 @@ def main() -> int:
         "## cluster (bench/cluster.py)", "",
         f"{stamp}: preview engine, {args.size}x{args.size}, Ray {ray.__version__}, a local "
         "`ray.cluster_utils.Cluster` (head + GPU-slot nodes as a custom resource, all on this machine), front end "
-        "and clients on the same machine. The machine's 2 cores were shared with other work while this ran.", "",
+        f"and clients on the same machine: {os.cpu_count()} CPU cores, 1-minute load average {load_before:.1f} when "
+        "it started.", "",
         f"Per-frame time of one {args.frames}-frame job, {args.repeats} runs each after {args.warmup} warm-up jobs, "
         "interleaved (median):", "",
         "| path | ms/frame (median) | serving processes' CPU ms/frame (median) | runs (ms/frame) |",
